@@ -1,0 +1,104 @@
+"""Throughput of a trio_sink pipeline against the plain loop doing the same work.
+
+Run: ``python benchmarks/throughput.py [--n 1000000] [--rounds 3]`` (or ``nox -s bench``).
+Both run in this process, interleaved, on the same lines, the same parse and the same
+routing (all records to one sink, ``level == "ERROR"`` to another). The figure that
+matters is the ratio. ``--memory`` also runs the pipeline at N and 4N in fresh
+processes and compares their peak RSS: it must not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from workload import is_error, lines, parse  # noqa: E402
+
+from trio_sink import Pipeline, Route  # noqa: E402
+from trio_sink.sinks import NullSink  # noqa: E402
+
+
+def plain_loop(n: int) -> tuple[int, int]:
+    everything = errors = 0
+    for line in lines(n):
+        payload = parse(line)
+        everything += 1
+        if is_error(payload):
+            errors += 1
+    return everything, errors
+
+
+def pipeline_run(n: int, batch_size: int = 128) -> tuple[int, int]:
+    everything, errors = NullSink("all"), NullSink("errors")
+    pipeline = Pipeline(
+        lines(n),
+        parse=parse,
+        routes=[Route("all", everything), Route("errors", errors, when=is_error)],
+        batch_size=batch_size,
+        drain_timeout=None,
+    )
+    report = trio.run(pipeline.run)
+    report.check()
+    assert report.ok and report.received == n, report
+    return everything.count, errors.count
+
+
+def timed(fn: object, n: int) -> float:
+    start = time.perf_counter()
+    fn(n)  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def peak_rss_mib(n: int) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--n", str(n), "--child-rss"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--memory", action="store_true", help="also compare peak RSS at N, 4N")
+    parser.add_argument("--child-rss", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    n = args.n
+
+    if args.child_rss:
+        pipeline_run(n)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return
+
+    assert plain_loop(10_000) == pipeline_run(10_000), "the two must do the same work"
+    plain: list[float] = []
+    piped: list[float] = []
+    for _ in range(args.rounds):
+        plain.append(timed(plain_loop, n))
+        piped.append(timed(lambda k: pipeline_run(k, args.batch_size), n))
+    p_rate = n / statistics.median(plain)
+    t_rate = n / statistics.median(piped)
+    print(f"records: {n:,}  rounds: {args.rounds}  batch_size: {args.batch_size}")
+    print(f"plain loop     {p_rate:>12,.0f} records/s")
+    print(f"trio_sink      {t_rate:>12,.0f} records/s")
+    print(f"ratio          {t_rate / p_rate:>12.2f}x  (trio_sink / plain loop, medians)")
+    if args.memory:
+        small, large = peak_rss_mib(n), peak_rss_mib(4 * n)
+        print(f"peak RSS       {small:,.1f} MiB at N={n:,}, {large:,.1f} MiB at N={4 * n:,}")
+
+
+if __name__ == "__main__":
+    main()

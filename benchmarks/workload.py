@@ -1,0 +1,34 @@
+"""The benchmark workload: log lines parsed into dicts, routed to two sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import cycle, islice
+from typing import Any
+
+LEVELS = ("INFO", "INFO", "DEBUG", "INFO", "WARN", "INFO", "INFO", "ERROR", "INFO", "DEBUG")
+
+
+def lines(n: int) -> Iterator[str]:
+    """``n`` lines like ``2026-11-28 12:00:00 INFO user=42 msg=hello``, made lazily
+    from a fixed pool so that memory does not grow with ``n``."""
+    pool = [
+        f"2026-11-28 12:{i // 60 % 60:02d}:{i % 60:02d} {LEVELS[i % len(LEVELS)]}"
+        f" user={i % 997} msg=hello"
+        for i in range(1000)
+    ]
+    return islice(cycle(pool), n)
+
+
+def parse(line: str) -> dict[str, Any]:
+    """Split on spaces; the date, time and level, then ``k=v`` pairs."""
+    date, time, level, *pairs = line.split(" ")
+    out: dict[str, Any] = {"date": date, "time": time, "level": level}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = value
+    return out
+
+
+def is_error(payload: dict[str, Any]) -> bool:
+    return bool(payload["level"] == "ERROR")

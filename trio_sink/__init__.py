@@ -1,0 +1,41 @@
+"""trio_sink: record pipelines on Trio whose shutdown never loses a record.
+
+A record is delivered, or it is reported by id: nothing in between.
+"""
+
+from ._exceptions import AccountingError as AccountingError
+from ._exceptions import ConfigError as ConfigError
+from ._exceptions import SourceError as SourceError
+from ._exceptions import TrioSinkError as TrioSinkError
+from ._ledger import DeliveryReport as DeliveryReport
+from ._ledger import Undelivered as Undelivered
+from ._pipeline import Pipeline as Pipeline
+from ._pipeline import PipelineHandle as PipelineHandle
+from ._record import Miss as Miss
+from ._record import Record as Record
+from ._record import Residue as Residue
+from ._route import Infra as Infra
+from ._route import Route as Route
+from ._sink import Sink as Sink
+from ._source import Source as Source
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccountingError",
+    "ConfigError",
+    "DeliveryReport",
+    "Infra",
+    "Miss",
+    "Pipeline",
+    "PipelineHandle",
+    "Record",
+    "Residue",
+    "Route",
+    "Sink",
+    "Source",
+    "SourceError",
+    "TrioSinkError",
+    "Undelivered",
+    "__version__",
+]

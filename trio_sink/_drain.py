@@ -1,0 +1,111 @@
+"""Stop and the drain deadline: the state every stage consults when it ends.
+
+One cancel scope bounds the whole stage nursery. Before Stop its deadline is
+infinite; Stop sets it (``min`` with any earlier one), so every stage is cancelled at
+the same instant when it passes. Each stage then reports, synchronously, what it holds
+and what waits in its input, and closes. A second, small scope wraps only the pull
+from an async source, so that a graceful Stop interrupts a source that waits for input
+without touching any ``send``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import TypeVar
+
+import trio
+
+from ._ledger import CANCELLED, DEADLINE, IMMEDIATE, Ledger
+
+__all__ = ["DrainControl", "take_buffered"]
+
+drain_log = logging.getLogger("trio_sink.drain")
+pipeline_log = logging.getLogger("trio_sink.pipeline")
+
+T = TypeVar("T")
+
+
+def take_buffered(recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:
+    """Yield what waits in ``recv``'s buffer, without a checkpoint, then close it.
+
+    Closing first would make Trio drop the buffer silently; so the buffer is emptied
+    with ``receive_nowait`` until it would block or the channel has ended.
+    """
+    try:
+        while True:
+            try:
+                yield recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+    finally:
+        recv.close()
+
+
+class DrainControl:
+    """Stop flags, the two scopes and the reasons, shared by the stages of one run."""
+
+    def __init__(self, drain_timeout: float | None, ledger: Ledger) -> None:
+        self.drain_timeout = drain_timeout
+        self.ledger = ledger
+        self.scope = trio.CancelScope()
+        self.pull_scope = trio.CancelScope()
+        self.stopping = False
+        self.stop_kind: str | None = None
+        self.stop_time: float | None = None
+        self.deadline_reason = DEADLINE
+        self.finished = False
+
+    def stop(self, kind: str, *, immediate: bool = False) -> None:
+        """Begin a graceful Stop (or bring its deadline forward). Sync, not a checkpoint."""
+        if self.finished:
+            return
+        now = trio.current_time()
+        if not self.stopping:
+            self.stopping = True
+            self.stop_kind = kind
+            self.stop_time = now
+            self.pull_scope.cancel()
+            self._log_started(kind)
+        if immediate:
+            deadline = now
+        elif self.drain_timeout is None:
+            deadline = math.inf
+        else:
+            assert self.stop_time is not None
+            deadline = self.stop_time + self.drain_timeout
+        if deadline < self.scope.deadline:
+            self.scope.deadline = deadline
+            self.deadline_reason = IMMEDIATE if immediate else DEADLINE
+
+    def _log_started(self, kind: str) -> None:
+        ledger = self.ledger
+        pipeline_log.info(
+            "pipeline.stop kind=%s received=%d drain_timeout=%s",
+            kind,
+            ledger.received,
+            self.drain_timeout,
+        )
+        if drain_log.isEnabledFor(logging.INFO):
+            for account in ledger.accounts.values():
+                drain_log.info(
+                    "drain.started sink=%s pending=%d",
+                    account.name,
+                    account.routed - account.delivered - account.undelivered,
+                )
+
+    def reason_for(self, exc: BaseException) -> str:
+        """Why a stage that is ending with ``exc`` gives up what it holds."""
+        if self.scope.cancel_called:
+            return self.deadline_reason
+        if isinstance(exc, trio.Cancelled) or (
+            isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
+        ):
+            return CANCELLED
+        return f"pipeline failed: {type(exc).__name__}: {exc}"
+
+    def seconds_since_stop(self) -> float:
+        if self.stop_time is None:
+            return 0.0
+        return trio.current_time() - self.stop_time

@@ -1,0 +1,213 @@
+"""The ledger: who was given what, and what became of it.
+
+Counts move once per batch, never once per record; only records that end up
+undelivered are materialised one by one, and only when that happens.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import final
+
+import attrs
+
+from ._exceptions import AccountingError
+from ._record import Record
+
+__all__ = ["DeliveryReport", "Ledger", "Ticket", "Undelivered"]
+
+# Reasons, as they appear in Undelivered.reason.
+DEADLINE = "drain deadline"
+IMMEDIATE = "immediate stop"
+CANCELLED = "cancelled"
+
+
+@final
+@attrs.frozen
+class Undelivered:
+    """A record that did not reach one of its sinks, and why."""
+
+    record: Record
+    """The record, with its id."""
+    sink: str | None
+    """The sink it was meant for, or None when it was still before routing."""
+    stage: str
+    """Where it was when it was given up: ``"source"``, ``"route"`` or ``"sink"``."""
+    reason: str
+    """A short text: ``"drain deadline"``, ``"immediate stop"``, ``"cancelled"``, or the
+    sink's exception as ``"sink raised TypeName: message"``."""
+    error: BaseException | None = attrs.field(default=None, eq=False, repr=False)
+    """The sink's exception, when a write raised; None otherwise."""
+
+
+def _frozen_map(d: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(d))
+
+
+def _frozen_text_map(d: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(d))
+
+
+def _as_tuple(items: Iterable[Undelivered]) -> Sequence[Undelivered]:
+    return tuple(items)
+
+
+@final
+@attrs.frozen
+class DeliveryReport:
+    """What became of every record of one run. Built when the run ends, also when it was
+    cancelled from outside or failed."""
+
+    received: int
+    """Records the source produced."""
+    routed: Mapping[str, int] = attrs.field(converter=_frozen_map)
+    """Per sink name: records routed to it."""
+    delivered: Mapping[str, int] = attrs.field(converter=_frozen_map)
+    """Per sink name, business and infra sinks alike: records whose write returned.
+    Every configured sink has an entry, 0 included."""
+    undelivered: Sequence[Undelivered] = attrs.field(converter=_as_tuple)
+    """Every record not delivered to a sink it was meant for, by id, with where and why."""
+    discarded: Mapping[str, int] = attrs.field(converter=_frozen_map)
+    """Per infra group that had no sink (``"default"``, ``"miss"``, ...): records counted
+    there and dropped on purpose."""
+    timed_out: bool
+    """The drain deadline (an immediate stop's included) passed with records left."""
+    drain_seconds: float
+    """From the first Stop (or the end of the source) to the end of the run, on Trio's
+    clock."""
+    dispatched: int = 0
+    """Records that left the route stage for at least one sink or discarded group. The
+    rest of ``received`` is reported in ``undelivered`` with ``sink`` None."""
+    sink_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_text_map)
+    """Per sink name: an exception its ``flush()`` or ``aclose()`` raised, as text.
+    Records it had already delivered stay delivered."""
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is undelivered."""
+        return not self.undelivered
+
+    def check(self) -> None:
+        """Raise :class:`AccountingError` unless every record is accounted for.
+
+        For every sink S, ``delivered[S] + |undelivered with sink S| == routed[S]``, with
+        no record reported twice for the same sink; and every record the source produced
+        was dispatched by the route stage or reported with ``sink`` None.
+        """
+        problems: list[str] = []
+        per_sink: Counter[str | None] = Counter(u.sink for u in self.undelivered)
+        for name in sorted({*self.routed, *self.delivered}):
+            routed = self.routed.get(name, 0)
+            delivered = self.delivered.get(name, 0)
+            lost = per_sink.get(name, 0)
+            if delivered < 0 or delivered + lost != routed:
+                problems.append(
+                    f"sink {name!r}: delivered {delivered} + undelivered {lost} != routed {routed}"
+                )
+        unknown = {name for name in per_sink if name is not None} - set(self.routed)
+        if unknown:
+            problems.append(f"undelivered names unknown sinks {sorted(unknown)}")
+        seen: set[tuple[str | None, int]] = set()
+        for u in self.undelivered:
+            key = (u.sink, u.record.id)
+            if key in seen:
+                problems.append(f"record {u.record.id} reported twice for sink {u.sink!r}")
+            seen.add(key)
+            if not 0 <= u.record.id < self.received:
+                problems.append(f"record id {u.record.id} outside 0..{self.received - 1}")
+        unrouted = per_sink.get(None, 0)
+        if self.dispatched + unrouted != self.received:
+            problems.append(
+                f"dispatched {self.dispatched} + unrouted {unrouted} != received {self.received}"
+            )
+        if problems:
+            raise AccountingError("; ".join(problems))
+
+
+class Ticket:
+    """One source batch, owing one outcome per destination sub-batch.
+
+    When every sub-batch has reached delivered or undelivered, the source batch is
+    settled: the hook for source acknowledgements.
+    """
+
+    __slots__ = ("count", "first_id", "pending")
+
+    def __init__(self, first_id: int, count: int, pending: int) -> None:
+        self.first_id = first_id
+        self.count = count
+        self.pending = pending
+
+
+class SinkAccount:
+    """The counts of one sink; its task and the route stage update them per batch."""
+
+    __slots__ = ("delivered", "name", "routed", "undelivered")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.routed = 0
+        self.delivered = 0
+        self.undelivered = 0
+
+
+class Ledger:
+    """The mutable counts of one run; :meth:`report` freezes them."""
+
+    def __init__(
+        self,
+        sinks: Iterable[str],
+        on_settled: Callable[[Ticket], None] | None = None,
+    ) -> None:
+        self.received = 0
+        self.dispatched = 0
+        self.accounts = {name: SinkAccount(name) for name in sinks}
+        self.discarded: Counter[str] = Counter()
+        self.undelivered: list[Undelivered] = []
+        self.deadline_abandoned = 0
+        self.settled_batches = 0
+        self.sink_errors: dict[str, str] = {}
+        self._on_settled = on_settled
+
+    def settle(self, ticket: Ticket) -> None:
+        """One sub-batch of ``ticket`` reached its final outcome."""
+        ticket.pending -= 1
+        if ticket.pending == 0:
+            self.settled_batches += 1
+            if self._on_settled is not None:
+                self._on_settled(ticket)
+
+    def abandon(
+        self,
+        account: SinkAccount | None,
+        stage: str,
+        reason: str,
+        records: Iterable[Record],
+        error: BaseException | None = None,
+    ) -> int:
+        """Report ``records`` as undelivered to ``account`` (None: before routing)."""
+        sink = None if account is None else account.name
+        before = len(self.undelivered)
+        self.undelivered.extend(Undelivered(r, sink, stage, reason, error) for r in records)
+        n = len(self.undelivered) - before
+        if account is not None:
+            account.undelivered += n
+        if reason in (DEADLINE, IMMEDIATE):
+            self.deadline_abandoned += n
+        return n
+
+    def report(self, drain_seconds: float) -> DeliveryReport:
+        accounts = self.accounts.values()
+        return DeliveryReport(
+            received=self.received,
+            routed={a.name: a.routed for a in accounts},
+            delivered={a.name: a.delivered for a in accounts},
+            undelivered=self.undelivered,
+            discarded=self.discarded,
+            timed_out=self.deadline_abandoned > 0,
+            drain_seconds=drain_seconds,
+            dispatched=self.dispatched,
+            sink_errors=self.sink_errors,
+        )

@@ -1,0 +1,300 @@
+"""Routes, infra groups, and the route stage: parse, then fan out, once per batch.
+
+The stage is synchronous between a receive and the sends that follow it: a received
+source batch is parsed and split into one sub-batch per destination before any
+checkpoint, so at any cancellation it is either still in the channel, or already
+split into sub-batches that the stage knows it has not sent yet.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from itertools import compress
+from typing import Any, final
+
+import attrs
+import trio
+
+from ._drain import DrainControl, take_buffered
+from ._exceptions import ConfigError
+from ._ledger import Ledger, SinkAccount, Ticket
+from ._record import Miss, Record, Residue
+from ._sink import SinkArg
+from ._source import SourceBatch, _unrouted
+
+__all__ = ["INFRA_GROUPS", "Infra", "Route", "Router", "run_route_stage"]
+
+INFRA_GROUPS = ("default", "miss", "residue", "error", "monitor")
+
+SinkBatch = tuple[tuple[Record, ...], Ticket]
+"""What a sink's channel carries: a read-only sub-batch and its source batch's ticket."""
+
+
+def _is_single_sink(obj: object) -> bool:
+    return hasattr(obj, "write") or inspect.iscoroutinefunction(obj)
+
+
+def _to_sinks(sinks: object) -> tuple[SinkArg, ...]:
+    if _is_single_sink(sinks):
+        return (sinks,)  # type: ignore[return-value]
+    if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Sequence):
+        raise ConfigError(f"Route sinks must be a sink or a sequence of sinks, got {sinks!r}")
+    return tuple(sinks)
+
+
+def _check_route(route: Route, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if attribute.name == "name" and (not isinstance(value, str) or not value):
+        raise ConfigError(f"Route name must be a non-empty str, got {value!r}")
+    if attribute.name == "sinks" and not value:
+        raise ConfigError(f"Route {route.name!r}: sinks must not be empty")
+    if (
+        attribute.name == "when"
+        and value is not None
+        and (not callable(value) or inspect.iscoroutinefunction(value))
+    ):
+        raise ConfigError(
+            f"Route {route.name!r}: when must be a sync callable"
+            f" (payload -> bool) or None, got {value!r}"
+        )
+
+
+@final
+@attrs.frozen
+class Route:
+    """Send every record whose payload ``when`` accepts (all, when None) to ``sinks``.
+
+    A record goes to every route that accepts it. If ``when`` raises, the record goes
+    to the ``error`` group once (whatever the number of routes that raised) and not to
+    that route; the other routes are still evaluated. A record that no route accepts
+    and that did not go to ``error`` goes to the ``default`` group.
+    """
+
+    name: str = attrs.field(validator=_check_route)
+    sinks: tuple[SinkArg, ...] = attrs.field(converter=_to_sinks, validator=_check_route)
+    when: Callable[[Any], bool] | None = attrs.field(
+        default=None, kw_only=True, validator=_check_route
+    )
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Infra:
+    """Where the infra groups go: each a sink, or None to count and discard.
+
+    ``default``: records no route accepted. ``miss``: ``parse`` raised :class:`Miss`.
+    ``residue``: the ``rest`` of a partial parse. ``error``: ``parse`` or a ``when``
+    raised (the record carries ``.error``). ``monitor``: statistics records.
+    """
+
+    default: SinkArg | None = None
+    miss: SinkArg | None = None
+    residue: SinkArg | None = None
+    error: SinkArg | None = None
+    monitor: SinkArg | None = None
+
+
+class Dest:
+    """One sink as the route stage sees it: its counts and its channel."""
+
+    __slots__ = ("account", "send")
+
+    def __init__(self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch]) -> None:
+        self.account = account
+        self.send = send
+
+
+_FAILED: Any = object()
+"""Marks the result of a call that raised, in :func:`apply_each`."""
+
+
+def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``[fn(x) for x in items]`` with the loop in C, surviving exceptions.
+
+    ``map`` runs the loop in C, and ``list.extend`` keeps what it got before an
+    exception; the loop then resumes after the item that raised, so ``fn`` is called
+    exactly once per item. A failed slot holds ``_FAILED``; the second list has
+    ``(index, exception)`` for each.
+    """
+    out: list[Any] = []
+    failures: list[tuple[int, Exception]] = []
+    it = iter(items)
+    while True:
+        try:
+            out.extend(map(fn, it))
+        except Exception as exc:
+            failures.append((len(out), exc))
+            out.append(_FAILED)
+        else:
+            return out, failures
+
+
+class Router:
+    """Parse and split one source batch. Pure computation, plus the ledger's counts."""
+
+    def __init__(
+        self,
+        parse: Callable[[Any], Any] | None,
+        routes: Sequence[tuple[Callable[[Any], bool] | None, Sequence[Dest]]],
+        infra: dict[str, Dest | None],
+        ledger: Ledger,
+    ) -> None:
+        self.parse = parse
+        self.routes = routes
+        self.catch_all = any(when is None for when, _ in routes)
+        self.infra = infra
+        self.ledger = ledger
+
+    def route(self, first_id: int, raws: list[Any]) -> list[tuple[Dest, SinkBatch]]:
+        """Parse and split one source batch; count what goes where."""
+        n = len(raws)
+        ids = range(first_id, first_id + n)
+        misses: list[Record] = []
+        residues: list[Record] = []
+        errors: list[Record] = []
+        payloads: list[Any]
+        if self.parse is None:
+            payloads = raws
+            records = list(map(Record, ids, raws, raws))
+        else:
+            payloads, failures = apply_each(self.parse, raws)
+            for k, exc in failures:
+                raw = raws[k]
+                if isinstance(exc, Miss):
+                    misses.append(Record(first_id + k, raw, raw))
+                else:
+                    errors.append(Record(first_id + k, raw, raw, error=exc))
+            if failures or Residue in map(type, payloads):
+                records, payloads = self._sort_out(ids, raws, payloads, residues)
+            else:
+                records = list(map(Record, ids, raws, payloads))
+
+        subs: list[tuple[Sequence[Dest], Sequence[Record]]] = []
+        accepted: set[int] | None = None if self.catch_all else set()
+        errored: dict[int, Record] = {}  # by index in records: one error record each
+        for when, dests in self.routes:
+            if when is None:
+                sub = records
+            else:
+                flags = self._evaluate(when, records, payloads, errored)
+                sub = list(compress(records, flags))
+                if accepted is not None:
+                    accepted.update(compress(range(len(records)), flags))
+            if sub:
+                subs.append((dests, sub))
+        if errored:
+            errors.extend(errored.values())
+        if accepted is not None and len(accepted) < len(records):
+            default = [r for k, r in enumerate(records) if k not in accepted and k not in errored]
+            self._group(subs, "default", default)
+        self._group(subs, "miss", misses)
+        self._group(subs, "residue", residues)
+        self._group(subs, "error", errors)
+
+        out: list[tuple[Dest, SinkBatch]] = []
+        ticket = Ticket(first_id, n, 0)
+        for dests, records_for in subs:
+            batch = tuple(records_for)
+            size = len(batch)
+            for dest in dests:
+                dest.account.routed += size
+                out.append((dest, (batch, ticket)))
+        self.ledger.dispatched += n
+        ticket.pending = len(out) + 1
+        self.ledger.settle(ticket)  # the +1: settles now if nothing was sent
+        return out
+
+    @staticmethod
+    def _sort_out(
+        ids: range, raws: list[Any], payloads: list[Any], residues: list[Record]
+    ) -> tuple[list[Record], list[Any]]:
+        """The slow path, for a batch with failed parses or residues."""
+        records: list[Record] = []
+        kept: list[Any] = []
+        for i, raw, payload in zip(ids, raws, payloads, strict=True):
+            if payload is _FAILED:
+                continue
+            if type(payload) is Residue:
+                residues.append(Record(i, raw, payload.payload, rest=payload.rest))
+                payload = payload.payload
+            records.append(Record(i, raw, payload))
+            kept.append(payload)
+        return records, kept
+
+    @staticmethod
+    def _evaluate(
+        when: Callable[[Any], Any],
+        records: list[Record],
+        payloads: list[Any],
+        errored: dict[int, Record],
+    ) -> list[bool]:
+        """``when`` over the payloads, as bools; a record whose ``when`` raised (or
+        returned something without a truth value) gets False and an error record."""
+        flags, failures = apply_each(when, payloads)
+        try:
+            return list(map(bool, flags)) if failures else flags
+        except Exception:
+            failures = []  # a result without a truth value: sort it out one by one
+        checked: list[bool] = []
+        for k, flag in enumerate(flags):
+            try:
+                checked.append(flag is not _FAILED and bool(flag))
+            except Exception as exc:
+                failures.append((k, exc))
+                checked.append(False)
+        for k, exc in failures:
+            if k not in errored:
+                r = records[k]
+                errored[k] = Record(r.id, r.raw, r.payload, error=exc)
+        return checked
+
+    def _group(
+        self,
+        subs: list[tuple[Sequence[Dest], Sequence[Record]]],
+        group: str,
+        records: list[Record],
+    ) -> None:
+        if not records:
+            return
+        dest = self.infra[group]
+        if dest is None:
+            self.ledger.discarded[group] += len(records)
+        else:
+            subs.append(((dest,), records))
+
+
+async def run_route_stage(
+    router: Router,
+    control: DrainControl,
+    recv: trio.MemoryReceiveChannel[SourceBatch],
+    dests: Sequence[Dest],
+) -> None:
+    """Route every source batch to its sinks until the input ends."""
+    ledger = control.ledger
+    hand: SourceBatch | None = None
+    out: list[tuple[Dest, SinkBatch]] = []
+    sent = 0
+    try:
+        async for batch in recv:
+            hand = batch
+            out = router.route(*batch)
+            hand = None
+            sent = 0
+            for dest, msg in out:
+                await dest.send.send(msg)
+                sent += 1
+            out = []
+    except BaseException as exc:
+        reason = control.reason_for(exc)
+        if hand is not None:
+            ledger.abandon(None, "route", reason, _unrouted(*hand))
+        for dest, (sub, ticket) in out[sent:]:
+            ledger.abandon(dest.account, "route", reason, sub)
+            ledger.settle(ticket)
+        for first_id, raws in take_buffered(recv):
+            ledger.abandon(None, "route", reason, _unrouted(first_id, raws))
+        raise
+    finally:
+        recv.close()
+        for dest in dests:
+            dest.send.close()

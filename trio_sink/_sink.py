@@ -1,0 +1,90 @@
+"""The Sink base class, and the adapter that turns anything sink-shaped into a slot."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._exceptions import ConfigError
+from ._record import Record
+
+__all__ = ["Sink", "SinkLike", "SinkSlot", "as_slot"]
+
+
+class Sink:
+    """Base class for sinks; subclass it, or write any object of the same shape.
+
+    A sink receives batches of records from its own task, one write at a time. It may
+    keep state between writes without locks.
+    """
+
+    name: str
+    """Unique in one pipeline; the key of the sink in every report."""
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        """Deliver ``batch``. Returning means delivered; raising means not delivered.
+
+        A checkpoint in most sinks. If cancelled (at the drain deadline), the batch is
+        reported as undelivered: a sink that may have written part of it before the
+        cancellation gives at-least-once delivery for that batch. The batch is
+        read-only and must not be kept after the call unless copied.
+        """
+        raise NotImplementedError(f"{type(self).__name__}.write")
+
+    async def flush(self) -> None:
+        """Called once after the last write of a run, under the drain deadline."""
+
+    async def aclose(self) -> None:
+        """Called exactly once at the end of the run; after a drain deadline, under
+        cancellation (Trio's convention: close forcefully, and quickly)."""
+
+
+@runtime_checkable
+class SinkLike(Protocol):
+    """The shape of a sink: a ``name`` and an async ``write(batch)``."""
+
+    name: str
+
+    def write(self, batch: Sequence[Record], /) -> Awaitable[None]: ...
+
+
+SinkArg = SinkLike | Callable[[Sequence[Record]], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    pass
+
+
+class SinkSlot:
+    """A sink as the pipeline sees it: its name and three bound coroutine functions."""
+
+    __slots__ = ("aclose", "flush", "name", "obj", "write")
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+        name = getattr(obj, "name", None) if hasattr(obj, "write") else None
+        if hasattr(obj, "write"):
+            write = obj.write
+            flush = getattr(obj, "flush", None) or _nothing
+            aclose = getattr(obj, "aclose", None) or _nothing
+        elif callable(obj) and inspect.iscoroutinefunction(obj):
+            write, flush, aclose = obj, _nothing, _nothing
+            name = getattr(obj, "__name__", None)
+        else:
+            raise ConfigError(
+                f"a sink must have a name and an async write(batch), or be an async"
+                f" function; got {obj!r}"
+            )
+        if not callable(write):
+            raise ConfigError(f"sink {obj!r}: write must be callable, got {write!r}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"sink {obj!r}: name must be a non-empty str, got {name!r}")
+        self.name: str = name
+        self.write: Callable[[Sequence[Record]], Awaitable[Any]] = write
+        self.flush: Callable[[], Awaitable[Any]] = flush
+        self.aclose: Callable[[], Awaitable[Any]] = aclose
+
+
+def as_slot(obj: object) -> SinkSlot:
+    return SinkSlot(obj)

@@ -1,0 +1,89 @@
+"""The sink stage: one task per sink, writing batches from its own bounded channel."""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ._drain import DrainControl, take_buffered
+from ._ledger import DEADLINE, IMMEDIATE, SinkAccount
+from ._route import SinkBatch
+from ._sink import SinkSlot
+
+__all__ = ["run_sink_stage"]
+
+drain_log = logging.getLogger("trio_sink.drain")
+sink_log = logging.getLogger("trio_sink.sink")
+
+
+async def run_sink_stage(
+    slot: SinkSlot,
+    account: SinkAccount,
+    control: DrainControl,
+    recv: trio.MemoryReceiveChannel[SinkBatch],
+) -> None:
+    """Write every batch of ``recv`` to the sink until the input ends, then flush.
+
+    A write that raises marks its batch undelivered with the exception; the sink goes
+    on with the next batch. When the stage is cancelled (drain deadline, immediate
+    stop, cancellation from outside) the batch being written and every batch left in
+    the channel are reported. ``aclose()`` is awaited exactly once, at the end.
+    """
+    ledger = control.ledger
+    write = slot.write
+    name = slot.name
+    hand: SinkBatch | None = None
+    try:
+        async for item in recv:
+            hand = item
+            batch, ticket = item
+            try:
+                await write(batch)
+            except Exception as exc:
+                reason = f"sink raised {type(exc).__name__}: {exc}"
+                sink_log.error(
+                    "sink.write_failed sink=%s records=%d error=%r",
+                    name,
+                    len(batch),
+                    exc,
+                    exc_info=exc,
+                )
+                ledger.abandon(account, "sink", reason, batch, exc)
+            else:
+                account.delivered += len(batch)
+            hand = None
+            ledger.settle(ticket)
+        try:
+            await slot.flush()
+        except Exception as exc:
+            _closing_failed(control, name, "flush", exc)
+        drain_log.info(
+            "drain.complete sink=%s seconds=%.3f delivered=%d",
+            name,
+            control.seconds_since_stop(),
+            account.delivered,
+        )
+    except BaseException as exc:
+        reason = control.reason_for(exc)
+        lost = 0
+        if hand is not None:
+            lost += ledger.abandon(account, "sink", reason, hand[0])
+            ledger.settle(hand[1])
+        for batch, ticket in take_buffered(recv):
+            lost += ledger.abandon(account, "sink", reason, batch)
+            ledger.settle(ticket)
+        if reason in (DEADLINE, IMMEDIATE):
+            drain_log.warning("drain.deadline sink=%s undelivered=%d reason=%s", name, lost, reason)
+        raise
+    finally:
+        recv.close()
+        try:
+            await slot.aclose()
+        except Exception as exc:
+            _closing_failed(control, name, "aclose", exc)
+
+
+def _closing_failed(control: DrainControl, name: str, what: str, exc: Exception) -> None:
+    sink_log.error("sink.%s_failed sink=%s error=%r", what, name, exc, exc_info=exc)
+    control.ledger.sink_errors[name] = f"{what} raised {type(exc).__name__}: {exc}"

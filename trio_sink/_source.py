@@ -1,0 +1,214 @@
+"""Sources, and the source stage: pull raw items, assign ids, cut batches.
+
+A sync iterable is pulled in a plain loop (``list.extend`` over ``islice``: no await
+per item). An async iterable is pulled by a puller task into a local buffer while the
+batcher (the stage's own task) waits, once per batch, for "buffer full" or "first
+item older than ``batch_timeout``" and hands the whole buffer on. The pull is never
+cancelled to cut a batch (that would end an async generator for good); only Stop
+cancels it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from itertools import islice
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from ._drain import DrainControl
+from ._record import Record
+
+__all__ = ["Source", "run_source_stage"]
+
+T = TypeVar("T")
+log = logging.getLogger("trio_sink.pipeline")
+
+SourceBatch = tuple[int, list[Any]]
+"""What the source stage sends: the id of the first item, and the raw items."""
+
+
+class Source(Generic[T]):
+    """Base class for sources that need setup or teardown.
+
+    Subclasses implement ``__aiter__`` (an async generator method is the easy way).
+    ``open()`` is awaited once before the first item is pulled; ``aclose()`` exactly
+    once at the end of the run, under cancellation after a drain deadline. At a
+    graceful Stop, a pull that is waiting for input is cancelled; an item already
+    produced is still delivered. Any iterable or async iterable is accepted directly
+    where a Source is.
+    """
+
+    name: str = "source"
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        raise NotImplementedError(f"{type(self).__name__}.__aiter__")
+
+    async def open(self) -> None:
+        """Set up before the first pull. Default: nothing."""
+
+    async def aclose(self) -> None:
+        """Tear down at the end of the run. Default: nothing."""
+
+
+def _unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
+    return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
+
+
+class _SourceStage:
+    def __init__(
+        self,
+        control: DrainControl,
+        send: trio.MemorySendChannel[SourceBatch],
+        batch_size: int,
+        batch_timeout: float,
+    ) -> None:
+        self.control = control
+        self.ledger = control.ledger
+        self.send = send
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.error: BaseException | None = None
+        # The batch being sent, and (async sources) the items pulled since.
+        self.hand: SourceBatch | None = None
+        self.buf: list[Any] = []
+
+    def cut(self, raws: list[Any]) -> SourceBatch:
+        """Give ``raws`` their ids: they are received from here on."""
+        first = self.ledger.received
+        self.ledger.received = first + len(raws)
+        return (first, raws)
+
+    def failed(self, exc: BaseException) -> None:
+        log.error("source.failed error=%r", exc, exc_info=exc)
+        self.error = exc
+        self.control.stop("source failed")
+
+    async def ship(self, batch: SourceBatch) -> None:
+        self.hand = batch
+        await self.send.send(batch)
+        self.hand = None
+
+    def abandon(self, exc: BaseException) -> None:
+        reason = self.control.reason_for(exc)
+        held: list[Record] = []
+        if self.hand is not None:
+            held.extend(_unrouted(*self.hand))
+            self.hand = None
+        if self.buf:
+            held.extend(_unrouted(*self.cut(self.buf)))
+            self.buf = []
+        self.ledger.abandon(None, "source", reason, held)
+
+    # -- sync iterables -------------------------------------------------------
+
+    async def pull_sync(self, it: Iterator[Any]) -> None:
+        size = self.batch_size
+        control = self.control
+        while not control.stopping:
+            raws: list[Any] = []
+            try:
+                # extend keeps the items it took if the iterator raises midway.
+                raws.extend(islice(it, size))
+            except Exception as exc:
+                self.failed(exc)
+            if raws:
+                await self.ship(self.cut(raws))
+            if len(raws) < size:
+                break
+
+    # -- async iterables ------------------------------------------------------
+
+    async def pull_async(self, ait: AsyncIterator[Any]) -> None:
+        self.have_items = trio.Event()
+        self.full = trio.Event()
+        self.space = trio.Event()
+        self.done = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._puller, ait)
+            await self._batcher()
+
+    async def _puller(self, ait: AsyncIterator[Any]) -> None:
+        size = self.batch_size
+        try:
+            with self.control.pull_scope:
+                async for raw in ait:
+                    buf = self.buf
+                    buf.append(raw)
+                    if len(buf) == 1:
+                        self.first_at = trio.current_time()
+                        self.have_items.set()
+                    if len(buf) >= size:
+                        self.full.set()
+                        await self.space.wait()
+        except Exception as exc:
+            self.failed(exc)
+        finally:
+            self.done = True
+            self.have_items.set()
+            self.full.set()
+
+    async def _batcher(self) -> None:
+        size = self.batch_size
+        while True:
+            if not self.buf and not self.done:
+                await self.have_items.wait()
+            if not self.done and len(self.buf) < size:
+                with trio.move_on_at(self.first_at + self.batch_timeout):
+                    await self.full.wait()
+            raws, self.buf = self.buf, []
+            self.have_items = trio.Event()
+            self.full = trio.Event()
+            space, self.space = self.space, trio.Event()
+            space.set()
+            if raws:
+                await self.ship(self.cut(raws))
+            elif self.done:
+                return
+
+
+async def run_source_stage(
+    source: Any,
+    control: DrainControl,
+    send: trio.MemorySendChannel[SourceBatch],
+    *,
+    batch_size: int,
+    batch_timeout: float,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> BaseException | None:
+    """Run the source stage; return the source's exception, if it raised."""
+    stage = _SourceStage(control, send, batch_size, batch_timeout)
+    closer: Any = None
+    try:
+        async with send:
+            if isinstance(source, Source):
+                closer = source
+                try:
+                    await source.open()
+                    ait: AsyncIterator[Any] | None = aiter(source)
+                except Exception as exc:
+                    stage.failed(exc)
+                    task_status.started()
+                    return stage.error
+            elif isinstance(source, AsyncIterable):
+                ait = aiter(source)
+                closer = ait if hasattr(ait, "aclose") else None
+            else:
+                ait = None
+            task_status.started()
+            if ait is None:
+                await stage.pull_sync(iter(source))
+            else:
+                await stage.pull_async(ait)
+    except BaseException as exc:
+        stage.abandon(exc)
+        raise
+    finally:
+        control.stop("source exhausted" if stage.error is None else "source failed")
+        if closer is not None:
+            try:
+                await closer.aclose()
+            except Exception as exc:
+                log.error("source.aclose_failed error=%r", exc, exc_info=exc)
+    return stage.error

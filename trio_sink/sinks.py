@@ -1,0 +1,144 @@
+"""Built-in sinks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, final
+
+import msgspec
+import trio
+
+from ._record import Record
+from ._sink import Sink, SinkLike
+
+__all__ = ["CollectSink", "JsonlFileSink", "NullSink", "SlowSink"]
+
+
+@final
+class NullSink(Sink):
+    """Counts the records it is given, and discards them. Not a checkpoint."""
+
+    def __init__(self, name: str = "null") -> None:
+        self.name = name
+        self.count = 0
+        """Records written so far."""
+        self.batches = 0
+        """Batches written so far."""
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.count += len(batch)
+        self.batches += 1
+
+
+@final
+class CollectSink(Sink):
+    """Keeps every delivered record, in order, in :attr:`records`. Not a checkpoint."""
+
+    def __init__(self, name: str = "collect") -> None:
+        self.name = name
+        self.records: list[Record] = []
+        self.flushed = 0
+        """How many times ``flush()`` was called."""
+        self.closed = 0
+        """How many times ``aclose()`` was called."""
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.records.extend(batch)
+
+    async def flush(self) -> None:
+        self.flushed += 1
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@final
+class SlowSink(Sink):
+    """Sleeps ``per_batch + per_record * len(batch)`` on Trio's clock, then writes to
+    ``inner``. Its name is ``inner.name``.
+
+    Cancelled while sleeping, nothing was written: the batch is not delivered.
+    """
+
+    def __init__(self, inner: SinkLike, *, per_record: float = 0.0, per_batch: float = 0.0) -> None:
+        if per_record < 0 or per_batch < 0:
+            raise ValueError(
+                f"per_record and per_batch must be >= 0, got {per_record}, {per_batch}"
+            )
+        self.inner = inner
+        self.name = inner.name
+        self.per_record = per_record
+        self.per_batch = per_batch
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        await trio.sleep(self.per_batch + self.per_record * len(batch))
+        await self.inner.write(batch)
+
+    async def flush(self) -> None:
+        flush = getattr(self.inner, "flush", None)
+        if flush is not None:
+            await flush()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _json_fallback(obj: Any) -> Any:
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    return repr(obj)
+
+
+@final
+class JsonlFileSink(Sink):
+    """Appends one JSON object a line to ``path``: ``id``, ``raw``, ``payload``, and
+    ``rest`` / ``error`` when set. Values JSON cannot hold are written as their repr.
+
+    A write encodes the whole batch, then appends it in one call in a worker thread; a
+    cancellation waits for that call, so a batch is either written whole (delivered)
+    or not at all. ``flush()`` asks the OS to put the file on disk (fsync).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
+        self.path = Path(path)
+        self.name = name if name is not None else self.path.name
+        self._encoder = msgspec.json.Encoder(enc_hook=_json_fallback)
+        self._file: IO[bytes] | None = None
+
+    def _encode(self, batch: Sequence[Record]) -> bytes:
+        buf = bytearray()
+        encode_into = self._encoder.encode_into
+        for r in batch:
+            obj: dict[str, Any] = {"id": r.id, "raw": r.raw, "payload": r.payload}
+            if r.rest is not None:
+                obj["rest"] = r.rest
+            if r.error is not None:
+                obj["error"] = r.error
+            encode_into(obj, buf, -1)
+            buf += b"\n"
+        return bytes(buf)
+
+    def _append(self, data: bytes) -> None:
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in aclose()
+        self._file.write(data)
+        self._file.flush()
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        data = self._encode(batch)
+        await trio.to_thread.run_sync(self._append, data)
+
+    async def flush(self) -> None:
+        f = self._file
+        if f is not None:
+            await trio.to_thread.run_sync(os.fsync, f.fileno())
+
+    async def aclose(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+        await trio.lowlevel.checkpoint()
