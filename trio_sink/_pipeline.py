@@ -23,10 +23,10 @@ from trio_util import AsyncValue
 from ._drain import DrainControl
 from ._exceptions import ConfigError, SourceError
 from ._ledger import DeliveryReport, Ledger
-from ._route import INFRA_GROUPS, Dest, Infra, Route, Router, SinkBatch, run_route_stage
+from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router, SinkBatch
 from ._sink import SinkSlot
 from ._sink_stage import run_sink_stage
-from ._source import Source, SourceBatch, run_source_stage
+from ._source import Source, run_source_stage
 
 __all__ = ["Pipeline", "PipelineHandle"]
 
@@ -207,7 +207,6 @@ class Pipeline:
         handle = PipelineHandle(control)
         cap = self._capacity
 
-        src_send, src_recv = trio.open_memory_channel[SourceBatch](cap)
         dests: dict[str, Dest] = {}
         stages: list[tuple[SinkSlot, trio.MemoryReceiveChannel[SinkBatch]]] = []
         for slot in self._slots:
@@ -223,6 +222,7 @@ class Pipeline:
             {g: None if s is None else dests[s.name] for g, s in self._infra_slots.items()},
             ledger,
         )
+        fanout = Fanout(router, control, list(dests.values()))
         self._source_error: BaseException | None = None
         log.info(
             "pipeline.start sinks=%d capacity=%d batch_size=%d drain_timeout=%s",
@@ -243,15 +243,7 @@ class Pipeline:
                             recv,
                             name=f"trio_sink.sink:{slot.name}",
                         )
-                    nursery.start_soon(
-                        run_route_stage,
-                        router,
-                        control,
-                        src_recv,
-                        list(dests.values()),
-                        name="trio_sink.route",
-                    )
-                    await nursery.start(self._run_source, control, src_send)
+                    await nursery.start(self._run_source, control, fanout)
                     task_status.started(handle)
         finally:
             control.finished = True
@@ -274,14 +266,14 @@ class Pipeline:
     async def _run_source(
         self,
         control: DrainControl,
-        send: trio.MemorySendChannel[SourceBatch],
+        fanout: Fanout,
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         self._source_error = await run_source_stage(
             self._source,
             control,
-            send,
+            fanout,
             batch_size=self._batch_size,
             batch_timeout=self._batch_timeout,
             task_status=task_status,

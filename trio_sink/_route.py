@@ -1,34 +1,37 @@
-"""Routes, infra groups, and the route stage: parse, then fan out, once per batch.
+"""Routes, infra groups, and routing: parse, then fan out, once per batch.
 
-The stage is synchronous between a receive and the sends that follow it: a received
-source batch is parsed and split into one sub-batch per destination before any
-checkpoint, so at any cancellation it is either still in the channel, or already
-split into sub-batches that the stage knows it has not sent yet.
+Routing is synchronous: a source batch is parsed and split into one sub-batch per
+destination before any checkpoint, so at any cancellation it is either not routed yet,
+or split into sub-batches that the fan-out knows it has not sent yet.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from typing import Any, final
 
 import attrs
 import trio
 
-from ._drain import DrainControl, take_buffered
+from ._drain import DrainControl
 from ._exceptions import ConfigError
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Miss, Record, Residue
 from ._sink import SinkArg
-from ._source import SourceBatch, _unrouted
 
-__all__ = ["INFRA_GROUPS", "Infra", "Route", "Router", "run_route_stage"]
+__all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "unrouted"]
 
 INFRA_GROUPS = ("default", "miss", "residue", "error", "monitor")
 
 SinkBatch = tuple[tuple[Record, ...], Ticket]
 """What a sink's channel carries: a read-only sub-batch and its source batch's ticket."""
+
+
+def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
+    """Records for raw items given up before routing: their payload is the raw item."""
+    return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
 
 
 def _is_single_sink(obj: object) -> bool:
@@ -263,38 +266,53 @@ class Router:
             subs.append(((dest,), records))
 
 
-async def run_route_stage(
-    router: Router,
-    control: DrainControl,
-    recv: trio.MemoryReceiveChannel[SourceBatch],
-    dests: Sequence[Dest],
-) -> None:
-    """Route every source batch to its sinks until the input ends."""
-    ledger = control.ledger
-    hand: SourceBatch | None = None
-    out: list[tuple[Dest, SinkBatch]] = []
-    sent = 0
-    try:
-        async for batch in recv:
-            hand = batch
-            out = router.route(*batch)
-            hand = None
-            sent = 0
-            for dest, msg in out:
+class Fanout:
+    """Route each source batch and hand its sub-batches to the sinks' channels.
+
+    Runs in the source stage's task: routing is synchronous and costs no hop of its
+    own, so a batch goes from the source to a sink's buffer with no channel between.
+    A send that would block waits (backpressure from that sink alone); the others
+    are non-blocking. At any exception, :meth:`abandon` reports the batch being
+    routed (before routing: ``sink`` None) and the sub-batches not yet sent.
+    """
+
+    def __init__(self, router: Router, control: DrainControl, dests: Sequence[Dest]) -> None:
+        self.router = router
+        self.control = control
+        self.dests = dests
+        self.hand: tuple[int, list[Any]] | None = None
+        self.out: list[tuple[Dest, SinkBatch]] = []
+        self.sent = 0
+
+    async def ship(self, first_id: int, raws: list[Any]) -> None:
+        """Route one source batch and send every sub-batch. Always a checkpoint."""
+        self.hand = (first_id, raws)
+        self.out = out = self.router.route(first_id, raws)
+        self.hand = None
+        self.sent = 0
+        waited = False
+        for dest, msg in out:
+            try:
+                dest.send.send_nowait(msg)
+            except trio.WouldBlock:
                 await dest.send.send(msg)
-                sent += 1
-            out = []
-    except BaseException as exc:
-        reason = control.reason_for(exc)
-        if hand is not None:
-            ledger.abandon(None, "route", reason, _unrouted(*hand))
-        for dest, (sub, ticket) in out[sent:]:
+                waited = True
+            self.sent += 1
+        self.out = []
+        if not waited:
+            await trio.lowlevel.checkpoint()
+
+    def abandon(self, reason: str) -> None:
+        ledger = self.control.ledger
+        if self.hand is not None:
+            ledger.abandon(None, "route", reason, unrouted(*self.hand))
+            self.hand = None
+        for dest, (sub, ticket) in self.out[self.sent :]:
             ledger.abandon(dest.account, "route", reason, sub)
             ledger.settle(ticket)
-        for first_id, raws in take_buffered(recv):
-            ledger.abandon(None, "route", reason, _unrouted(first_id, raws))
-        raise
-    finally:
-        recv.close()
-        for dest in dests:
+        self.out = []
+
+    def close(self) -> None:
+        """Close every sink channel: the sinks see the end of their input."""
+        for dest in self.dests:
             dest.send.close()

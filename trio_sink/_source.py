@@ -1,32 +1,30 @@
-"""Sources, and the source stage: pull raw items, assign ids, cut batches.
+"""Sources, and the source stage: pull raw items, assign ids, cut batches, ship them.
 
 A sync iterable is pulled in a plain loop (``list.extend`` over ``islice``: no await
 per item). An async iterable is pulled by a puller task into a local buffer while the
 batcher (the stage's own task) waits, once per batch, for "buffer full" or "first
-item older than ``batch_timeout``" and hands the whole buffer on. The pull is never
+item older than ``batch_timeout``" and ships the whole buffer. The pull is never
 cancelled to cut a batch (that would end an async generator for good); only Stop
-cancels it.
+cancels it. Each batch is routed and handed to the sinks by the same task (see
+``Fanout``), so it crosses exactly one channel on its way to a sink.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import trio
 
 from ._drain import DrainControl
-from ._record import Record
+from ._route import Fanout, unrouted
 
 __all__ = ["Source", "run_source_stage"]
 
 T = TypeVar("T")
 log = logging.getLogger("trio_sink.pipeline")
-
-SourceBatch = tuple[int, list[Any]]
-"""What the source stage sends: the id of the first item, and the raw items."""
 
 
 class Source(Generic[T]):
@@ -52,54 +50,38 @@ class Source(Generic[T]):
         """Tear down at the end of the run. Default: nothing."""
 
 
-def _unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
-    return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
-
-
 class _SourceStage:
     def __init__(
-        self,
-        control: DrainControl,
-        send: trio.MemorySendChannel[SourceBatch],
-        batch_size: int,
-        batch_timeout: float,
+        self, control: DrainControl, fanout: Fanout, batch_size: int, batch_timeout: float
     ) -> None:
         self.control = control
         self.ledger = control.ledger
-        self.send = send
+        self.fanout = fanout
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.error: BaseException | None = None
-        # The batch being sent, and (async sources) the items pulled since.
-        self.hand: SourceBatch | None = None
+        # Items pulled from an async source and not yet cut into a batch.
         self.buf: list[Any] = []
 
-    def cut(self, raws: list[Any]) -> SourceBatch:
-        """Give ``raws`` their ids: they are received from here on."""
+    async def ship(self, raws: list[Any]) -> None:
+        """Give ``raws`` their ids (they are received from here on) and ship them."""
         first = self.ledger.received
         self.ledger.received = first + len(raws)
-        return (first, raws)
+        await self.fanout.ship(first, raws)
 
     def failed(self, exc: BaseException) -> None:
         log.error("source.failed error=%r", exc, exc_info=exc)
         self.error = exc
         self.control.stop("source failed")
 
-    async def ship(self, batch: SourceBatch) -> None:
-        self.hand = batch
-        await self.send.send(batch)
-        self.hand = None
-
     def abandon(self, exc: BaseException) -> None:
         reason = self.control.reason_for(exc)
-        held: list[Record] = []
-        if self.hand is not None:
-            held.extend(_unrouted(*self.hand))
-            self.hand = None
+        self.fanout.abandon(reason)
         if self.buf:
-            held.extend(_unrouted(*self.cut(self.buf)))
+            first = self.ledger.received
+            self.ledger.received = first + len(self.buf)
+            self.ledger.abandon(None, "source", reason, unrouted(first, self.buf))
             self.buf = []
-        self.ledger.abandon(None, "source", reason, held)
 
     # -- sync iterables -------------------------------------------------------
 
@@ -114,7 +96,7 @@ class _SourceStage:
             except Exception as exc:
                 self.failed(exc)
             if raws:
-                await self.ship(self.cut(raws))
+                await self.ship(raws)
             if len(raws) < size:
                 break
 
@@ -124,6 +106,7 @@ class _SourceStage:
         self.have_items = trio.Event()
         self.full = trio.Event()
         self.space = trio.Event()
+        self.first_at = 0.0
         self.done = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._puller, ait)
@@ -163,7 +146,7 @@ class _SourceStage:
             space, self.space = self.space, trio.Event()
             space.set()
             if raws:
-                await self.ship(self.cut(raws))
+                await self.ship(raws)
             elif self.done:
                 return
 
@@ -171,40 +154,42 @@ class _SourceStage:
 async def run_source_stage(
     source: Any,
     control: DrainControl,
-    send: trio.MemorySendChannel[SourceBatch],
+    fanout: Fanout,
     *,
     batch_size: int,
     batch_timeout: float,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> BaseException | None:
-    """Run the source stage; return the source's exception, if it raised."""
-    stage = _SourceStage(control, send, batch_size, batch_timeout)
+    """Run the source stage; return the source's exception, if it raised.
+
+    When it ends, for whatever reason, every sink channel is closed: the end of input.
+    """
+    stage = _SourceStage(control, fanout, batch_size, batch_timeout)
     closer: Any = None
     try:
-        async with send:
-            if isinstance(source, Source):
-                closer = source
-                try:
-                    await source.open()
-                    ait: AsyncIterator[Any] | None = aiter(source)
-                except Exception as exc:
-                    stage.failed(exc)
-                    task_status.started()
-                    return stage.error
-            elif isinstance(source, AsyncIterable):
+        ait: AsyncIterator[Any] | None = None
+        if isinstance(source, Source):
+            closer = source
+            try:
+                await source.open()
                 ait = aiter(source)
-                closer = ait if hasattr(ait, "aclose") else None
-            else:
-                ait = None
-            task_status.started()
-            if ait is None:
-                await stage.pull_sync(iter(source))
-            else:
-                await stage.pull_async(ait)
+            except Exception as exc:
+                stage.failed(exc)
+        elif isinstance(source, AsyncIterable):
+            ait = aiter(source)
+            closer = ait if hasattr(ait, "aclose") else None
+        task_status.started()
+        if stage.error is not None:
+            pass
+        elif ait is None:
+            await stage.pull_sync(iter(source))
+        else:
+            await stage.pull_async(ait)
     except BaseException as exc:
         stage.abandon(exc)
         raise
     finally:
+        fanout.close()
         control.stop("source exhausted" if stage.error is None else "source failed")
         if closer is not None:
             try:
