@@ -179,10 +179,7 @@ class Router:
             if when is None:
                 sub = records
             else:
-                flags = self._evaluate(when, records, payloads, errored)
-                sub = list(compress(records, flags))
-                if accepted is not None:
-                    accepted.update(compress(range(len(records)), flags))
+                sub = self._select(when, records, payloads, errored, accepted)
             if sub:
                 subs.append((dests, sub))
         if errored:
@@ -225,31 +222,39 @@ class Router:
         return records, kept
 
     @staticmethod
-    def _evaluate(
+    def _select(
         when: Callable[[Any], Any],
         records: list[Record],
         payloads: list[Any],
         errored: dict[int, Record],
-    ) -> list[bool]:
-        """``when`` over the payloads, as bools; a record whose ``when`` raised (or
-        returned something without a truth value) gets False and an error record."""
+        accepted: set[int] | None,
+    ) -> list[Record]:
+        """The records whose payload ``when`` accepts. A record whose ``when`` raised
+        (or returned a value without a truth value) is not selected, and gets an
+        error record in ``errored`` unless it has one already."""
         flags, failures = apply_each(when, payloads)
-        try:
-            return list(map(bool, flags)) if failures else flags
-        except Exception:
-            failures = []  # a result without a truth value: sort it out one by one
-        checked: list[bool] = []
+        if not failures:
+            try:
+                sub = list(compress(records, flags))
+                if accepted is not None:
+                    accepted.update(compress(range(len(records)), flags))
+                return sub
+            except Exception:
+                pass  # a result without a truth value: sort it out one by one
+        truth: list[bool] = []
         for k, flag in enumerate(flags):
             try:
-                checked.append(flag is not _FAILED and bool(flag))
+                truth.append(flag is not _FAILED and bool(flag))
             except Exception as exc:
                 failures.append((k, exc))
-                checked.append(False)
-        for k, exc in failures:
+                truth.append(False)
+        for k, error in failures:
             if k not in errored:
                 r = records[k]
-                errored[k] = Record(r.id, r.raw, r.payload, error=exc)
-        return checked
+                errored[k] = Record(r.id, r.raw, r.payload, error=error)
+        if accepted is not None:
+            accepted.update(compress(range(len(records)), truth))
+        return list(compress(records, truth))
 
     def _group(
         self,
