@@ -21,10 +21,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workload import is_error, lines, parse  # noqa: E402
+from workload import is_error, lines, parse
 
-from trio_sink import Pipeline, Route  # noqa: E402
-from trio_sink.sinks import NullSink  # noqa: E402
+from trio_sink import Pipeline, Route
+from trio_sink.sinks import NullSink
 
 
 def plain_loop(n: int) -> tuple[int, int]:
@@ -48,7 +48,8 @@ def pipeline_run(n: int, batch_size: int = 128) -> tuple[int, int]:
     )
     report = trio.run(pipeline.run)
     report.check()
-    assert report.ok and report.received == n, report
+    assert report.ok, report
+    assert report.received == n, report
     return everything.count, errors.count
 
 

@@ -166,31 +166,34 @@ async def run_source_stage(
     """
     stage = _SourceStage(control, fanout, batch_size, batch_timeout)
     closer: Any = None
+    kind = "source exhausted"
     try:
+        it: Iterator[Any] | None = None
         ait: AsyncIterator[Any] | None = None
-        if isinstance(source, Source):
-            closer = source
-            try:
+        try:
+            if isinstance(source, Source):
+                closer = source
                 await source.open()
                 ait = aiter(source)
-            except Exception as exc:
-                stage.failed(exc)
-        elif isinstance(source, AsyncIterable):
-            ait = aiter(source)
-            closer = ait if hasattr(ait, "aclose") else None
+            elif isinstance(source, AsyncIterable):
+                ait = aiter(source)
+                closer = ait if hasattr(ait, "aclose") else None
+            else:
+                it = iter(source)
+        except Exception as exc:
+            stage.failed(exc)
         task_status.started()
-        if stage.error is not None:
-            pass
-        elif ait is None:
-            await stage.pull_sync(iter(source))
-        else:
+        if it is not None:
+            await stage.pull_sync(it)
+        elif ait is not None:
             await stage.pull_async(ait)
     except BaseException as exc:
+        kind = control.reason_for(exc)
         stage.abandon(exc)
         raise
     finally:
         fanout.close()
-        control.stop("source exhausted" if stage.error is None else "source failed")
+        control.stop(kind if stage.error is None else "source failed")
         if closer is not None:
             try:
                 await closer.aclose()

@@ -1,0 +1,48 @@
+"""Developer sessions: ``nox -s tests lint typing demo bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typing"]
+nox.options.default_venv_backend = "venv"
+
+PYTHON = ["3.11"]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (set CI=true for Hypothesis's ci profile)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typing(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, examples and benchmarks."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The seed scenario: 10,000 lines behind a 100 ms sink, then the deadline case."""
+    session.install("-e", ".")
+    session.run("python", "examples/slower_sink.py", *session.posargs)
+    session.run("python", "examples/slower_sink.py", "--drain-timeout", "60")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Throughput against the plain loop, as a ratio; peak memory at N and 4N."""
+    session.install("-e", ".")
+    args = session.posargs or ["--memory"]
+    session.run("python", "benchmarks/throughput.py", *args)
