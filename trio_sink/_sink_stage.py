@@ -35,7 +35,17 @@ async def run_sink_stage(
     name = slot.name
     hand: SinkBatch | None = None
     try:
-        async for item in recv:
+        while True:
+            # Take what is buffered without a task switch; wait only when empty.
+            try:
+                item = recv.receive_nowait()
+            except trio.WouldBlock:
+                try:
+                    item = await recv.receive()
+                except trio.EndOfChannel:
+                    break
+            except trio.EndOfChannel:
+                break
             hand = item
             batch, ticket = item
             try:
