@@ -23,7 +23,16 @@ from trio_util import AsyncValue
 from ._drain import DrainControl
 from ._exceptions import ConfigError, SourceError
 from ._ledger import DeliveryReport, Ledger
-from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router, SinkBatch
+from ._route import (
+    INFRA_GROUPS,
+    Dest,
+    Fanout,
+    Infra,
+    Route,
+    Router,
+    SinkBatch,
+    is_async_callable,
+)
 from ._sink import SinkSlot
 from ._sink_stage import run_sink_stage
 from ._source import Source, run_source_stage
@@ -129,7 +138,7 @@ class Pipeline:
         drain_timeout: float | None = 60.0,
     ) -> None:
         _check_source(source)
-        if parse is not None and (not callable(parse) or inspect.iscoroutinefunction(parse)):
+        if parse is not None and (not callable(parse) or is_async_callable(parse)):
             raise ConfigError(f"parse must be a sync callable or None, got {parse!r}")
         if isinstance(routes, Route) or not isinstance(routes, Sequence):
             raise ConfigError(f"routes must be a sequence of Route, got {routes!r}")

@@ -46,6 +46,13 @@ def _to_sinks(sinks: object) -> tuple[SinkArg, ...]:
     return tuple(sinks)
 
 
+def is_async_callable(obj: object) -> bool:
+    """An async function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - the method itself is inspected
+    )
+
+
 def _check_route(route: Route, attribute: attrs.Attribute[Any], value: Any) -> None:
     if attribute.name == "name" and (not isinstance(value, str) or not value):
         raise ConfigError(f"Route name must be a non-empty str, got {value!r}")
@@ -54,7 +61,7 @@ def _check_route(route: Route, attribute: attrs.Attribute[Any], value: Any) -> N
     if (
         attribute.name == "when"
         and value is not None
-        and (not callable(value) or inspect.iscoroutinefunction(value))
+        and (not callable(value) or is_async_callable(value))
     ):
         raise ConfigError(
             f"Route {route.name!r}: when must be a sync callable"
@@ -117,8 +124,11 @@ def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], l
     ``map`` runs the loop in C, and ``list.extend`` keeps what it got before an
     exception; the loop then resumes after the item that raised, so ``fn`` is called
     exactly once per item. A failed slot holds ``_FAILED``; the second list has
-    ``(index, exception)`` for each.
+    ``(index, exception)`` for each. A ``StopIteration`` from ``fn`` looks to ``map``
+    like the end of the items: it is caught by the length check and reported as a
+    ``RuntimeError``, as PEP 479 does for generators.
     """
+    n = len(items)
     out: list[Any] = []
     failures: list[tuple[int, Exception]] = []
     it = iter(items)
@@ -129,7 +139,10 @@ def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], l
             failures.append((len(out), exc))
             out.append(_FAILED)
         else:
-            return out, failures
+            if len(out) == n:
+                return out, failures
+            failures.append((len(out), RuntimeError(f"{fn!r} raised StopIteration")))
+            out.append(_FAILED)
 
 
 class Router:
@@ -233,14 +246,17 @@ class Router:
         (or returned a value without a truth value) is not selected, and gets an
         error record in ``errored`` unless it has one already."""
         flags, failures = apply_each(when, payloads)
-        if not failures:
-            try:
-                sub = list(compress(records, flags))
-                if accepted is not None:
-                    accepted.update(compress(range(len(records)), flags))
-                return sub
-            except Exception:
-                pass  # a result without a truth value: sort it out one by one
+        try:
+            # Plain bools (or 0 and 1) cannot fail compress's truth test; anything else
+            # (a __bool__ that raises, StopIteration included) is sorted out one by one.
+            plain = not failures and flags.count(True) + flags.count(False) == len(flags)
+        except Exception:
+            plain = False
+        if plain:
+            sub = list(compress(records, flags))
+            if accepted is not None:
+                accepted.update(compress(range(len(records)), flags))
+            return sub
         truth: list[bool] = []
         for k, flag in enumerate(flags):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,10 +64,9 @@ class SlowSink(Sink):
     """
 
     def __init__(self, inner: SinkLike, *, per_record: float = 0.0, per_batch: float = 0.0) -> None:
-        if per_record < 0 or per_batch < 0:
-            raise ValueError(
-                f"per_record and per_batch must be >= 0, got {per_record}, {per_batch}"
-            )
+        for arg, value in (("per_record", per_record), ("per_batch", per_batch)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{arg} must be a finite number of seconds >= 0, got {value!r}")
         self.inner = inner
         self.name = inner.name
         self.per_record = per_record
@@ -96,7 +96,9 @@ def _json_fallback(obj: Any) -> Any:
 @final
 class JsonlFileSink(Sink):
     """Appends one JSON object a line to ``path``: ``id``, ``raw``, ``payload``, and
-    ``rest`` / ``error`` when set. Values JSON cannot hold are written as their repr.
+    ``rest`` / ``error`` when set. Values are encoded by msgspec (so bytes become
+    base64 and NaN or infinity ``null``); objects it cannot encode are written as their
+    repr, exceptions as ``"TypeName: message"``.
 
     A write encodes the whole batch, then appends it in one call in a worker thread; a
     cancellation waits for that call, so a batch is either written whole (delivered)
