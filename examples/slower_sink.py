@@ -39,7 +39,9 @@ def lines(count: int) -> list[str]:
 def parse(line: str) -> dict[str, Any]:
     date, clock, level, *pairs = line.split(" ")
     fields: dict[str, Any] = {"date": date, "time": clock, "level": level}
-    fields.update(pair.split("=", 1) for pair in pairs)
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        fields[key] = value
     return fields
 
 

@@ -206,7 +206,9 @@ class Pipeline:
         :class:`DeliveryReport`; raises :class:`SourceError` (with the report) if the
         source raised. If cancelled from outside, every record not yet delivered is
         reported, the report is built (``handle.wait()`` returns it) and ``Cancelled``
-        propagates. Sinks are closed in every case.
+        propagates (inside an exception group from the stage nursery, as from any
+        function with a nursery; Trio's cancel scopes take it as such). Sinks are
+        closed in every case.
         """
         if self._ran:
             raise RuntimeError("a Pipeline runs once; build a new one for another run")

@@ -317,6 +317,10 @@ class Fanout:
         self.out = out = self.router.route(first_id, raws)
         self.hand = None
         self.sent = 0
+        # If the stages were cancelled while this task was still running (an item that
+        # arrived with the Stop), the sinks may have closed their channels already: see
+        # the cancellation here, and report the sub-batches, rather than a broken channel.
+        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         for dest, msg in out:
             try:

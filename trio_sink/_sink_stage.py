@@ -83,8 +83,10 @@ async def run_sink_stage(
         for batch, ticket in take_buffered(recv):
             lost += ledger.abandon(account, "sink", reason, batch)
             ledger.settle(ticket)
-        if reason in (DEADLINE, IMMEDIATE):
-            drain_log.warning("drain.deadline sink=%s undelivered=%d reason=%s", name, lost, reason)
+        if lost and reason in (DEADLINE, IMMEDIATE):
+            drain_log.warning(
+                'drain.deadline sink=%s undelivered=%d reason="%s"', name, lost, reason
+            )
         raise
     finally:
         recv.close()
@@ -96,4 +98,6 @@ async def run_sink_stage(
 
 def _closing_failed(control: DrainControl, name: str, what: str, exc: Exception) -> None:
     sink_log.error("sink.%s_failed sink=%s error=%r", what, name, exc, exc_info=exc)
-    control.ledger.sink_errors[name] = f"{what} raised {type(exc).__name__}: {exc}"
+    errors = control.ledger.sink_errors
+    text = f"{what} raised {type(exc).__name__}: {exc}"
+    errors[name] = f"{errors[name]}; {text}" if name in errors else text

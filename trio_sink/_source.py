@@ -165,19 +165,21 @@ async def run_source_stage(
     When it ends, for whatever reason, every sink channel is closed: the end of input.
     """
     stage = _SourceStage(control, fanout, batch_size, batch_timeout)
-    closer: Any = None
+    closers: list[Any] = []  # what to aclose() at the end, in order
     kind = "source exhausted"
     try:
         it: Iterator[Any] | None = None
         ait: AsyncIterator[Any] | None = None
         try:
             if isinstance(source, Source):
-                closer = source
+                closers.append(source)
                 await source.open()
+            if isinstance(source, AsyncIterable):
                 ait = aiter(source)
-            elif isinstance(source, AsyncIterable):
-                ait = aiter(source)
-                closer = ait if hasattr(ait, "aclose") else None
+                if hasattr(ait, "aclose"):
+                    # An async generator suspended at a yield: close it now, before the
+                    # Source's own aclose(), rather than leave it to the GC.
+                    closers.insert(0, ait)
             else:
                 it = iter(source)
         except Exception as exc:
@@ -194,7 +196,7 @@ async def run_source_stage(
     finally:
         fanout.close()
         control.stop(kind if stage.error is None else "source failed")
-        if closer is not None:
+        for closer in closers:
             try:
                 await closer.aclose()
             except Exception as exc:
