@@ -317,17 +317,21 @@ class Fanout:
         self.out = out = self.router.route(first_id, raws)
         self.hand = None
         self.sent = 0
-        # If the stages were cancelled while this task was still running (an item that
-        # arrived with the Stop), the sinks may have closed their channels already: see
-        # the cancellation here, and report the sub-batches, rather than a broken channel.
-        await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         for dest, msg in out:
             try:
-                dest.send.send_nowait(msg)
-            except trio.WouldBlock:
-                await dest.send.send(msg)
-                waited = True
+                try:
+                    dest.send.send_nowait(msg)
+                except trio.WouldBlock:
+                    await dest.send.send(msg)
+                    waited = True
+            except trio.BrokenResourceError:
+                # The sink's task ended first. Either the stages were cancelled (this
+                # task too, though it has not reached a checkpoint since: an item that
+                # arrived with the Stop), and the Cancelled raised here has abandon()
+                # report the unsent sub-batches; or the sink's task crashed.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                raise
             self.sent += 1
         self.out = []
         if not waited:
