@@ -56,6 +56,7 @@ class DrainControl:
         self.stop_time: float | None = None
         self.deadline_reason = DEADLINE
         self.finished = False
+        self.source_error: BaseException | None = None
 
     def stop(self, kind: str, *, immediate: bool = False) -> None:
         """Begin a graceful Stop (or bring its deadline forward). Sync, not a checkpoint."""

@@ -234,7 +234,6 @@ class Pipeline:
             ledger,
         )
         fanout = Fanout(router, control, list(dests.values()))
-        self._source_error: BaseException | None = None
         log.info(
             "pipeline.start sinks=%d capacity=%d batch_size=%d drain_timeout=%s",
             len(self._slots),
@@ -269,7 +268,7 @@ class Pipeline:
                 report.timed_out,
                 report.drain_seconds,
             )
-        source_error = self._source_error
+        source_error = control.source_error
         if source_error is not None:
             raise SourceError(f"the source raised {source_error!r}", report) from source_error
         return report
@@ -281,7 +280,7 @@ class Pipeline:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self._source_error = await run_source_stage(
+        await run_source_stage(
             self._source,
             control,
             fanout,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
+from operator import attrgetter
 from typing import Any, final
 
 import attrs
@@ -114,6 +115,8 @@ class Dest:
         self.send = send
 
 
+_get_id = attrgetter("id")
+
 _FAILED: Any = object()
 """Marks the result of a call that raised, in :func:`apply_each`."""
 
@@ -196,7 +199,8 @@ class Router:
             if sub:
                 subs.append((dests, sub))
         if errored:
-            errors.extend(errored.values())
+            # Parse errors and when errors, back in source order.
+            errors = sorted([*errors, *errored.values()], key=_get_id)
         if accepted is not None and len(accepted) < len(records):
             default = [r for k, r in enumerate(records) if k not in accepted and k not in errored]
             self._group(subs, "default", default)

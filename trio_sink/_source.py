@@ -59,7 +59,6 @@ class _SourceStage:
         self.fanout = fanout
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
-        self.error: BaseException | None = None
         # Items pulled from an async source and not yet cut into a batch.
         self.buf: list[Any] = []
 
@@ -71,7 +70,7 @@ class _SourceStage:
 
     def failed(self, exc: BaseException) -> None:
         log.error("source.failed error=%r", exc, exc_info=exc)
-        self.error = exc
+        self.control.source_error = exc
         self.control.stop("source failed")
 
     def abandon(self, exc: BaseException) -> None:
@@ -159,8 +158,9 @@ async def run_source_stage(
     batch_size: int,
     batch_timeout: float,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> BaseException | None:
-    """Run the source stage; return the source's exception, if it raised.
+) -> None:
+    """Run the source stage. If the source raises, its exception is kept in
+    ``control.source_error`` (even if a deadline then cuts the stage short).
 
     When it ends, for whatever reason, every sink channel is closed: the end of input.
     """
@@ -195,10 +195,9 @@ async def run_source_stage(
         raise
     finally:
         fanout.close()
-        control.stop(kind if stage.error is None else "source failed")
+        control.stop(kind)
         for closer in closers:
             try:
                 await closer.aclose()
             except Exception as exc:
                 log.error("source.aclose_failed error=%r", exc, exc_info=exc)
-    return stage.error
