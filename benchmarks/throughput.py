@@ -4,8 +4,9 @@ Run: ``python benchmarks/throughput.py [--n 1000000] [--rounds 3]`` (or ``nox -s
 Both run in this process, interleaved, on the same lines, the same parse and the same
 routing (all records to one sink, ``level == "ERROR"`` to another). Times are CPU time
 of this process (``time.process_time``), steadier than wall time on a shared machine;
-the figure that matters is the ratio of the medians. ``--memory`` also runs the pipeline at N and 4N in fresh
-processes and compares their peak RSS: it must not grow with N.
+the figure that matters is the ratio of the medians. ``--memory`` also runs the
+pipeline at N and 4N in fresh processes and compares their peak RSS: it must not grow
+with N.
 """
 
 from __future__ import annotations
