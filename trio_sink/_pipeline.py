@@ -192,6 +192,26 @@ class Pipeline:
         self._ran = False
 
     @property
+    def capacity(self) -> int:
+        """The bound of each sink's channel, in batches."""
+        return self._capacity
+
+    @property
+    def batch_size(self) -> int:
+        """The most records in one batch."""
+        return self._batch_size
+
+    @property
+    def batch_timeout(self) -> float:
+        """The longest a partial batch waits before it moves on, in seconds."""
+        return self._batch_timeout
+
+    @property
+    def drain_timeout(self) -> float | None:
+        """How long sinks may drain after Stop, in seconds; None for no limit."""
+        return self._drain_timeout
+
+    @property
     def sink_names(self) -> tuple[str, ...]:
         """Every sink's name, business sinks first, in configuration order."""
         return tuple(s.name for s in self._slots)
