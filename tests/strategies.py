@@ -11,6 +11,11 @@ Conventions that keep a failing example readable:
 - Every behaviour that applies to "chosen items" (miss, parse error, residue, a ``when``
   that accepts or raises, a sink write that raises) is a :class:`Pick` of positions (or
   of write indexes, for sinks).
+- Clocks, stop plans, pipeline settings and sink behaviours (speeds, failing writes) are
+  the public ones of :mod:`trio_sink.testing.strategies`, which users test with too;
+  this module adds what only this project's properties need: sources that fail at a
+  chosen item, parse and routing specs with an independent model, and sinks that can
+  also be bare functions.
 - Durations are mostly dyadic fractions (1/1024, 1/128, 1/4, ...), whose sums are exact
   in floating point: in virtual time a stop, a deadline, a write's end and a source's
   next item then often fall on the very same instant, where shutdown races live.
@@ -25,11 +30,21 @@ from typing import Any, Literal
 
 import attrs
 import trio
-import trio.testing
 from hypothesis import strategies as st
 
-import trio_sink
 from trio_sink import Infra, Miss, Pipeline, Record, Residue, Route
+from trio_sink.testing import Fail, Pause, RecordingSink, ScriptedSource
+from trio_sink.testing.strategies import (
+    DrainKind,
+    PipelineSettings,
+    SinkBehaviour,
+    Stop,
+    StopPlan,
+    clocks,
+    pipeline_settings,
+    sink_behaviours,
+    stop_plans,
+)
 
 __all__ = [
     "INFRA_GROUPS",
@@ -37,23 +52,23 @@ __all__ = [
     "RAW_BASE",
     "Built",
     "InfraSpec",
+    "ObservedSink",
     "ParseBoom",
     "ParseSpec",
     "Pick",
-    "RecordingSink",
+    "PipelineSettings",
     "RouteSpec",
     "Scenario",
     "ScriptedSource",
-    "SettingsSpec",
     "SinkBoom",
     "SinkSpec",
     "SourceBoom",
     "SourceSpec",
+    "Stop",
     "StopPlan",
     "WhenBoom",
     "build_pipeline",
     "clocks",
-    "drain_timeouts",
     "picks",
     "position_of",
     "scenarios",
@@ -122,11 +137,6 @@ def _ints(low: int, high: int) -> st.SearchStrategy[int]:
     return st.integers(low, high)
 
 
-def clocks() -> st.SearchStrategy[trio.testing.MockClock]:
-    """A fresh virtual clock at t=0 for each example, jumping whenever all tasks wait."""
-    return st.builds(trio.testing.MockClock, autojump_threshold=st.just(0))
-
-
 def schedules() -> st.SearchStrategy[object]:
     """A seed for Trio's scheduler, drawn per example.
 
@@ -139,40 +149,7 @@ def schedules() -> st.SearchStrategy[object]:
     return st.random_module()
 
 
-# -- settings ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class SettingsSpec:
-    capacity: int
-    batch_size: int
-    batch_timeout: float
-    drain_timeout: float | None
-
-
-@cache
-def drain_timeouts(*, allow_none: bool = True) -> st.SearchStrategy[float | None]:
-    finite = st.one_of(
-        st.just(0.0),
-        st.sampled_from([1 / 16, 1 / 2, 1.0, 3.0]),
-        st.floats(0.0, 60.0, allow_nan=False, allow_infinity=False),
-    )
-    return st.one_of(st.none(), finite) if allow_none else finite
-
-
-@cache
-def settings_specs(
-    drain: st.SearchStrategy[float | None] | None = None,
-) -> st.SearchStrategy[SettingsSpec]:
-    return st.builds(
-        SettingsSpec,
-        capacity=st.integers(0, 8),
-        batch_size=st.one_of(st.integers(1, 8), st.integers(1, 64)),
-        batch_timeout=st.one_of(
-            st.sampled_from([0.0, 1 / 128, 1 / 4]), st.floats(0.0, 1.0, allow_nan=False)
-        ),
-        drain_timeout=drain_timeouts() if drain is None else drain,
-    )
+# -- settings: the public PipelineSettings and pipeline_settings() -------------------------
 
 
 # -- sources -------------------------------------------------------------------------
@@ -226,30 +203,21 @@ async def _async_items(spec: SourceSpec) -> AsyncIterator[int]:
         raise SourceBoom(f"source fails at {spec.n}")
 
 
-class ScriptedSource(trio_sink.Source[int]):
-    """A Source subclass over :func:`_async_items` that counts ``open`` and ``aclose``."""
-
-    name = "scripted"
-
-    def __init__(self, spec: SourceSpec) -> None:
-        self.spec = spec
-        self.opened = 0
-        self.closed = 0
-        self._items: AsyncIterator[int] | None = None
-
-    def __aiter__(self) -> AsyncIterator[int]:
-        self._items = _async_items(self.spec)
-        return self._items
-
-    async def open(self) -> None:
-        self.opened += 1
-
-    async def aclose(self) -> None:
-        self.closed += 1
-        items, self._items = self._items, None
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def scripted_source(spec: SourceSpec) -> ScriptedSource:
+    """The public :class:`ScriptedSource` playing :func:`_async_items`'s script."""
+    script: list[object] = []
+    delays = spec.delays
+    for x in range(spec.n):
+        if x == spec.fail_at:
+            script.append(Fail(SourceBoom(f"source fails at {x}")))
+            break
+        delay = delays[x % len(delays)]
+        if delay > 0:
+            script.append(Pause(delay))
+        script.append(RAW_BASE + x)
+    if spec.fail_at == spec.n:
+        script.append(Fail(SourceBoom(f"source fails at {spec.n}")))
+    return ScriptedSource(script)
 
 
 def build_source(spec: SourceSpec) -> Any:
@@ -259,7 +227,7 @@ def build_source(spec: SourceSpec) -> Any:
         return _sync_items(spec)
     if spec.kind == "agen":
         return _async_items(spec)
-    return ScriptedSource(spec)
+    return scripted_source(spec)
 
 
 Failing = Literal["never", "sometimes", "always"]
@@ -347,14 +315,13 @@ def parse_specs(*, always: bool = False) -> st.SearchStrategy[ParseSpec]:
 
 @attrs.frozen
 class SinkSpec:
-    """A :class:`RecordingSink`: sleeps ``per_batch + per_record * len(batch)``, then
-    raises SinkBoom if its write index is in ``fail_writes``, else keeps the batch.
-    ``plain_function``: given to the pipeline as a bare ``async def`` (no flush/aclose)."""
+    """A sink named ``name`` that behaves as ``behaviour`` (the public
+    :class:`SinkBehaviour`: sleeps ``per_batch + per_record * len(batch)``, then raises
+    SinkBoom on its failing write numbers, else delivers). ``plain_function``: given to
+    the pipeline as a bare ``async def`` (no flush/aclose)."""
 
     name: str
-    per_record: float = 0.0
-    per_batch: float = 0.0
-    fail_writes: Pick = NEVER
+    behaviour: SinkBehaviour
     plain_function: bool = False
 
 
@@ -363,9 +330,7 @@ def sink_specs(name: str, *, failing: bool = True) -> st.SearchStrategy[SinkSpec
     return st.builds(
         SinkSpec,
         name=st.just(name),
-        per_record=st.sampled_from([0.0, 0.0, 1 / 1024, 1 / 128, 1 / 16]),
-        per_batch=st.sampled_from([0.0, 0.0, 1 / 128, 1 / 8, 1 / 2, 2.0]),
-        fail_writes=picks(12) if failing else st.just(NEVER),
+        behaviour=sink_behaviours(max_per_record=1 / 16, max_per_batch=2.0, failures=failing),
         plain_function=st.booleans(),
     )
 
@@ -438,57 +403,7 @@ def infra_specs(*, failing: bool = True, always: bool = False) -> st.SearchStrat
     return st.builds(InfraSpec, **groups)
 
 
-# -- stop plans ----------------------------------------------------------------------
-
-StopKind = Literal["batch", "graceful", "immediate", "graceful_then_immediate", "graceful_twice"]
-STOP_KINDS: tuple[StopKind, ...] = (
-    "batch",
-    "graceful",
-    "immediate",
-    "graceful_then_immediate",
-    "graceful_twice",
-)
-
-
-@attrs.frozen
-class StopPlan:
-    """``stops`` empty: batch mode (``await pipeline.run()``, the source's end stops it).
-    Otherwise daemon mode: at each ``(t, immediate)``, in order, ``handle.stop(...)``."""
-
-    stops: tuple[tuple[float, bool], ...] = ()
-
-    @property
-    def batch_mode(self) -> bool:
-        return not self.stops
-
-
-_stop_times = st.one_of(
-    st.sampled_from([0.0, 1 / 128, 1 / 4, 1.0]),
-    st.integers(0, 256).map(lambda k: k / 64),
-    st.floats(0.0, 5.0, allow_nan=False),
-)
-
-
-_later = st.one_of(st.just(0.0), _stop_times)
-
-
-@cache
-def stop_plans(kinds: tuple[StopKind, ...] = STOP_KINDS) -> st.SearchStrategy[StopPlan]:
-    return _stop_plans(st.sampled_from(kinds))
-
-
-@st.composite
-def _stop_plans(draw: st.DrawFn, kinds: st.SearchStrategy[StopKind]) -> StopPlan:
-    kind = draw(kinds)
-    if kind == "batch":
-        return StopPlan()
-    t = draw(_stop_times)
-    if kind == "graceful":
-        return StopPlan(((t, False),))
-    if kind == "immediate":
-        return StopPlan(((t, True),))
-    later = draw(_later)
-    return StopPlan(((t, False), (t + later, kind == "graceful_then_immediate")))
+# -- stop plans: the public Stop, StopPlan and stop_plans() -------------------------------
 
 
 # -- the scenario --------------------------------------------------------------------
@@ -496,7 +411,7 @@ def _stop_plans(draw: st.DrawFn, kinds: st.SearchStrategy[StopKind]) -> StopPlan
 
 @attrs.frozen
 class Scenario:
-    settings: SettingsSpec
+    settings: PipelineSettings
     source: SourceSpec
     parse: ParseSpec
     routes: tuple[RouteSpec, ...]
@@ -509,12 +424,23 @@ class Scenario:
         return specs
 
 
+@cache
+def settings_strategy(drain: DrainKind) -> st.SearchStrategy[PipelineSettings]:
+    return pipeline_settings(
+        max_capacity=8,
+        max_batch_size=64,
+        max_batch_timeout=1.0,
+        drain=drain,
+        max_drain_timeout=60.0,
+    )
+
+
 @st.composite
 def scenarios(
     draw: st.DrawFn,
     *,
     plans: st.SearchStrategy[StopPlan] | None = None,
-    drain: st.SearchStrategy[float | None] | None = None,
+    drain: DrainKind = "any",
     sink_failures: bool = True,
     source_failures: Failing = "sometimes",
     max_n: int = 1500,
@@ -522,7 +448,7 @@ def scenarios(
 ) -> Scenario:
     """A whole run. ``routing_heavy``: always a parse, and a sink for every infra group,
     so that every routing outcome reaches a sink that can be looked at."""
-    settings = draw(settings_specs(drain))
+    settings = draw(settings_strategy(drain))
     source = draw(
         source_specs(max_n=max_n, batch_size=settings.batch_size, failing=source_failures)
     )
@@ -534,54 +460,55 @@ def scenarios(
     if plan.stops and source.kind in ("agen", "source") and source.n and draw(st.booleans()):
         # Stop at the very instant the source produces an item (times are exact).
         x = draw(_ints(0, source.n - 1))
-        shift = source.arrival(x) - plan.stops[0][0]
-        plan = StopPlan(tuple((t + shift, immediate) for t, immediate in plan.stops))
+        plan = plan.shifted(source.arrival(x) - plan.stops[0].at)
     return Scenario(settings, source, parse, routes, infra, plan)
 
 
 # -- the sink that records what was delivered ----------------------------------------
 
 
-class RecordingSink(trio_sink.Sink):
-    """Keeps a record only once its write returns; logs every attempt and failure."""
+@attrs.frozen
+class ObservedSink:
+    """A sink built from its spec (a public :class:`RecordingSink` around the
+    behaviour), and what the properties read from its calls. The recording sink keeps
+    a record only once the inner write returns, with no checkpoint in between: kept
+    == delivered."""
 
-    def __init__(self, spec: SinkSpec) -> None:
-        self.name = spec.name
-        self.spec = spec
-        self.delivered: list[Record] = []
+    spec: SinkSpec
+    sink: RecordingSink
+
+    @property
+    def delivered(self) -> list[Record]:
         """Records of every write that returned, in order."""
-        self.attempted: list[int] = []
+        return self.sink.records
+
+    @property
+    def attempted(self) -> list[int]:
         """Ids of every batch a write began with, in order."""
-        self.failed: list[int] = []
-        """Ids of every batch whose write raised SinkBoom."""
-        self.delivered_at: list[float] = []
+        return [r.id for call in self.sink.calls for r in call.batch]
+
+    @property
+    def failed(self) -> list[int]:
+        """Ids of every batch whose write raised (SinkBoom, the only error it raises)."""
+        return [r.id for call in self.sink.calls if call.outcome == "raised" for r in call.batch]
+
+    @property
+    def delivered_at(self) -> list[float]:
         """When each write that returned did so, on Trio's clock."""
-        self.batch_sizes: list[int] = []
+        return [call.ended for call in self.sink.calls if call.outcome == "delivered"]
+
+    @property
+    def batch_sizes(self) -> list[int]:
         """The size of every batch a write began with, in order."""
-        self.writes = 0
-        self.flushes = 0
-        self.closes = 0
+        return [len(call.batch) for call in self.sink.calls]
 
-    async def write(self, batch: Sequence[Record]) -> None:
-        index = self.writes
-        self.writes += 1
-        self.attempted.extend(r.id for r in batch)
-        self.batch_sizes.append(len(batch))
-        spec = self.spec
-        await trio.sleep(spec.per_batch + spec.per_record * len(batch))
-        if spec.fail_writes(index):
-            self.failed.extend(r.id for r in batch)
-            raise SinkBoom(f"{self.name} write {index}")
-        # No checkpoint between keeping the batch and returning: kept == delivered.
-        self.delivered.extend(batch)
-        self.delivered_at.append(trio.current_time())
+    @property
+    def flushes(self) -> int:
+        return len(self.sink.flushes)
 
-    async def flush(self) -> None:
-        self.flushes += 1
-
-    async def aclose(self) -> None:
-        self.closes += 1
-        await trio.lowlevel.checkpoint()
+    @property
+    def closes(self) -> int:
+        return len(self.sink.closes)
 
 
 def as_plain_function(sink: RecordingSink) -> Callable[[Sequence[Record]], Awaitable[None]]:
@@ -595,16 +522,17 @@ def as_plain_function(sink: RecordingSink) -> Callable[[Sequence[Record]], Await
 @attrs.frozen
 class Built:
     pipeline: Pipeline
-    sinks: dict[str, RecordingSink]
+    sinks: dict[str, ObservedSink]
     source: ScriptedSource | None
 
 
 def build_pipeline(scenario: Scenario) -> Built:
-    sinks: dict[str, RecordingSink] = {}
+    sinks: dict[str, ObservedSink] = {}
 
     def make(spec: SinkSpec) -> Any:
-        sink = RecordingSink(spec)
-        sinks[spec.name] = sink
+        name = spec.name
+        sink = spec.behaviour.build(name, error=lambda: SinkBoom(f"{name} write"))
+        sinks[name] = ObservedSink(spec, sink)
         return as_plain_function(sink) if spec.plain_function else sink
 
     routes = [
@@ -614,15 +542,11 @@ def build_pipeline(scenario: Scenario) -> Built:
         g: None if (s := scenario.infra.sink_for(g)) is None else make(s) for g in INFRA_GROUPS
     }
     source = build_source(scenario.source)
-    settings = scenario.settings
     pipeline = Pipeline(
         source,
         parse=build_parse(scenario.parse),
         routes=routes,
         infra=Infra(**infra_sinks),
-        capacity=settings.capacity,
-        batch_size=settings.batch_size,
-        batch_timeout=settings.batch_timeout,
-        drain_timeout=settings.drain_timeout,
+        **scenario.settings.kwargs(),
     )
     return Built(pipeline, sinks, source if isinstance(source, ScriptedSource) else None)

@@ -19,16 +19,15 @@ import attrs
 import trio
 import trio.testing
 from hypothesis import given
-from hypothesis import strategies as st
 from strategies import (
     RAW_BASE,
-    RecordingSink,
+    ObservedSink,
     Scenario,
     ScriptedSource,
     SourceBoom,
+    Stop,
     build_pipeline,
     clocks,
-    drain_timeouts,
     scenarios,
     schedules,
     stop_plans,
@@ -55,9 +54,9 @@ class Outcome:
     """Anything but SourceError that ``run()`` raised."""
     end: float
     """When the run ended, on the virtual clock."""
-    stops_made: tuple[tuple[float, bool], ...]
+    stops_made: tuple[Stop, ...]
     """The planned stops that were issued while the run was still going."""
-    sinks: Mapping[str, RecordingSink]
+    sinks: Mapping[str, ObservedSink]
     source: ScriptedSource | None
 
 
@@ -110,7 +109,7 @@ def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
         report: DeliveryReport,
         error: SourceError | None,
         crash: BaseException | None = None,
-        made: tuple[tuple[float, bool], ...] = (),
+        made: tuple[Stop, ...] = (),
     ) -> Outcome:
         return Outcome(
             scenario,
@@ -138,20 +137,20 @@ def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
             return outcome(report, None, exc)
 
     async def daemon() -> Outcome:
-        made: list[tuple[float, bool]] = []
+        made: list[Stop] = []
         error: SourceError | None = None
         crash: BaseException | None = None
         handle: PipelineHandle | None = None
         try:
             async with trio.open_nursery() as nursery:
                 handle = await nursery.start(pipeline.run)
-                for at, immediate in scenario.plan.stops:
-                    with trio.move_on_at(at):
+                for stop in scenario.plan.stops:
+                    with trio.move_on_at(stop.at):
                         await handle.wait()
                     if handle.report is not None:
                         break
-                    made.append((at, immediate))
-                    handle.stop(immediate=immediate)
+                    made.append(stop)
+                    handle.stop(immediate=stop.immediate)
                 await handle.wait()
         except* SourceError as group:
             (error,) = _leaves(group)
@@ -297,7 +296,7 @@ def test_run_ends_with_a_consistent_report_and_reads_the_source_as_far_as_it_sho
 
 
 @given(
-    scenario=scenarios(source_failures="always", plans=stop_plans(("batch",))),
+    scenario=scenarios(source_failures="always", plans=stop_plans(kinds=["batch"])),
     clock=clocks(),
     schedule=schedules(),
 )
@@ -405,7 +404,7 @@ def test_failed_writes_are_reported_with_the_sink_error(
 
 
 @given(
-    scenario=scenarios(drain=drain_timeouts(allow_none=False)),
+    scenario=scenarios(drain="finite"),
     clock=clocks(),
     schedule=schedules(),
 )
@@ -419,7 +418,7 @@ def test_the_drain_deadline_bounds_the_run(
     # The first Stop (or the source's end, or its failure) starts the drain clock.
     assert 0.0 <= report.drain_seconds <= drain_timeout + EPS, report.drain_seconds
     if outcome.stops_made:
-        first = outcome.stops_made[0][0]
+        first = outcome.stops_made[0].at
         assert outcome.end <= first + drain_timeout + EPS, (outcome.end, first)
         assert outcome.end - report.drain_seconds <= first + EPS
 
@@ -436,7 +435,7 @@ def test_an_immediate_stop_ends_the_run_at_the_stop_time(
 ) -> None:
     outcome = run_scenario(scenario, clock)
     report = outcome.report
-    at = next((t for t, immediate in outcome.stops_made if immediate), None)
+    at = next((s.at for s in outcome.stops_made if s.immediate), None)
     if at is None:
         return  # the run ended before the immediate stop was due
     assert abs(outcome.end - at) <= EPS, (outcome.end, at)
@@ -462,7 +461,7 @@ def test_every_sink_and_the_source_are_closed_exactly_once(
     # A run that ended before any deadline was due drained every sink to its end.
     drain_timeout = scenario.settings.drain_timeout
     before_deadline = drain_timeout is None or report.drain_seconds < drain_timeout - EPS
-    drained = before_deadline and not any(immediate for _, immediate in outcome.stops_made)
+    drained = before_deadline and not any(s.immediate for s in outcome.stops_made)
     for name, sink in outcome.sinks.items():
         if not sink.spec.plain_function:
             assert sink.closes == 1, (name, sink.closes)
@@ -485,12 +484,12 @@ def test_timed_out_iff_a_record_missed_the_deadline(
     if DEADLINE in reasons:
         assert scenario.settings.drain_timeout is not None
     if IMMEDIATE in reasons:
-        assert any(immediate for _, immediate in outcome.stops_made)
+        assert any(s.immediate for s in outcome.stops_made)
 
 
 @given(
     scenario=scenarios(
-        drain=st.none(),
+        drain="unlimited",
         plans=stop_plans(kinds=("batch", "graceful")),
         sink_failures=False,
     ),

@@ -1,4 +1,42 @@
-"""Tools to prove pipelines lossless: fakes, a sink conformance check, Hypothesis
-strategies and a scenario runner. Imported explicitly (``import trio_sink.testing``),
-never by ``import trio_sink``.
+"""Tools to prove pipelines lossless, as ``trio.testing`` does for Trio programs.
+
+Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink``.
+
+- Fakes: :class:`ScriptedSource` (items, :class:`Pause`, :class:`Fail`, endless mode),
+  :class:`RecordingSink`, :class:`FlakySink`, :class:`HangingSink`, and
+  :class:`~trio_sink.sinks.SlowSink`.
+- :func:`check_sink`: a conformance suite for a sink class.
+- :func:`run_scenario`: run a pipeline under a stop plan and check every promise of its
+  report. Hypothesis strategies to drive it live in :mod:`trio_sink.testing.strategies`
+  (imported explicitly too, so that Hypothesis is needed only there).
 """
+
+from ..sinks import SlowSink as SlowSink
+from ._conformance import RULES as SINK_RULES
+from ._conformance import SinkConformanceError as SinkConformanceError
+from ._conformance import check_sink as check_sink
+from ._fakes import Fail as Fail
+from ._fakes import FlakySink as FlakySink
+from ._fakes import HangingSink as HangingSink
+from ._fakes import Pause as Pause
+from ._fakes import RecordingSink as RecordingSink
+from ._fakes import ScriptedSource as ScriptedSource
+from ._fakes import WriteCall as WriteCall
+from ._scenario import ScenarioError as ScenarioError
+from ._scenario import run_scenario as run_scenario
+
+__all__ = [
+    "SINK_RULES",
+    "Fail",
+    "FlakySink",
+    "HangingSink",
+    "Pause",
+    "RecordingSink",
+    "ScenarioError",
+    "ScriptedSource",
+    "SinkConformanceError",
+    "SlowSink",
+    "WriteCall",
+    "check_sink",
+    "run_scenario",
+]
