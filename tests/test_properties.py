@@ -187,12 +187,12 @@ def destinations(scenario: Scenario, x: int) -> dict[str, Expected]:
     """Where the record at position ``x`` goes, computed from the scenario alone.
 
     Keys are sink names, or ``"discarded:<group>"`` for an infra group without a sink.
-    Fan-out to every accepting route; no accepting route (and no failing ``when``) goes
-    to ``default``; Miss to ``miss``; a Residue's payload is routed and its rest goes to
-    ``residue``; a parse exception to ``error``; a ``when`` that raises sends the record
-    to ``error`` once and not to that route. A record that no route accepted because
-    its ``when`` raised goes to ``error`` only, not to ``default`` as well: CONTRACT.md
-    leaves that case open, and ``Route``'s docstring settles it this way.
+    Fan-out to every accepting route; no accepting route goes to ``default``; Miss to
+    ``miss``; a Residue's payload is routed and its rest goes to ``residue``; a parse
+    exception to ``error``; a ``when`` that raises sends the record to ``error`` once
+    and not to that route. A record that no route accepted because its ``when`` raised
+    goes to ``error`` and to ``default``: CONTRACT.md says a record that no route
+    accepts goes to ``default``.
     """
     out: dict[str, Expected] = {}
 
@@ -227,7 +227,7 @@ def destinations(scenario: Scenario, x: int) -> dict[str, Expected]:
             out[sink.name] = Expected(raw, payload)
     if when_errors:
         infra("error", Expected(raw, payload, errors=frozenset(when_errors)))
-    elif not accepted:
+    if not accepted:
         infra("default", Expected(raw, payload))
     return out
 

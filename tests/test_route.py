@@ -316,7 +316,9 @@ def test_when_raising_in_several_routes_goes_to_error_once() -> None:
     assert h.routed() == {"r1": 3, "r2": 0, "r3": 2, "e": 1, "d": 0}
 
 
-def test_when_raising_keeps_the_record_out_of_default() -> None:
+def test_when_raising_on_the_only_route_sends_the_record_to_error_and_default() -> None:
+    # CONTRACT.md: a record that no route accepts goes to default; one whose when
+    # raised was accepted nowhere.
     def when(p: Any) -> bool:
         if p == 1:
             raise ValueError("one")
@@ -325,7 +327,7 @@ def test_when_raising_keeps_the_record_out_of_default() -> None:
     h = Harness([(when, ["r"])], infra={"error": "e", "default": "d"})
     got = h.route(0, [0, 1, 2])
     assert "r" not in got
-    assert ids(got["d"]) == [0, 2]
+    assert ids(got["d"]) == [0, 1, 2]
     assert ids(got["e"]) == [1]
     assert isinstance(got["e"][0].error, ValueError)
 
@@ -347,7 +349,7 @@ def test_when_raising_without_an_error_sink_is_discarded_once() -> None:
     h = Harness([(boom, ["r1"]), (boom, ["r2"])])
     got = h.route(0, [0, 1])
     assert got == {}
-    assert h.ledger.discarded == {"error": 2}
+    assert h.ledger.discarded == {"error": 2, "default": 2}
 
 
 class NoTruth:
@@ -368,13 +370,13 @@ def test_when_result_without_a_truth_value_goes_to_error() -> None:
     assert isinstance(err.error, ValueError)
 
 
-def test_when_result_without_a_truth_value_stays_out_of_default() -> None:
+def test_when_result_without_a_truth_value_goes_to_error_and_default() -> None:
     def when(p: Any) -> Any:
         return NoTruth() if p == 0 else False
 
     h = Harness([(when, ["r"])], infra={"error": "e", "default": "d"})
     got = h.route(0, [0, 1])
-    assert ids(got["d"]) == [1]
+    assert ids(got["d"]) == [0, 1]
     assert ids(got["e"]) == [0]
 
 
@@ -390,7 +392,7 @@ def test_when_raising_stopiteration_goes_to_error_and_loses_nothing() -> None:
     got = h.route(0, [0, 1, 2, 3, 4, 5])
     assert ids(got.get("even", [])) == [0, 4]
     assert ids(got.get("e", [])) == [2]
-    assert ids(got.get("d", [])) == [1, 3, 5]
+    assert ids(got.get("d", [])) == [1, 2, 3, 5]
 
 
 class StopTruth:
@@ -407,7 +409,7 @@ def test_when_result_whose_truth_raises_stopiteration_goes_to_error() -> None:
     got = h.route(0, [0, 1, 2, 3])
     assert ids(got.get("r", [])) == [0, 2, 3]
     assert ids(got.get("e", [])) == [1]
-    assert "d" not in got
+    assert ids(got.get("d", [])) == [1]
 
 
 # -- default, fan-out, counts -----------------------------------------------------------
@@ -422,7 +424,7 @@ def test_default_gets_what_no_route_accepted() -> None:
     assert h.routed() == {"even": 5, "three": 4, "d": 3}
 
 
-def test_default_excludes_errored_records() -> None:
+def test_default_includes_records_whose_when_raised() -> None:
     def when(p: Any) -> bool:
         if p in (1, 3):
             raise ValueError(p)
@@ -431,7 +433,7 @@ def test_default_excludes_errored_records() -> None:
     h = Harness([(when, ["r"])], infra={"default": "d", "error": "e"})
     got = h.route(0, [0, 1, 2, 3, 4])
     assert ids(got["r"]) == [0]
-    assert ids(got["d"]) == [2, 4]
+    assert ids(got["d"]) == [1, 2, 3, 4]
     assert ids(got["e"]) == [1, 3]
 
 

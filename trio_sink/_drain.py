@@ -27,6 +27,14 @@ pipeline_log = logging.getLogger("trio_sink.pipeline")
 T = TypeVar("T")
 
 
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, also for an exception whose ``str()`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: (str() of the exception raised)"
+
+
 def take_buffered(recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:
     """Yield what waits in ``recv``'s buffer, without a checkpoint, then close it.
 
@@ -104,7 +112,7 @@ class DrainControl:
             isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
         ):
             return CANCELLED
-        return f"pipeline failed: {type(exc).__name__}: {exc}"
+        return f"pipeline failed: {describe(exc)}"
 
     def seconds_since_stop(self) -> float:
         if self.stop_time is None:

@@ -78,7 +78,8 @@ class Route:
     A record goes to every route that accepts it. If ``when`` raises, the record goes
     to the ``error`` group once (whatever the number of routes that raised) and not to
     that route; the other routes are still evaluated. A record that no route accepts
-    and that did not go to ``error`` goes to the ``default`` group.
+    goes to the ``default`` group, also when it went to ``error`` because a ``when``
+    raised (it was accepted nowhere).
     """
 
     name: str = attrs.field(validator=_check_route)
@@ -202,7 +203,7 @@ class Router:
             # Parse errors and when errors, back in source order.
             errors = sorted([*errors, *errored.values()], key=_get_id)
         if accepted is not None and len(accepted) < len(records):
-            default = [r for k, r in enumerate(records) if k not in accepted and k not in errored]
+            default = [r for k, r in enumerate(records) if k not in accepted]
             self._group(subs, "default", default)
         self._group(subs, "miss", misses)
         self._group(subs, "residue", residues)

@@ -6,7 +6,7 @@ import logging
 
 import trio
 
-from ._drain import DrainControl, take_buffered
+from ._drain import DrainControl, describe, take_buffered
 from ._ledger import DEADLINE, IMMEDIATE, SinkAccount
 from ._route import SinkBatch
 from ._sink import SinkSlot
@@ -51,12 +51,12 @@ async def run_sink_stage(
             try:
                 await write(batch)
             except Exception as exc:
-                reason = f"sink raised {type(exc).__name__}: {exc}"
+                reason = f"sink raised {describe(exc)}"
                 sink_log.error(
-                    "sink.write_failed sink=%s records=%d error=%r",
+                    'sink.write_failed sink=%s records=%d error="%s"',
                     name,
                     len(batch),
-                    exc,
+                    describe(exc),
                     exc_info=exc,
                 )
                 ledger.abandon(account, "sink", reason, batch, exc)
@@ -97,7 +97,7 @@ async def run_sink_stage(
 
 
 def _closing_failed(control: DrainControl, name: str, what: str, exc: Exception) -> None:
-    sink_log.error("sink.%s_failed sink=%s error=%r", what, name, exc, exc_info=exc)
+    sink_log.error('sink.%s_failed sink=%s error="%s"', what, name, describe(exc), exc_info=exc)
     errors = control.ledger.sink_errors
-    text = f"{what} raised {type(exc).__name__}: {exc}"
+    text = f"{what} raised {describe(exc)}"
     errors[name] = f"{errors[name]}; {text}" if name in errors else text

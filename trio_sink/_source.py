@@ -11,6 +11,7 @@ cancels it. Each batch is routed and handed to the sinks by the same task (see
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from itertools import islice
@@ -18,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ._drain import DrainControl
+from ._drain import DrainControl, describe
 from ._route import Fanout, unrouted
 
 __all__ = ["Source", "run_source_stage"]
@@ -69,7 +70,7 @@ class _SourceStage:
         await self.fanout.ship(first, raws)
 
     def failed(self, exc: BaseException) -> None:
-        log.error("source.failed error=%r", exc, exc_info=exc)
+        log.error('source.failed error="%s"', describe(exc), exc_info=exc)
         self.control.source_error = exc
         self.control.stop("source failed")
 
@@ -88,12 +89,15 @@ class _SourceStage:
         size = self.batch_size
         control = self.control
         while not control.stopping:
+            # extend keeps the items it took if the iterator raises midway; held in
+            # self.buf meanwhile, so that abandon() reports them after a BaseException.
             raws: list[Any] = []
+            self.buf = raws
             try:
-                # extend keeps the items it took if the iterator raises midway.
                 raws.extend(islice(it, size))
             except Exception as exc:
                 self.failed(exc)
+            self.buf = []
             if raws:
                 await self.ship(raws)
             if len(raws) < size:
@@ -165,8 +169,8 @@ async def run_source_stage(
     When it ends, for whatever reason, every sink channel is closed: the end of input.
     """
     stage = _SourceStage(control, fanout, batch_size, batch_timeout)
-    closers: list[Any] = []  # what to aclose() at the end, in order
-    kind = "source exhausted"
+    closers: list[Any] = []  # what to close at the end, in order
+    ended = False
     try:
         it: Iterator[Any] | None = None
         ait: AsyncIterator[Any] | None = None
@@ -174,14 +178,18 @@ async def run_source_stage(
             if isinstance(source, Source):
                 closers.append(source)
                 await source.open()
+            # Generators the pipeline iterated are closed at the end (one suspended at a
+            # yield by Stop runs its finally blocks now, not whenever the GC gets to it),
+            # an async one before the Source's own aclose(). Other iterators, such as a
+            # memory channel given as the source, are the caller's to close.
             if isinstance(source, AsyncIterable):
                 ait = aiter(source)
-                if hasattr(ait, "aclose"):
-                    # An async generator suspended at a yield: close it now, before the
-                    # Source's own aclose(), rather than leave it to the GC.
+                if inspect.isasyncgen(ait):
                     closers.insert(0, ait)
             else:
                 it = iter(source)
+                if inspect.isgenerator(it):
+                    closers.insert(0, it)
         except Exception as exc:
             stage.failed(exc)
         task_status.started()
@@ -189,15 +197,31 @@ async def run_source_stage(
             await stage.pull_sync(it)
         elif ait is not None:
             await stage.pull_async(ait)
+        ended = True
     except BaseException as exc:
-        kind = control.reason_for(exc)
         stage.abandon(exc)
         raise
     finally:
         fanout.close()
-        control.stop(kind)
-        for closer in closers:
-            try:
-                await closer.aclose()
-            except Exception as exc:
-                log.error("source.aclose_failed error=%r", exc, exc_info=exc)
+        if ended:
+            # The source's end (or failure) is the Stop of batch mode. Not when the
+            # stage was cancelled: that is no Stop, and must not start a drain deadline.
+            control.stop("source exhausted" if control.source_error is None else "source failed")
+        await _close_all(closers)
+
+
+async def _close_all(closers: list[Any]) -> None:
+    """Close each of ``closers`` in order; each one even if an earlier one raised
+    (``Cancelled`` included, after a drain deadline)."""
+    if not closers:
+        return
+    closer, rest = closers[0], closers[1:]
+    try:
+        if inspect.isgenerator(closer):
+            closer.close()
+        else:
+            await closer.aclose()
+    except Exception as exc:
+        log.error('source.close_failed error="%s"', describe(exc), exc_info=exc)
+    finally:
+        await _close_all(rest)
