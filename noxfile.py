@@ -42,7 +42,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Throughput against the plain loop, as a ratio; peak memory at N and 4N."""
-    session.install("-e", ".")
-    args = session.posargs or ["--memory"]
-    session.run("python", "benchmarks/throughput.py", *args)
+    """trio_sink against the plain loop, hand-written pipelines and peers; writes
+    benchmarks/RESULTS.md and results.png (``nox -s bench -- --quick`` for a short run).
+    ``python benchmarks/throughput.py --memory`` stays the quick in-process check."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/compare.py", *session.posargs)

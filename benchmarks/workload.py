@@ -32,3 +32,9 @@ def parse(line: str) -> dict[str, Any]:
 
 def is_error(payload: dict[str, Any]) -> bool:
     return bool(payload["level"] == "ERROR")
+
+
+def expected_counts(n: int) -> tuple[int, int]:
+    """``(all, errors)`` that a correct run over ``lines(n)`` must count."""
+    errors = sum(1 for line in lines(n) if " ERROR " in line)
+    return n, errors
