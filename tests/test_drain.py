@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import trio
 import trio.testing
+from helpers import GatedSink, checked
 
 from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink
 from trio_sink.sinks import CollectSink, SlowSink
@@ -42,28 +43,6 @@ class TracingSink(Sink):
 
     async def aclose(self) -> None:
         self.events.append("aclose")
-
-
-class GatedSink(Sink):
-    """Each write waits for one permit from the test."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.permits = trio.Semaphore(0)
-        self.delivered: list[int] = []
-        self.closed = 0
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        await self.permits.acquire()
-        self.delivered.extend(r.id for r in batch)
-
-    async def aclose(self) -> None:
-        self.closed += 1
-
-
-def checked(report: DeliveryReport) -> DeliveryReport:
-    report.check()
-    return report
 
 
 def lost(report: DeliveryReport, sink: str | None) -> list[int]:

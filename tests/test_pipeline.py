@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import pytest
 import trio
 import trio.testing
+from helpers import checked
 
 from trio_sink import (
     DeliveryReport,
@@ -26,11 +27,6 @@ from trio_sink import (
 from trio_sink.sinks import CollectSink, NullSink, SlowSink
 
 SEED_RECORDS = 10_000
-
-
-def checked(report: DeliveryReport) -> DeliveryReport:
-    report.check()
-    return report
 
 
 def seed_lines() -> list[str]:

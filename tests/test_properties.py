@@ -34,6 +34,7 @@ from strategies import (
 )
 
 from trio_sink import DeliveryReport, PipelineHandle, Record, SourceError, Undelivered
+from trio_sink.testing._scenario import _leaves
 
 EPS = 1e-9
 """Virtual time is exact; this only absorbs float rounding in ``t + drain_timeout``."""
@@ -58,16 +59,6 @@ class Outcome:
     """The planned stops that were issued while the run was still going."""
     sinks: Mapping[str, ObservedSink]
     source: ScriptedSource | None
-
-
-def _leaves(group: BaseExceptionGroup[SourceError]) -> list[SourceError]:
-    out: list[SourceError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import trio
 import trio.testing
+from helpers import GatedSink, checked
 
 from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink, SourceError
 from trio_sink.sinks import CollectSink, SlowSink
@@ -67,24 +68,6 @@ class TracingSink(Sink):
         self.events.append("aclose done")
         if self.fail_aclose:
             raise RuntimeError("connection reset")
-
-
-class GatedSink(Sink):
-    """Each write waits for one permit from the test."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.permits = trio.Semaphore(0)
-        self.delivered: list[int] = []
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        await self.permits.acquire()
-        self.delivered.extend(r.id for r in batch)
-
-
-def checked(report: DeliveryReport) -> DeliveryReport:
-    report.check()
-    return report
 
 
 async def items_then_block(n: int) -> AsyncIterator[int]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import pytest
 import trio
 import trio.testing
+from helpers import GatedSink, checked
 
 from trio_sink import (
     DeliveryReport,
@@ -39,24 +40,6 @@ class RecordingSink(Sink):
     @property
     def ids(self) -> list[int]:
         return [i for _, ids in self.writes for i in ids]
-
-
-class GatedSink(Sink):
-    """Each write waits for one permit from the test; counts the records it delivered."""
-
-    def __init__(self, name: str = "gated") -> None:
-        self.name = name
-        self.permits = trio.Semaphore(0)
-        self.delivered: list[int] = []
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        await self.permits.acquire()
-        self.delivered.extend(r.id for r in batch)
-
-
-def checked(report: DeliveryReport) -> DeliveryReport:
-    report.check()
-    return report
 
 
 # -- sync iterables ------------------------------------------------------------------
