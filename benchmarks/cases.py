@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 import trio
-from workload import is_error, lines, parse
+from workload import is_error, lines, parse, plain_loop
 
 Counts = tuple[int, int]
 
@@ -40,16 +40,6 @@ class Case:
 
 
 # -- the plain loop -------------------------------------------------------------------
-
-
-def plain_loop(n: int) -> Counts:
-    everything = errors = 0
-    for line in lines(n):
-        payload = parse(line)
-        everything += 1
-        if is_error(payload):
-            errors += 1
-    return everything, errors
 
 
 # -- trio_sink ----------------------------------------------------------------------

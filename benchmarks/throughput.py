@@ -23,20 +23,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workload import is_error, lines, parse
+from workload import is_error, lines, parse, plain_loop
 
 from trio_sink import Pipeline, Route
 from trio_sink.sinks import NullSink
-
-
-def plain_loop(n: int) -> tuple[int, int]:
-    everything = errors = 0
-    for line in lines(n):
-        payload = parse(line)
-        everything += 1
-        if is_error(payload):
-            errors += 1
-    return everything, errors
 
 
 def pipeline_run(n: int, batch_size: int = 128) -> tuple[int, int]:

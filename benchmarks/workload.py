@@ -38,3 +38,14 @@ def expected_counts(n: int) -> tuple[int, int]:
     """``(all, errors)`` that a correct run over ``lines(n)`` must count."""
     errors = sum(1 for line in lines(n) if " ERROR " in line)
     return n, errors
+
+
+def plain_loop(n: int) -> tuple[int, int]:
+    """The limit: the same parse and routing in a plain ``for`` loop; the two counts."""
+    everything = errors = 0
+    for line in lines(n):
+        payload = parse(line)
+        everything += 1
+        if is_error(payload):
+            errors += 1
+    return everything, errors

@@ -33,8 +33,8 @@ from strategies import (
     stop_plans,
 )
 
-from trio_sink import DeliveryReport, PipelineHandle, Record, SourceError, Undelivered
-from trio_sink.testing._scenario import _leaves
+from trio_sink import DeliveryReport, Record, SourceError, Undelivered
+from trio_sink.testing._scenario import _run_batch, _run_daemon
 
 EPS = 1e-9
 """Virtual time is exact; this only absorbs float rounding in ``t + drain_timeout``."""
@@ -74,16 +74,6 @@ def quiet_library_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-class KeepHandle:
-    """A ``task_status`` for a plain ``await pipeline.run()``: it keeps the handle."""
-
-    def __init__(self) -> None:
-        self.handle: PipelineHandle | None = None
-
-    def started(self, value: PipelineHandle | None = None) -> None:
-        self.handle = value
-
-
 def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
     """Run ``scenario`` in virtual time from t=0.
 
@@ -113,47 +103,21 @@ def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
             built.source,
         )
 
-    async def batch() -> Outcome:
-        # Batch mode is a plain ``await pipeline.run()``; the task_status only keeps the
-        # handle, so that a run that raises something unexpected still shows its report.
-        status = KeepHandle()
-        try:
-            return outcome(await pipeline.run(task_status=status), None)
-        except SourceError as exc:
-            return outcome(exc.report, exc)
-        except Exception as exc:
-            report = None if status.handle is None else status.handle.report
-            if report is None:
-                raise
-            return outcome(report, None, exc)
-
-    async def daemon() -> Outcome:
-        made: list[Stop] = []
-        error: SourceError | None = None
-        crash: BaseException | None = None
-        handle: PipelineHandle | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(pipeline.run)
-                for stop in scenario.plan.stops:
-                    with trio.move_on_at(stop.at):
-                        await handle.wait()
-                    if handle.report is not None:
-                        break
-                    made.append(stop)
-                    handle.stop(immediate=stop.immediate)
-                await handle.wait()
-        except* SourceError as group:
-            (error,) = _leaves(group)
-        except* Exception as group:
-            crash = group
-        report = None if handle is None else handle.report
+    async def run() -> Outcome:
+        # The same runners as trio_sink.testing.run_scenario, without its checks: the
+        # properties below make their own, and a crash fails a property of its own.
+        if scenario.plan.batch_mode:
+            report, error, crash, made, _ = await _run_batch(pipeline)
+        else:
+            report, error, crash, made, _ = await _run_daemon(
+                pipeline, scenario.plan, trio.current_time()
+            )
         if report is None:
             raise AssertionError("the run ended without a report") from crash
         return outcome(report, error, crash, tuple(made))
 
     with quiet_library_logs():
-        return trio.run(batch if scenario.plan.batch_mode else daemon, clock=clock)
+        return trio.run(run, clock=clock)
 
 
 # -- the model of routing ------------------------------------------------------------
