@@ -16,6 +16,9 @@ from ._record import Record as Record
 from ._record import Residue as Residue
 from ._route import Infra as Infra
 from ._route import Route as Route
+from ._serve import ExitStatus as ExitStatus
+from ._serve import exit_status as exit_status
+from ._serve import serve as serve
 from ._sink import Sink as Sink
 from ._source import Source as Source
 
@@ -25,6 +28,7 @@ __all__ = [
     "AccountingError",
     "ConfigError",
     "DeliveryReport",
+    "ExitStatus",
     "Infra",
     "Miss",
     "Pipeline",
@@ -38,4 +42,6 @@ __all__ = [
     "TrioSinkError",
     "Undelivered",
     "__version__",
+    "exit_status",
+    "serve",
 ]
