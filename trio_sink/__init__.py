@@ -14,6 +14,11 @@ from ._pipeline import PipelineHandle as PipelineHandle
 from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
+from ._rescue import RescueEntry as RescueEntry
+from ._rescue import RescueFormatError as RescueFormatError
+from ._rescue import RescueReadStats as RescueReadStats
+from ._rescue import RescueStatistics as RescueStatistics
+from ._rescue import RescueStore as RescueStore
 from ._route import Infra as Infra
 from ._route import Route as Route
 from ._serve import ExitStatus as ExitStatus
@@ -34,6 +39,11 @@ __all__ = [
     "Pipeline",
     "PipelineHandle",
     "Record",
+    "RescueEntry",
+    "RescueFormatError",
+    "RescueReadStats",
+    "RescueStatistics",
+    "RescueStore",
     "Residue",
     "Route",
     "Sink",

@@ -1,0 +1,407 @@
+"""The rescue store: format, durability policies, torn and bad lines, segments."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from trio_sink import (
+    ConfigError,
+    Record,
+    RescueEntry,
+    RescueFormatError,
+    RescueStore,
+    Undelivered,
+)
+from trio_sink._rescue import SCHEMA_VERSION, _decode
+
+DOC = Path(__file__).parent.parent / "docs" / "rescue.md"
+
+
+def entry(i: int, sink: str | None = "db", **fields: Any) -> RescueEntry:
+    values: dict[str, Any] = {
+        "id": i,
+        "raw": f"line {i}",
+        "payload": {"n": i, "text": f"é{i}"},
+        "sink": sink,
+        "stage": "sink",
+        "reason": "sink raised OSError: disk full",
+        "error": "OSError: disk full",
+        "time": 1_700_000_000.0 + i,
+        "run": "run-1",
+    }
+    values.update(fields)
+    return RescueEntry(**values)
+
+
+def segments(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.startswith("seg-"))
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+class Unencodable:
+    def __repr__(self) -> str:
+        return "Unencodable()"
+
+
+# -- round trip ------------------------------------------------------------------------
+
+
+def test_entries_come_back_with_every_field(tmp_path: Path) -> None:
+    written = [
+        entry(0),
+        entry(1, raw="ünïcödé ✓ 雪 🚀", payload=["a", 1, 2.5, None, True, {"k": [1, 2]}]),
+        entry(2, sink=None, stage="source", reason="immediate stop", error=None),
+        entry(3, rest={"unparsed": "tail"}, record_error="ValueError: bad field"),
+        entry(4, raw=b"\x00\xffbinary", payload=b"p", rest=b"r"),
+        entry(5, repr_only=True, raw="Thing()", payload="Thing()"),
+    ]
+    with RescueStore(tmp_path) as store:
+        assert store.write(written) == len(written)
+    got = list(RescueStore(tmp_path).entries())
+    assert got == written
+    assert isinstance(got[4].raw, bytes)
+
+
+def test_from_record_and_from_undelivered_fill_every_field(tmp_path: Path) -> None:
+    record = Record(7, "raw", {"p": 1}, rest="tail", error=KeyError("k"))
+    u = Undelivered(record, "db", "sink", "sink raised OSError: full", OSError("full"))
+    e = RescueEntry.from_undelivered(u, run="r", time=5.0)
+    assert e == RescueEntry(
+        id=7,
+        raw="raw",
+        payload={"p": 1},
+        sink="db",
+        stage="sink",
+        reason="sink raised OSError: full",
+        error="OSError: full",
+        time=5.0,
+        run="r",
+        rest="tail",
+        record_error="KeyError: 'k'",
+    )
+    before = RescueEntry.from_record(Record(1, "x", "x"), sink=None, reason="r", run="r")
+    assert before.stage == "sink"
+    assert before.error is None
+    assert before.time > 1e9
+
+
+async def test_rescue_stamps_the_run_and_writes_in_a_thread(tmp_path: Path) -> None:
+    lost = [Undelivered(Record(i, i, i), "db", "sink", "drain deadline") for i in range(3)]
+    store = RescueStore(tmp_path, run="run-42")
+    assert await store.arescue(lost) == 3
+    assert store.rescue(lost[:1]) == 1
+    assert await store.awrite([entry(9)]) == 1
+    await store.aclose()
+    got = list(store.entries())
+    assert [(e.id, e.run, e.reason) for e in got[:4]] == [
+        (0, "run-42", "drain deadline"),
+        (1, "run-42", "drain deadline"),
+        (2, "run-42", "drain deadline"),
+        (0, "run-42", "drain deadline"),
+    ]
+    assert got[4] == entry(9)
+    assert store.statistics().written == 5
+
+
+def test_a_new_store_has_a_unique_run(tmp_path: Path) -> None:
+    a, b = RescueStore(tmp_path), RescueStore(tmp_path)
+    assert a.run != b.run
+
+
+def test_memoryview_and_bytearray_come_back_as_bytes(tmp_path: Path) -> None:
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, raw=memoryview(b"mv"), payload=bytearray(b"ba"))])
+    (got,) = RescueStore(tmp_path).entries()
+    assert (got.raw, got.payload) == (b"mv", b"ba")
+
+
+def test_nested_values_come_back_in_their_json_form(tmp_path: Path) -> None:
+    payload = {"t": (1, 2), "b": b"hi", "nan": float("nan")}
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, payload=payload)])
+    (got,) = RescueStore(tmp_path).entries()
+    assert got.payload == {"t": [1, 2], "b": "aGk=", "nan": None}
+    assert not got.repr_only
+
+
+# -- values that JSON cannot hold --------------------------------------------------------
+
+
+def test_an_unencodable_payload_is_stored_as_its_repr_with_the_flag(tmp_path: Path) -> None:
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, payload=Unencodable()), entry(1)])
+    got = list(RescueStore(tmp_path).entries())
+    assert got[0].repr_only
+    assert got[0].payload == "Unencodable()"
+    assert got[0].raw == "line 0"  # what could be encoded is kept as it was
+    assert got[1] == entry(1)
+
+
+def test_an_unencodable_nested_value_becomes_a_repr_in_place(tmp_path: Path) -> None:
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, payload={"ok": 1, "obj": Unencodable(), "err": ValueError("v")})])
+    (got,) = RescueStore(tmp_path).entries()
+    assert got.repr_only
+    assert got.payload == {"ok": 1, "obj": "Unencodable()", "err": "ValueError: v"}
+
+
+def test_text_that_utf8_cannot_encode_is_stored_as_reprs(tmp_path: Path) -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, raw="lone \ud800", payload=BadRepr(), reason="why \udcff")])
+    (got,) = RescueStore(tmp_path).entries()
+    assert got.repr_only
+    assert got.raw == "'lone \\ud800'"
+    assert got.payload == "<BadRepr object: repr() raised>"
+    assert got.reason == "why \\udcff"
+
+
+# -- segments ----------------------------------------------------------------------------
+
+
+def test_segments_roll_over_and_read_back_in_write_order(tmp_path: Path) -> None:
+    store = RescueStore(tmp_path, segment_max_records=3)
+    store.write([entry(i) for i in range(7)])
+    names = segments(tmp_path)
+    assert [n.endswith(".jsonl") for n in names] == [True, True, False]
+    store.write([entry(i) for i in range(7, 9)])
+    store.write([entry(9)])
+    store.close()
+    names = segments(tmp_path)
+    assert len(names) == 4
+    assert all(n.endswith(".jsonl") for n in names)
+    assert [len(lines_of(tmp_path / n)) for n in names] == [3, 3, 3, 1]
+    assert [e.id for e in store.entries()] == list(range(10))
+    assert store.read_stats.segments == 4
+    assert store.statistics().segments_sealed == 4
+
+
+def test_close_leaves_no_open_segment_and_later_writes_raise(tmp_path: Path) -> None:
+    store = RescueStore(tmp_path)
+    store.write([entry(0)])
+    (name,) = segments(tmp_path)
+    assert re.fullmatch(r"seg-\d{20}-\d+-\d{6}\.jsonl\.open", name)
+    store.close()
+    store.close()  # idempotent
+    assert segments(tmp_path) == [name.removesuffix(".open")]
+    with pytest.raises(trio.ClosedResourceError):
+        store.write([entry(1)])
+
+
+def test_a_live_writers_segment_is_not_read_until_sealed(tmp_path: Path) -> None:
+    writer = RescueStore(tmp_path)
+    reader = RescueStore(tmp_path)
+    writer.write([entry(0)])
+    assert list(writer.entries()) == []
+    assert list(reader.entries()) == []
+    writer.seal()
+    writer.write([entry(1)])
+    assert [e.id for e in reader.entries()] == [0]
+    writer.close()
+    assert [e.id for e in reader.entries()] == [0, 1]
+
+
+def test_counts_and_pending(tmp_path: Path) -> None:
+    with RescueStore(tmp_path) as store:
+        store.write([entry(0, "a"), entry(1, "b"), entry(2, "a"), entry(3, None)])
+    assert store.counts() == {"a": 2, "b": 1, None: 1}
+    assert store.pending() == 4
+    assert store.pending(sink="a") == 2
+    assert [e.id for e in store.entries(sink="b")] == [1]
+
+
+def test_invalid_arguments_are_config_errors(tmp_path: Path) -> None:
+    bad: list[dict[str, Any]] = [
+        {"fsync": "sometimes"},
+        {"fsync_interval": -1.0},
+        {"fsync_interval": float("inf")},
+        {"segment_max_records": 0},
+        {"segment_max_records": True},
+        {"run": ""},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ConfigError, match=next(iter(kwargs))):
+            RescueStore(tmp_path, **kwargs)
+
+
+def test_the_directory_is_created(tmp_path: Path) -> None:
+    RescueStore(tmp_path / "a" / "b").close()
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+# -- fsync policies ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every os.fsync call, as "file" or "dir"."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_fsync_batch_syncs_after_every_write(tmp_path: Path, fsyncs: list[str]) -> None:
+    store = RescueStore(tmp_path, fsync="batch")
+    for i in range(3):
+        store.write([entry(i), entry(i)])
+    # One directory fsync when the segment is created, one file fsync per write.
+    assert fsyncs == ["dir", "file", "file", "file"]
+    store.close()
+    assert fsyncs[4:] == ["file", "dir"]  # sealed: the file, then the rename
+
+
+def test_fsync_interval_syncs_at_most_every_interval(
+    tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    store = RescueStore(tmp_path, fsync="interval", fsync_interval=1.0)
+    synced = []
+    for t in (100.0, 100.5, 101.0, 101.2, 101.9, 102.1):
+        now[0] = t
+        store.write([entry(0)])
+        synced.append(fsyncs.count("file"))
+    assert synced == [0, 0, 1, 1, 1, 2]
+    store.close()
+    assert fsyncs.count("file") == 3
+    assert store.statistics().fsyncs == 3
+
+
+def test_fsync_never_syncs_only_when_sealing(tmp_path: Path, fsyncs: list[str]) -> None:
+    store = RescueStore(tmp_path, fsync="never", segment_max_records=4)
+    for i in range(3):
+        store.write([entry(i)])
+    assert fsyncs == []
+    store.write([entry(3), entry(4)])  # fills the first segment: sealed
+    assert fsyncs == ["file", "dir"]
+    store.close()
+    assert fsyncs == ["file", "dir", "file", "dir"]
+
+
+# -- torn and bad lines ------------------------------------------------------------------
+
+
+def crashed_segment(tmp_path: Path, lines: list[bytes]) -> Path:
+    """A segment as a writer that died leaves it: still under its .open name."""
+    path = tmp_path / "seg-00000000000000000001-1-000000.jsonl.open"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+@pytest.fixture
+def line_encoder() -> Any:
+    from trio_sink._rescue import _Encoder
+
+    def encode(*entries: RescueEntry) -> list[bytes]:
+        buf, ends = _Encoder().encode(entries)
+        return [bytes(buf[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    return encode
+
+
+def test_a_torn_last_line_is_skipped_counted_and_logged(
+    tmp_path: Path, line_encoder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = line_encoder(entry(0), entry(1), entry(2))
+    crashed_segment(tmp_path, [good[0], good[1], good[2][: len(good[2]) // 2]])
+    store = RescueStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="trio_sink.rescue"):
+        got = list(store.entries())
+    assert [e.id for e in got] == [0, 1]
+    assert store.torn_lines == 1
+    assert store.read_stats.bad_lines == 0
+    (rec,) = caplog.records
+    assert rec.name == "trio_sink.rescue"
+    assert rec.levelno == logging.WARNING
+    assert rec.getMessage().startswith("rescue.torn_line segment=seg-")
+
+
+def test_a_complete_last_line_without_its_newline_is_kept(
+    tmp_path: Path, line_encoder: Any
+) -> None:
+    good = line_encoder(entry(0), entry(1))
+    crashed_segment(tmp_path, [good[0], good[1].rstrip(b"\n")])
+    store = RescueStore(tmp_path)
+    assert [e.id for e in store.entries()] == [0, 1]
+    assert store.torn_lines == 0
+
+
+def test_a_bad_line_in_the_middle_is_skipped_and_nothing_else(
+    tmp_path: Path, line_encoder: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = line_encoder(entry(0), entry(1), entry(2))
+    garbage = [b"{not json\n", b'{"v":1,"id":"not an int"}\n', b"\n"]
+    crashed_segment(tmp_path, [good[0], *garbage, good[1], good[2]])
+    store = RescueStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="trio_sink.rescue"):
+        assert [e.id for e in store.entries()] == [0, 1, 2]
+    assert store.read_stats.bad_lines == 3
+    assert store.torn_lines == 0
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["rescue.bad_line"] * 3
+
+
+def test_a_newer_schema_version_is_refused(tmp_path: Path, line_encoder: Any) -> None:
+    (good,) = line_encoder(entry(0))
+    future = good.replace(b'{"v":1,', b'{"v":2,', 1)
+    path = crashed_segment(tmp_path, [good, future, good])
+    store = RescueStore(tmp_path)
+    read = store.entries()
+    assert next(read).id == 0
+    with pytest.raises(RescueFormatError, match=r"schema version 2 is newer .* \(1\)"):
+        next(read)
+    with pytest.raises(RescueFormatError, match=path.name):
+        store.counts()
+    assert SCHEMA_VERSION == 1
+
+
+def test_a_failed_os_write_seals_the_segment(tmp_path: Path, line_encoder: Any) -> None:
+    store = RescueStore(tmp_path)
+    store.write([entry(0)])
+    real = store._file
+    assert real is not None
+
+    class Full:
+        def write(self, data: Any) -> int:
+            real.write(bytes(data)[:10])  # type: ignore[union-attr]
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    store._file = Full()  # type: ignore[assignment]
+    with pytest.raises(OSError, match="No space"):
+        store.write([entry(1)])
+    assert all(n.endswith(".jsonl") for n in segments(tmp_path))  # sealed, torn tail last
+    store.write([entry(2)])
+    store.close()
+    reader = RescueStore(tmp_path)
+    assert [e.id for e in reader.entries()] == [0, 2]
+    assert reader.torn_lines == 1
+
+
+def test_the_sample_line_in_the_docs_decodes() -> None:
+    (sample,) = re.findall(r"```json\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.S)
+    got = _decode(sample.encode(), "docs")
+    assert got is not None
+    assert got.sink == "db"
+    assert got.repr_only is False
