@@ -14,6 +14,7 @@ from ._pipeline import PipelineHandle as PipelineHandle
 from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
+from ._replay import replay as replay
 from ._rescue import RescueEntry as RescueEntry
 from ._rescue import RescueFormatError as RescueFormatError
 from ._rescue import RescueReadStats as RescueReadStats
@@ -53,5 +54,6 @@ __all__ = [
     "Undelivered",
     "__version__",
     "exit_status",
+    "replay",
     "serve",
 ]

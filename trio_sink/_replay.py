@@ -1,0 +1,236 @@
+"""Replay: deliver what a rescue store holds, and remove it once delivered.
+
+A replay is a run whose source is the store. It reads the store in order, a batch of
+``batch_size`` entries at a time, writes each batch's records to their sinks, and only
+then moves the store's consumed offset past the batch (after appending what stays:
+entries whose write failed again, and entries for no sink of this replay). So an
+interrupted replay (cancelled, or the process killed) leaves every entry in the store,
+and a later replay delivers again at most the batch that was in flight.
+
+Records are numbered as in any run: 0, 1, ... in store order. The original ids repeat
+across runs (and :meth:`DeliveryReport.check` wants ids below ``received``), so they
+stay in the store: an entry that stays keeps its original ``id`` and ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import msgspec
+import trio
+
+from ._drain import describe
+from ._exceptions import ConfigError
+from ._ledger import DeliveryReport, Ledger, SinkAccount
+from ._record import Record
+from ._rescue import RescueEntry, RescueStore, _Chunk, _Segment, _wall
+from ._sink import SinkSlot
+
+__all__ = ["replay"]
+
+log = logging.getLogger("trio_sink.rescue")
+
+NO_ROUTE = "not routed (replay does not route)"
+
+
+async def replay(
+    store: RescueStore,
+    sinks: Sequence[object],
+    *,
+    sink_name: str | None = None,
+    batch_size: int = 128,
+) -> DeliveryReport:
+    """Deliver the entries of ``store`` to ``sinks``; remove each once delivered.
+
+    Each entry goes to the sink of ``sinks`` whose name is its ``sink``. With
+    ``sink_name``, only the entries for that name are replayed (the others are not
+    read into the report and stay as they are); and when ``sinks`` holds one sink,
+    those entries go to it whatever its name (a replay to another target).
+
+    The report counts the replayed entries as ``received``, numbered 0, 1, ... in
+    store order. A write that raises reports its batch undelivered (``"sink raised
+    T: msg"``) and keeps the entries in the store with that reason. An entry whose
+    sink is not among ``sinks`` stays too, reported undelivered with stage
+    ``"replay"``; so does an entry given up before routing (``sink`` None), reported
+    with sink None. Each sink is flushed once after the last write and closed once
+    at the end (closed also when the replay fails or is cancelled).
+
+    Cancellation (or a crash) leaves every entry not yet consumed in the store;
+    the records of the batch in flight may have reached their sinks, and are
+    delivered again by the next replay. Raises :class:`trio.BusyResourceError` when
+    another replay runs on the same directory, and
+    :class:`~trio_sink.RescueFormatError` at a line of a newer schema
+    version (what came before it was replayed; it and the rest stay).
+    """
+    if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Sequence):
+        raise ConfigError(f"sinks must be a sequence of sinks, got {sinks!r}")
+    if not sinks:
+        raise ConfigError("sinks must hold at least one sink, got an empty sequence")
+    if sink_name is not None and (not isinstance(sink_name, str) or not sink_name):
+        raise ConfigError(f"sink_name must be a non-empty str or None, got {sink_name!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    slots = [SinkSlot(s) for s in sinks]
+    by_name: dict[str, SinkSlot] = {}
+    for slot in slots:
+        if slot.name in by_name:
+            raise ConfigError(f"sink names must be unique, {slot.name!r} appears twice")
+        by_name[slot.name] = slot
+    ledger = Ledger(by_name)
+    run = _Replay(store, ledger, by_name, sink_name, batch_size)
+    if sink_name is not None and len(slots) == 1:
+        run.redirect = slots[0]
+
+    with store._replay_lock():
+        try:
+            segments = await trio.to_thread.run_sync(store._replay_segments)
+            log.info(
+                "replay.started dir=%s segments=%d sink=%s", store.path, len(segments), sink_name
+            )
+            for segment in segments:
+                await run.segment(segment)
+            ended = trio.current_time()
+            for slot in slots:
+                try:
+                    await slot.flush()
+                except Exception as exc:
+                    _closing_failed(ledger, slot.name, "flush", exc)
+            # What stayed becomes readable, under its final name.
+            await trio.to_thread.run_sync(store.seal)
+        finally:
+            for slot in slots:
+                try:
+                    await slot.aclose()
+                except Exception as exc:
+                    _closing_failed(ledger, slot.name, "aclose", exc)
+        report = ledger.report(trio.current_time() - ended)
+    log.info(
+        "replay.complete received=%d delivered=%d undelivered=%d",
+        report.received,
+        sum(report.delivered.values()),
+        len(report.undelivered),
+    )
+    return report
+
+
+def _closing_failed(ledger: Ledger, name: str, what: str, exc: Exception) -> None:
+    log.error('replay.%s_failed sink=%s error="%s"', what, name, describe(exc), exc_info=exc)
+    text = f"{what} raised {describe(exc)}"
+    errors = ledger.sink_errors
+    errors[name] = f"{errors[name]}; {text}" if name in errors else text
+
+
+class _Replay:
+    """The state of one replay: the ledger, the routing, the next record id."""
+
+    def __init__(
+        self,
+        store: RescueStore,
+        ledger: Ledger,
+        by_name: dict[str, SinkSlot],
+        sink_name: str | None,
+        batch_size: int,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.by_name = by_name
+        self.sink_name = sink_name
+        self.batch_size = batch_size
+        self.redirect: SinkSlot | None = None
+        self.next_id = 0
+
+    def account(self, name: str) -> SinkAccount:
+        accounts = self.ledger.accounts
+        account = accounts.get(name)
+        if account is None:
+            account = accounts[name] = SinkAccount(name)
+        return account
+
+    async def segment(self, segment: _Segment) -> None:
+        """Replay one segment, a batch at a time, from its consumed offset."""
+        store = self.store
+        offset = segment.start
+        # Start of entries that stay, not yet copied: the offset waits before them
+        # until an entry after them is consumed.
+        waiting: int | None = None
+        while True:
+            chunk = await trio.to_thread.run_sync(
+                store._read_chunk, segment.path, offset, self.batch_size
+            )
+            if chunk.end <= chunk.start:
+                return
+            keep = await self.deliver(chunk)
+            staying = [k for k in keep if k is not None]
+            consumed = len(staying) < len(keep)
+            failed = any(isinstance(k, RescueEntry) for k in staying)
+            if consumed or failed or (waiting is None and not staying):
+                moved = None if waiting is None else (waiting, chunk.start)
+                await trio.to_thread.run_sync(
+                    store._settle, segment.path, moved, staying, chunk.end, chunk.size
+                )
+                waiting = None
+            elif waiting is None:
+                waiting = chunk.start
+            offset = chunk.end
+            if offset >= chunk.size:
+                return
+
+    async def deliver(self, chunk: _Chunk) -> list[bytes | RescueEntry | None]:
+        """Write the chunk's records to their sinks. Per line, in order: None when it
+        was consumed (delivered), else what stays in the store (its line as it is, or
+        the entry with its new reason)."""
+        ledger = self.ledger
+        keep: list[bytes | RescueEntry | None] = []
+        # Per sink: its slot, its records, and each record's place in keep and entry.
+        groups: dict[str, tuple[SinkSlot, list[Record], list[tuple[int, RescueEntry]]]] = {}
+        for item in chunk.items:
+            entry = item.entry
+            if self.sink_name is not None and entry.sink != self.sink_name:
+                keep.append(item.line)
+                continue
+            record = Record(self.next_id, entry.raw, entry.payload, entry.rest)
+            self.next_id += 1
+            ledger.received += 1
+            if entry.sink is None:
+                ledger.abandon(None, "replay", NO_ROUTE, (record,))
+                keep.append(item.line)
+                continue
+            slot = self.redirect or self.by_name.get(entry.sink)
+            ledger.dispatched += 1
+            if slot is None:
+                account = self.account(entry.sink)
+                account.routed += 1
+                ledger.abandon(account, "replay", f"no sink named {entry.sink!r}", (record,))
+                keep.append(item.line)
+                continue
+            self.account(slot.name).routed += 1
+            group = groups.get(slot.name)
+            if group is None:
+                group = groups[slot.name] = (slot, [], [])
+            group[1].append(record)
+            group[2].append((len(keep), entry))
+            keep.append(None)
+        for slot, records, places in groups.values():
+            account = self.account(slot.name)
+            try:
+                await slot.write(records)
+            except Exception as exc:
+                reason = f"sink raised {describe(exc)}"
+                log.error(
+                    'replay.write_failed sink=%s records=%d error="%s"',
+                    slot.name,
+                    len(records),
+                    describe(exc),
+                    exc_info=exc,
+                )
+                ledger.abandon(account, "sink", reason, records, exc)
+                now = _wall()
+                error = describe(exc)
+                for place, entry in places:
+                    keep[place] = msgspec.structs.replace(
+                        entry, stage="sink", reason=reason, error=error, time=now
+                    )
+            else:
+                account.delivered += len(records)
+        return keep
