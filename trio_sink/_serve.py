@@ -143,12 +143,12 @@ async def serve(
     if not isinstance(pipeline, Pipeline):
         raise ConfigError(f"pipeline must be a trio_sink.Pipeline, got {pipeline!r}")
     signums = _check_signals(signals)
-    log.info("serve.start signals=%s", ",".join(map(_signal_name, signums)) or "none")
     failure: Exception | None = None
     report: DeliveryReport | None = None
     with contextlib.ExitStack() as stack:
         # Signals are received from before the pipeline starts: none is missed.
         receiver = stack.enter_context(trio.open_signal_receiver(*signums)) if signums else None
+        log.info("serve.start signals=%s", ",".join(map(_signal_name, signums)) or "none")
         async with trio.open_nursery() as nursery:
             try:
                 report = await pipeline.run(task_status=_Relay(task_status, nursery, receiver))
