@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -464,3 +466,19 @@ async def test_exit_status_of_reports(autojump_clock: trio.testing.MockClock) ->
 def test_exit_status_of_anything_else_is_a_config_error(outcome: Any) -> None:
     with pytest.raises(ConfigError, match="outcome must be"):
         exit_status(outcome)
+
+
+# -- docs/daemon.md ----------------------------------------------------------------------
+
+
+async def test_the_code_in_the_docs_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    doc = Path(__file__).parent.parent / "docs" / "daemon.md"
+    [block] = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    namespace: dict[str, Any] = {"__name__": "docs"}
+    exec(compile(block, str(doc), "exec"), namespace)
+    monkeypatch.chdir(tmp_path)
+    assert await namespace["main"](["a", "b"]) == 0
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 2
+    assert await namespace["main"](ScriptedSource(["c", Fail(OSError("gone"))])) == 4
