@@ -14,6 +14,10 @@ from ._pipeline import PipelineHandle as PipelineHandle
 from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
+from ._retry import NO_RETRY as NO_RETRY
+from ._retry import CircuitBreaker as CircuitBreaker
+from ._retry import PermanentError as PermanentError
+from ._retry import RetryPolicy as RetryPolicy
 from ._replay import replay as replay
 from ._rescue import RescueEntry as RescueEntry
 from ._rescue import RescueFormatError as RescueFormatError
@@ -31,12 +35,15 @@ from ._source import Source as Source
 __version__ = "0.1.0"
 
 __all__ = [
+    "NO_RETRY",
     "AccountingError",
+    "CircuitBreaker",
     "ConfigError",
     "DeliveryReport",
     "ExitStatus",
     "Infra",
     "Miss",
+    "PermanentError",
     "Pipeline",
     "PipelineHandle",
     "Record",
@@ -46,6 +53,7 @@ __all__ = [
     "RescueStatistics",
     "RescueStore",
     "Residue",
+    "RetryPolicy",
     "Route",
     "Sink",
     "Source",
