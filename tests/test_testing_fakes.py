@@ -12,16 +12,27 @@ import pytest
 import trio
 import trio.testing
 
-from trio_sink import DeliveryReport, Pipeline, Record, Route, Sink, Source, SourceError
+from trio_sink import (
+    DeliveryReport,
+    PermanentError,
+    Pipeline,
+    Record,
+    Route,
+    Sink,
+    Source,
+    SourceError,
+)
 from trio_sink.sinks import CollectSink, SlowSink
 from trio_sink.testing import (
     Fail,
+    FailingProbe,
     FlakySink,
     HangingSink,
     Pause,
     RecordingSink,
     ScriptedSource,
     WriteCall,
+    check_sink,
 )
 
 
@@ -364,6 +375,131 @@ async def test_flaky_sink_wraps_an_inner_sink_by_its_name() -> None:
     assert (inner.flushed, inner.closed) == (1, 1)
 
 
+async def outcomes_at(sink: FlakySink, times: Sequence[float]) -> list[str]:
+    """Write one record at each time (on Trio's clock); what each write came to."""
+    got = []
+    for k, t in enumerate(times):
+        await trio.sleep_until(t)
+        try:
+            await sink.write(recs(k, 1))
+        except PermanentError:
+            got.append("permanent")
+        except OSError:
+            got.append("failed")
+        else:
+            got.append("ok")
+    return got
+
+
+async def test_flaky_sink_fails_every_write_during_an_outage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = FlakySink(outages=[(2, 4), (6, math.inf)])
+    assert sink.outages == ((2, 4), (6, math.inf))
+    times = [0, 1.9, 2, 3.5, 4, 5.9, 6, 100]
+    assert await outcomes_at(sink, times) == [
+        "ok", "ok", "failed", "failed", "ok", "ok", "failed", "failed"
+    ]  # fmt: skip
+    assert (sink.writes, sink.failures, sink.permanent_failures) == (8, 4, 0)
+    assert ids(sink.records) == [0, 1, 4, 5]
+    assert [sink.in_outage(t) for t in (1, 2, 4, 7)] == [False, True, False, True]
+
+
+async def test_flaky_sink_outages_combine_with_the_other_rules_and_keep_the_draws(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    times = [float(t) for t in range(12)]
+    plain = await outcomes_at(FlakySink(probability=0.3, seed=4), times)
+    both = await outcomes_at(
+        FlakySink(probability=0.3, seed=4, fail_on={0}, outages=[(15, 20), (5, 8)]),
+        [t + 12 for t in times],  # the clock goes on: (5, 8) is past, (15, 20) holds writes 3-7
+    )
+    expected = [
+        "failed" if k == 0 or 15 <= 12 + k < 20 else outcome for k, outcome in enumerate(plain)
+    ]
+    assert both == expected
+    assert "ok" in plain
+    assert "failed" in plain
+
+
+async def test_flaky_sink_has_no_probe_unless_asked() -> None:
+    assert FlakySink().probe is None
+    assert FlakySink(outages=[(0, 1)]).probe is None
+
+
+async def test_flaky_sink_probe_fails_only_during_an_outage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = FlakySink(outages=[(1, 3)], has_probe=True, fail_on={0, 1}, probability=1.0)
+    probe = sink.probe
+    assert probe is not None
+    results = []
+    for t in (0, 1, 2.5, 3):
+        await trio.sleep_until(t)
+        try:
+            await probe()
+        except OSError as exc:
+            results.append(str(exc))
+        else:
+            results.append("ok")
+    assert results == ["ok", "flaky write", "flaky write", "ok"]
+    assert (sink.probes, sink.probe_failures) == ([0, 1, 2.5, 3], 2)
+    assert sink.writes == 0  # a probe is no write, and draws nothing
+
+
+async def test_flaky_sink_probe_is_a_checkpoint_and_counts_nothing_when_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = FlakySink(outages=[(0, 1)], has_probe=True)
+    assert sink.probe is not None
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sink.probe()
+    assert scope.cancelled_caught
+    assert (sink.probes, sink.probe_failures) == ([0], 0)
+
+
+async def test_flaky_sink_permanent_writes_raise_permanent_error_with_the_cause() -> None:
+    sink = FlakySink(permanent={1}, fail_on={1, 2}, error=lambda: OSError("refused"))
+    await sink.write(recs(0, 1))
+    with pytest.raises(PermanentError, match=r"^refused$") as info:
+        await sink.write(recs(1, 1))
+    assert isinstance(info.value.__cause__, OSError)
+    with pytest.raises(OSError, match="refused"):
+        await sink.write(recs(2, 1))
+    assert (sink.writes, sink.failures, sink.permanent_failures) == (3, 2, 1)
+    assert ids(sink.records) == [0]
+
+
+async def test_flaky_sink_permanent_rule_models_a_poison_record(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[int] = []
+
+    def poison(k: int, batch: Sequence[Record]) -> bool:
+        seen.append(k)
+        return 7 in ids(batch)
+
+    sink = FlakySink(permanent=poison, outages=[(5, 10)])
+    outcomes = await outcomes_at(sink, [0, 1, 6])
+    assert outcomes == ["ok", "ok", "failed"]
+    # Write 3 is in the outage too, and carries the poison record: permanent wins.
+    with pytest.raises(PermanentError):
+        await sink.write(recs(6, 3))
+    assert seen == [0, 1, 2, 3]
+    assert sink.permanent_failures == 1
+    assert sink.failures == 2
+
+
+async def test_flaky_sink_with_its_new_options_still_conforms(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await check_sink(
+        lambda: FlakySink(outages=[(1000, 2000)], permanent={999}, has_probe=True),
+        delivered=lambda s: s.records,
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -377,6 +513,17 @@ async def test_flaky_sink_wraps_an_inner_sink_by_its_name() -> None:
         ({"name": ""}, "name must be a non-empty str or None"),
         ({"inner": CollectSink("a"), "name": "b"}, "name must be None or inner's name 'a'"),
         ({"inner": "sink"}, "inner must be a sink"),
+        ({"outages": [(2, 1)]}, "outages must be .start, end. pairs"),
+        ({"outages": [(1, 1)]}, "outages must be .start, end. pairs"),
+        ({"outages": [(math.nan, 1)]}, "outages must be .start, end. pairs"),
+        ({"outages": [(-math.inf, 1)]}, "outages must be .start, end. pairs"),
+        ({"outages": [(0, 1, 2)]}, "outages must be .start, end. pairs"),
+        ({"outages": [("0", 1)]}, "outages must be .start, end. pairs"),
+        ({"outages": [(True, 2)]}, "outages must be .start, end. pairs"),
+        ({"outages": 5}, "outages must be .start, end. pairs"),
+        ({"permanent": [-1]}, "permanent must be write numbers"),
+        ({"permanent": 3}, "permanent must be write numbers"),
+        ({"has_probe": 1}, "has_probe must be a bool"),
     ],
 )
 def test_flaky_sink_validates_arguments(kwargs: dict[str, Any], match: str) -> None:
@@ -412,6 +559,111 @@ async def test_flaky_sink_seeded_run_is_reproducible(
     assert first.undelivered  # with p=0.4 over 14 batches, seed 3 fails some
 
 
+# -- FailingProbe ------------------------------------------------------------------------
+
+
+async def try_write(sink: FailingProbe, batch: Sequence[Record]) -> str:
+    try:
+        await sink.write(batch)
+    except OSError as exc:
+        return str(exc)
+    return "ok"
+
+
+async def try_probe(sink: FailingProbe) -> str:
+    try:
+        await sink.probe()
+    except OSError as exc:
+        return str(exc)
+    return "ok"
+
+
+async def test_failing_probe_is_down_until_a_probe_succeeds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = FailingProbe(fail_probes=2)
+    assert isinstance(sink, Sink)
+    assert (sink.name, sink.down) == ("failing_probe", True)
+    assert await try_write(sink, recs(0, 1)) == "sink down"
+    results = []
+    for _ in range(3):
+        await trio.sleep(5)
+        results.append(await try_probe(sink))
+    assert results == ["sink down", "sink down", "ok"]
+    assert (sink.probes, sink.probe_failures, sink.recovered) == ([5, 10, 15], 2, [15])
+    assert sink.down is False
+    assert await try_write(sink, recs(1, 2)) == "ok"
+    assert (sink.writes, sink.failures, ids(sink.records)) == (2, 1, [1, 2])
+    assert isinstance(sink.inner, CollectSink)
+    assert ids(sink.inner.records) == [1, 2]
+
+
+async def test_failing_probe_goes_down_again_and_probe_numbers_go_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = FailingProbe(down=False, fail_probes={1, 2})
+    assert await try_write(sink, recs(0, 1)) == "ok"
+    assert await try_probe(sink) == "ok"  # up already: nothing recovers
+    assert sink.recovered == []
+    sink.go_down()
+    assert await try_write(sink, recs(1, 1)) == "sink down"
+    assert [await try_probe(sink) for _ in range(3)] == ["sink down", "sink down", "ok"]
+    assert sink.recovered == [0]
+    assert await try_write(sink, recs(2, 1)) == "ok"
+    assert ids(sink.records) == [0, 2]
+
+
+async def test_failing_probe_by_rule_with_inner_and_error() -> None:
+    inner = CollectSink("db")
+    sink = FailingProbe(inner, fail_probes=lambda k: k % 2 == 0, error=lambda: OSError("no"))
+    assert sink.name == "db"
+    assert [await try_probe(sink) for _ in range(4)] == ["no", "ok", "no", "ok"]
+    assert len(sink.recovered) == 1
+    assert await try_write(sink, recs(0, 1)) == "ok"
+    await sink.flush()
+    await sink.aclose()
+    assert (ids(inner.records), inner.flushed, inner.closed) == ([0], 1, 1)
+    assert FailingProbe(fail_probes=0).name == "failing_probe"
+    assert await try_probe(FailingProbe(fail_probes=0)) == "ok"
+
+
+async def test_failing_probe_cancelled_probe_changes_nothing() -> None:
+    sink = FailingProbe(fail_probes=0)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sink.probe()
+    assert scope.cancelled_caught
+    assert (sink.down, len(sink.probes), sink.probe_failures) == (True, 1, 0)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sink.write(recs(0, 1))
+    assert scope.cancelled_caught
+    assert (sink.writes, sink.failures) == (1, 0)
+
+
+async def test_failing_probe_conforms_while_up(autojump_clock: trio.testing.MockClock) -> None:
+    await check_sink(lambda: FailingProbe(down=False), delivered=lambda s: s.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fail_probes": -1}, "fail_probes must be an int >= 0, probe numbers"),
+        ({"fail_probes": [0, -2]}, "fail_probes must be an int >= 0, probe numbers"),
+        ({"fail_probes": True}, "fail_probes must be an int >= 0, probe numbers"),
+        ({"fail_probes": 1.5}, "fail_probes must be an int >= 0, probe numbers"),
+        ({"down": 0}, "down must be a bool"),
+        ({"error": OSError()}, "error must be a callable"),
+        ({"name": ""}, "name must be a non-empty str or None"),
+        ({"inner": CollectSink("a"), "name": "b"}, "name must be None or inner's name 'a'"),
+        ({"inner": 5}, "inner must be a sink"),
+    ],
+)
+def test_failing_probe_validates_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FailingProbe(**kwargs)
+
+
 # -- HangingSink -------------------------------------------------------------------------
 
 
@@ -444,6 +696,20 @@ async def test_hanging_sink_passes_its_first_writes_to_inner() -> None:
     assert (inner.flushed, inner.closed, sink.hung) == (1, 1, 1)
 
 
+async def test_hanging_sink_has_no_probe_unless_asked_and_then_it_hangs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert HangingSink().probe is None
+    sink = HangingSink(after=1, hang_probe=True)
+    assert sink.probe is not None
+    with trio.move_on_after(30) as scope:
+        await sink.probe()
+    assert scope.cancelled_caught
+    assert (trio.current_time(), sink.probes_hung, sink.hung) == (30, 1, 0)
+    await sink.write(recs(0, 1))  # writes are unaffected
+    assert ids(sink.records) == [0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -451,6 +717,7 @@ async def test_hanging_sink_passes_its_first_writes_to_inner() -> None:
         ({"after": 1.5}, "after must be an int >= 0"),
         ({"name": ""}, "name must be a non-empty str"),
         ({"inner": 3}, "inner must be a sink"),
+        ({"hang_probe": None}, "hang_probe must be a bool"),
     ],
 )
 def test_hanging_sink_validates_arguments(kwargs: dict[str, Any], match: str) -> None:

@@ -3,8 +3,9 @@
 Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink``.
 
 - Fakes: :class:`ScriptedSource` (items, :class:`Pause`, :class:`Fail`, endless mode),
-  :class:`RecordingSink`, :class:`FlakySink`, :class:`HangingSink`, and
-  :class:`~trio_sink.sinks.SlowSink`.
+  :class:`RecordingSink`, :class:`FlakySink` (failures by number, rule, chance, outage or
+  for good), :class:`FailingProbe` (down until its probe succeeds), :class:`HangingSink`,
+  and :class:`~trio_sink.sinks.SlowSink`.
 - :func:`check_sink`: a conformance suite for a sink class.
 - :func:`run_scenario`: run a pipeline under a stop plan and check every promise of its
   report. Hypothesis strategies to drive it live in :mod:`trio_sink.testing.strategies`
@@ -16,6 +17,7 @@ from ._conformance import RULES as SINK_RULES
 from ._conformance import SinkConformanceError as SinkConformanceError
 from ._conformance import check_sink as check_sink
 from ._fakes import Fail as Fail
+from ._fakes import FailingProbe as FailingProbe
 from ._fakes import FlakySink as FlakySink
 from ._fakes import HangingSink as HangingSink
 from ._fakes import Pause as Pause
@@ -28,6 +30,7 @@ from ._scenario import run_scenario as run_scenario
 __all__ = [
     "SINK_RULES",
     "Fail",
+    "FailingProbe",
     "FlakySink",
     "HangingSink",
     "Pause",
