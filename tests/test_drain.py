@@ -698,13 +698,24 @@ async def test_drain_log_lines_in_batch_mode(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_sink.drain")
-    sink = SlowSink(CollectSink("s"), per_batch=1.5)
+    sink = SlowSink(CollectSink("s"), per_batch=1.3)
     report = checked(await Pipeline(range(8), routes=[Route("r", sink)], batch_size=2).run())
     assert report.ok
     events = drain_events(caplog)
+    # A batch of 2 takes 1.3 s: progress every second while the drain lasts (no tick
+    # falls on the end of a write, so the order of the lines is certain).
     assert [(e, lvl, f["sink"]) for e, lvl, f in events] == [
         ("drain.started", logging.INFO, "s"),
+        *[("drain.progress", logging.INFO, "s")] * 5,
         ("drain.complete", logging.INFO, "s"),
     ]
     assert events[0][2]["pending"] == "8"  # the source ended at t=0 with all 8 pending
-    assert float(events[1][2]["seconds"]) == 6.0
+    progress = [(f["seconds"], f["pending_left"], f["time_left"]) for _, _, f in events[1:-1]]
+    assert progress == [
+        ("1.000", "8", "59.000"),
+        ("2.000", "6", "58.000"),
+        ("3.000", "4", "57.000"),
+        ("4.000", "2", "56.000"),
+        ("5.000", "2", "55.000"),
+    ]
+    assert float(events[-1][2]["seconds"]) == pytest.approx(5.2)

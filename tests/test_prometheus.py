@@ -41,7 +41,6 @@ REASONS = (
     "immediate stop",
     "cancelled",
     "sink error",
-    "monitor buffer full",
     "pipeline failed",
 )
 
@@ -359,7 +358,6 @@ def test_the_known_reasons_are_the_ledgers_kinds() -> None:
             "drain deadline",
             "immediate stop",
             "cancelled",
-            "monitor buffer full",
             "sink raised ValueError: boom",
             "pipeline failed: RuntimeError: boom",
         )

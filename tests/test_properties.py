@@ -33,7 +33,7 @@ from strategies import (
     stop_plans,
 )
 
-from trio_sink import DeliveryReport, Record, SourceError, Undelivered
+from trio_sink import DeliveryReport, PipelineStatistics, Record, SourceError, Undelivered
 from trio_sink.testing._scenario import _run_batch, _run_daemon
 
 EPS = 1e-9
@@ -198,6 +198,18 @@ def assert_record_is(record: Record, expected: Expected, where: str) -> None:
         assert record.error is None, (where, record)
 
 
+def monitor_name(scenario: Scenario) -> str | None:
+    spec = scenario.infra.sink_for("monitor")
+    return None if spec is None else spec.name
+
+
+def business_sinks(outcome: Outcome) -> dict[str, ObservedSink]:
+    """Every sink but the monitor's, which gets the pipeline's own statistics records
+    (see the monitor property)."""
+    monitor = monitor_name(outcome.scenario)
+    return {name: sink for name, sink in outcome.sinks.items() if name != monitor}
+
+
 def unrouted_ids(report: DeliveryReport) -> list[int]:
     return [u.record.id for u in report.undelivered if u.sink is None]
 
@@ -284,9 +296,9 @@ def test_every_produced_record_is_delivered_reported_or_discarded(
             assert u.record.raw == RAW_BASE + u.record.id, u
             assert u.record.payload == u.record.raw, u
     accounted = set(unrouted)
-    for sink in outcome.sinks.values():
+    for sink in business_sinks(outcome).values():
         accounted.update(r.id for r in sink.delivered)
-    accounted.update(u.record.id for u in report.undelivered)
+    accounted.update(u.record.id for u in report.undelivered if u.record.id >= 0)
     discarded: Counter[str] = Counter()
     for x in set(range(received)) - set(unrouted):
         dests = destinations(scenario, x)
@@ -296,7 +308,8 @@ def test_every_produced_record_is_delivered_reported_or_discarded(
                 discarded[dest.removeprefix("discarded:")] += 1
                 accounted.add(x)
     assert accounted == set(range(received)), sorted(set(range(received)) - accounted)
-    assert {g: n for g, n in report.discarded.items() if n} == dict(discarded)
+    # Statistics records the monitor had no room for are counted apart (monitor property).
+    assert {g: n for g, n in report.discarded.items() if n and g != "monitor"} == dict(discarded)
 
 
 @given(scenario=scenarios(routing_heavy=True), clock=clocks(), schedule=schedules())
@@ -307,7 +320,7 @@ def test_each_sink_gets_exactly_what_the_routing_model_routes_to_it(
     report = outcome.report
     per_dest = model(outcome)
     lost = undelivered_by_sink(report)
-    for name, sink in outcome.sinks.items():
+    for name, sink in business_sinks(outcome).items():
         expected = per_dest.get(name, {})
         delivered = {r.id for r in sink.delivered}
         undelivered = [u.record.id for u in lost.get(name, [])]
@@ -331,6 +344,40 @@ def test_each_sink_gets_exactly_what_the_routing_model_routes_to_it(
 
 
 @given(scenario=scenarios(), clock=clocks(), schedule=schedules())
+def test_the_monitor_gets_statistics_records_each_accounted_for(
+    scenario: Scenario, clock: trio.testing.MockClock, schedule: object
+) -> None:
+    outcome = run_scenario(scenario, clock)
+    report = outcome.report
+    name = monitor_name(scenario)
+    generated = report.generated
+    if name is None:
+        assert generated == 0
+        assert report.discarded.get("monitor", 0) == 0
+        return
+    sink = outcome.sinks[name]
+    lost = [u.record.id for u in report.undelivered if u.sink == name]
+    delivered = [r.id for r in sink.delivered]
+    # Ids -1, -2, ... in the order they were made; each either delivered, reported, or
+    # (no room in the monitor's buffer) counted in discarded["monitor"].
+    assert all(-generated <= i < 0 for i in [*delivered, *lost]), (generated, delivered, lost)
+    assert not set(delivered) & set(lost)
+    assert delivered == sorted(delivered, reverse=True)
+    assert report.routed[name] == len(delivered) + len(lost)
+    assert report.routed[name] + report.discarded.get("monitor", 0) == generated
+    for record in sink.delivered:
+        stats = record.payload
+        assert isinstance(stats, PipelineStatistics), record
+        assert record.raw is stats
+        assert stats.received <= report.received
+    # A run that drained fully sent a final record with the final source figures.
+    if report.ok and not outcome.crash and generated and not report.discarded.get("monitor"):
+        final = sink.delivered[-1].payload
+        assert final.received == report.received
+        assert final.state == "draining"
+
+
+@given(scenario=scenarios(), clock=clocks(), schedule=schedules())
 def test_each_sink_sees_each_id_once_in_source_order_in_bounded_batches(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
@@ -340,7 +387,8 @@ def test_each_sink_sees_each_id_once_in_source_order_in_bounded_batches(
         assert all(0 < size <= batch_size for size in sink.batch_sizes), (name, sink.batch_sizes)
         # Every write attempt, failed ones included: a batch is written once, in order,
         # never retried. (What was delivered is a subsequence of it, so it is in order too.)
-        attempted = sink.attempted
+        # The monitor's records count down from -1, in the order they were made.
+        attempted = [abs(i) for i in sink.attempted]
         assert all(a < b for a, b in pairwise(attempted)), (name, attempted)
 
 
@@ -461,5 +509,5 @@ def test_without_a_deadline_or_failures_everything_is_delivered(
     assert report.dispatched == report.received
     assert report.delivered == report.routed
     per_dest = model(outcome)
-    for name, sink in outcome.sinks.items():
+    for name, sink in business_sinks(outcome).items():
         assert [r.id for r in sink.delivered] == sorted(per_dest.get(name, {})), name

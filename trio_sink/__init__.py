@@ -7,6 +7,7 @@ from ._exceptions import AccountingError as AccountingError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import SourceError as SourceError
 from ._exceptions import TrioSinkError as TrioSinkError
+from ._exceptions import UnknownSinkError as UnknownSinkError
 from ._ledger import DeliveryReport as DeliveryReport
 from ._ledger import Undelivered as Undelivered
 from ._pipeline import Pipeline as Pipeline
@@ -31,6 +32,10 @@ from ._serve import exit_status as exit_status
 from ._serve import serve as serve
 from ._sink import Sink as Sink
 from ._source import Source as Source
+from ._stats import DrainStatistics as DrainStatistics
+from ._stats import PipelineStatistics as PipelineStatistics
+from ._stats import SinkStatistics as SinkStatistics
+from ._stats import SourceStatistics as SourceStatistics
 
 __version__ = "0.1.0"
 
@@ -40,12 +45,14 @@ __all__ = [
     "CircuitBreaker",
     "ConfigError",
     "DeliveryReport",
+    "DrainStatistics",
     "ExitStatus",
     "Infra",
     "Miss",
     "PermanentError",
     "Pipeline",
     "PipelineHandle",
+    "PipelineStatistics",
     "Record",
     "RescueEntry",
     "RescueFormatError",
@@ -56,10 +63,13 @@ __all__ = [
     "RetryPolicy",
     "Route",
     "Sink",
+    "SinkStatistics",
     "Source",
     "SourceError",
+    "SourceStatistics",
     "TrioSinkError",
     "Undelivered",
+    "UnknownSinkError",
     "__version__",
     "exit_status",
     "replay",

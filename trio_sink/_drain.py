@@ -52,7 +52,8 @@ def take_buffered(recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:
 
 
 class DrainControl:
-    """Stop flags, the two scopes and the reasons, shared by the stages of one run."""
+    """Stop flags, the two scopes and the reasons, shared by the stages of one run;
+    also the source's pause switch and the run's activity marks."""
 
     def __init__(self, drain_timeout: float | None, ledger: Ledger) -> None:
         self.drain_timeout = drain_timeout
@@ -62,9 +63,58 @@ class DrainControl:
         self.stopping = False
         self.stop_kind: str | None = None
         self.stop_time: float | None = None
+        self.end_time: float | None = None
         self.deadline_reason = DEADLINE
         self.finished = False
         self.source_error: BaseException | None = None
+        # The source's pause switch: an event that exists while paused, set on resume
+        # (and on Stop, so that a paused source sees the Stop at once).
+        self.source_resumed: trio.Event | None = None
+        # When the source last produced an item (for stop_when_idle).
+        self.last_activity = trio.current_time()
+        # Set, and replaced, whenever the supervisor should look again.
+        self.wakeup = trio.Event()
+        # Stages that feed the sinks or are sinks, the monitor's excepted: when they have
+        # all ended, the monitor gets its final record.
+        self.open_stages = 0
+
+    @property
+    def source_paused(self) -> bool:
+        return self.source_resumed is not None
+
+    def pause_source(self) -> None:
+        if not self.finished and self.source_resumed is None:
+            self.source_resumed = trio.Event()
+            pipeline_log.info("pipeline.source_paused received=%d", self.ledger.received)
+
+    def resume_source(self) -> None:
+        resumed, self.source_resumed = self.source_resumed, None
+        if resumed is not None:
+            resumed.set()
+            self.last_activity = trio.current_time()  # idle time counts from here
+            self.wake()
+            if not self.finished:
+                pipeline_log.info("pipeline.source_resumed received=%d", self.ledger.received)
+
+    async def wait_source_resumed(self) -> None:
+        """Wait while the source is paused; return at once on Stop."""
+        resumed = self.source_resumed
+        if resumed is not None and not self.stopping:
+            await resumed.wait()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def stage_ended(self) -> None:
+        self.open_stages -= 1
+        if self.open_stages == 0:
+            self.wake()
+
+    @property
+    def deadline(self) -> float | None:
+        """The drain deadline on Trio's clock; None before Stop or with no limit."""
+        deadline = self.scope.deadline
+        return None if not self.stopping or deadline == math.inf else deadline
 
     def stop(self, kind: str, *, immediate: bool = False) -> None:
         """Begin a graceful Stop (or bring its deadline forward). Sync, not a checkpoint."""
@@ -76,6 +126,9 @@ class DrainControl:
             self.stop_kind = kind
             self.stop_time = now
             self.pull_scope.cancel()
+            if self.source_resumed is not None:
+                self.source_resumed.set()  # a paused sync source sees the Stop
+            self.wake()
             self._log_started(kind)
         if immediate:
             deadline = now
@@ -117,4 +170,5 @@ class DrainControl:
     def seconds_since_stop(self) -> float:
         if self.stop_time is None:
             return 0.0
-        return trio.current_time() - self.stop_time
+        end = self.end_time if self.end_time is not None else trio.current_time()
+        return end - self.stop_time

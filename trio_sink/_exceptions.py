@@ -47,3 +47,20 @@ class SourceError(TrioSinkError):
     def __init__(self, message: str, report: DeliveryReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class UnknownSinkError(TrioSinkError, LookupError):
+    """A control call named a sink that the pipeline does not have.
+
+    :attr:`sink` is the name given, :attr:`known` the pipeline's sink names. It changes
+    nothing in the run.
+    """
+
+    sink: object
+    known: tuple[str, ...]
+
+    def __init__(self, sink: object, known: tuple[str, ...]) -> None:
+        names = ", ".join(repr(n) for n in known) or "none"
+        super().__init__(f"the pipeline has no sink named {sink!r}; its sinks are: {names}")
+        self.sink = sink
+        self.known = known

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import final
 
 import attrs
+from trio import Event
 
 from ._exceptions import AccountingError
 from ._record import Record
@@ -22,6 +23,21 @@ __all__ = ["DeliveryReport", "Ledger", "Ticket", "Undelivered"]
 DEADLINE = "drain deadline"
 IMMEDIATE = "immediate stop"
 CANCELLED = "cancelled"
+
+SINK_ERROR = "sink error"
+PIPELINE_FAILED = "pipeline failed"
+REASON_KINDS = (DEADLINE, IMMEDIATE, CANCELLED, SINK_ERROR, PIPELINE_FAILED)
+"""Every value of :func:`reason_kind`."""
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a reason, a short key of few values (for statistics and metrics):
+    a sink's exception text becomes ``"sink error"``."""
+    if reason.startswith("sink raised"):
+        return SINK_ERROR
+    if reason.startswith("pipeline failed"):
+        return PIPELINE_FAILED
+    return reason
 
 
 @final
@@ -71,7 +87,8 @@ class DeliveryReport:
     """Every record not delivered to a sink it was meant for, by id, with where and why."""
     discarded: Mapping[str, int] = attrs.field(converter=_frozen_map)
     """Per infra group that had no sink (``"default"``, ``"miss"``, ...): records counted
-    there and dropped on purpose."""
+    there and dropped on purpose. Under ``"monitor"`` also the statistics records that
+    found the monitor sink's buffer full (dropped rather than wait: a newer one follows)."""
     timed_out: bool
     """The drain deadline (an immediate stop's included) passed with records left."""
     drain_seconds: float
@@ -83,6 +100,11 @@ class DeliveryReport:
     sink_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_text_map)
     """Per sink name: an exception its ``flush()`` or ``aclose()`` raised, as text.
     Records it had already delivered stay delivered."""
+    generated: int = 0
+    """Records the pipeline made itself: the statistics records sent to the ``monitor``
+    group. Their ids are negative (-1, -2, ...), so they never clash with the source's;
+    those sent to the monitor sink are counted in its ``routed`` like any other record,
+    the rest in ``discarded["monitor"]``."""
 
     @property
     def ok(self) -> bool:
@@ -115,8 +137,10 @@ class DeliveryReport:
             if key in seen:
                 problems.append(f"record {u.record.id} reported twice for sink {u.sink!r}")
             seen.add(key)
-            if not 0 <= u.record.id < self.received:
-                problems.append(f"record id {u.record.id} outside 0..{self.received - 1}")
+            if not -self.generated <= u.record.id < self.received:
+                problems.append(
+                    f"record id {u.record.id} outside {-self.generated}..{self.received - 1}"
+                )
         unrouted = per_sink.get(None, 0)
         if self.dispatched + unrouted != self.received:
             problems.append(
@@ -142,15 +166,45 @@ class Ticket:
 
 
 class SinkAccount:
-    """The counts of one sink; its task and the route stage update them per batch."""
+    """The counts and controls of one sink; its task and the source stage update them
+    per batch."""
 
-    __slots__ = ("delivered", "name", "routed", "undelivered")
+    __slots__ = (
+        "buffered",
+        "by_reason",
+        "delivered",
+        "in_flight",
+        "name",
+        "paused",
+        "peak_buffered",
+        "resumed",
+        "routed",
+        "undelivered",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.routed = 0
         self.delivered = 0
         self.undelivered = 0
+        self.buffered = 0  # records in its channel
+        self.peak_buffered = 0
+        self.in_flight = 0  # records of the write being made
+        self.by_reason: Counter[str] = Counter()
+        self.paused = False
+        self.resumed: Event | None = None  # set on resume; exists while paused
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.resumed = Event()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            assert self.resumed is not None
+            self.resumed.set()
+            self.resumed = None
 
 
 class Ledger:
@@ -167,6 +221,8 @@ class Ledger:
         self.discarded: Counter[str] = Counter()
         self.undelivered: list[Undelivered] = []
         self.deadline_abandoned = 0
+        self.unrouted = 0  # undelivered before routing (sink None)
+        self.generated = 0  # monitor records made (ids -1, -2, ...)
         self.settled_batches = 0
         self.sink_errors: dict[str, str] = {}
         self._on_settled = on_settled
@@ -192,8 +248,11 @@ class Ledger:
         before = len(self.undelivered)
         self.undelivered.extend(Undelivered(r, sink, stage, reason, error) for r in records)
         n = len(self.undelivered) - before
-        if account is not None:
+        if account is None:
+            self.unrouted += n
+        elif n:
             account.undelivered += n
+            account.by_reason[reason_kind(reason)] += n
         if reason in (DEADLINE, IMMEDIATE):
             self.deadline_abandoned += n
         return n
@@ -210,4 +269,5 @@ class Ledger:
             drain_seconds=drain_seconds,
             dispatched=self.dispatched,
             sink_errors=self.sink_errors,
+            generated=self.generated,
         )

@@ -11,6 +11,7 @@ what it holds, and the report lists every record that was not delivered.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -21,8 +22,9 @@ import trio
 from trio_util import AsyncValue
 
 from ._drain import DrainControl
-from ._exceptions import ConfigError, SourceError
-from ._ledger import DeliveryReport, Ledger
+from ._exceptions import ConfigError, SourceError, UnknownSinkError
+from ._ledger import DeliveryReport, Ledger, SinkAccount
+from ._observe import Monitor, snapshot, supervise
 from ._route import (
     INFRA_GROUPS,
     Dest,
@@ -35,7 +37,8 @@ from ._route import (
 )
 from ._sink import SinkSlot
 from ._sink_stage import run_sink_stage
-from ._source import Source, run_source_stage
+from ._source import Source, SourceStage, run_source_stage
+from ._stats import PipelineStatistics
 
 __all__ = ["Pipeline", "PipelineHandle"]
 
@@ -62,6 +65,16 @@ def _check_seconds(name: str, value: object, *, optional: bool = False) -> float
     return float(value)
 
 
+def _check_positive(name: str, value: object, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    seconds = _check_seconds(name, value)
+    if not seconds:
+        expected = "a finite number of seconds > 0" + (" or None" if optional else "")
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+    return seconds
+
+
 def _check_source(source: object) -> None:
     if isinstance(source, (str, bytes)):
         raise ConfigError(
@@ -81,11 +94,25 @@ def _check_source(source: object) -> None:
 
 @final
 class PipelineHandle:
-    """Controls a running pipeline; returned by ``await nursery.start(pipeline.run)``."""
+    """Controls a running pipeline; returned by ``await nursery.start(pipeline.run)``.
 
-    def __init__(self, control: DrainControl) -> None:
+    Every control method is sync and not a checkpoint, so it can be called from any
+    task of the run (or from a signal handler task); called after the run has ended,
+    it does nothing. A sink is named by its name; an unknown name raises
+    :class:`UnknownSinkError`, also after the run.
+    """
+
+    def __init__(
+        self,
+        control: DrainControl,
+        take_snapshot: Callable[[], PipelineStatistics],
+        monitor_sink: str | None,
+    ) -> None:
         self._control = control
+        self._snapshot = take_snapshot
+        self._monitor_sink = monitor_sink
         self._report: DeliveryReport | None = None
+        self._final: PipelineStatistics | None = None
         self._state = AsyncValue("running")
 
     def stop(self, *, immediate: bool = False) -> None:
@@ -97,6 +124,67 @@ class PipelineHandle:
         call after the run has ended does nothing.
         """
         self._control.stop("immediate stop" if immediate else "stop", immediate=immediate)
+
+    def pause(self, sink: str) -> None:
+        """Pause ``sink``: it writes nothing until resumed.
+
+        Its backlog waits in its buffer; once that is full, the source waits too
+        (backpressure), so nothing is dropped. A paused sink stays paused through a
+        graceful Stop: resume it to let it drain, or its backlog is reported at the
+        drain deadline. Pausing a paused sink does nothing.
+        """
+        account = self._account(sink)
+        if not self._control.finished and not account.paused:
+            account.pause()
+            log.info("sink.paused sink=%s buffered=%d", sink, account.buffered)
+
+    def resume(self, sink: str) -> None:
+        """Resume ``sink`` after :meth:`pause` or :meth:`isolate`; its backlog goes on
+        where it stopped. Resuming a sink that is not paused does nothing."""
+        account = self._account(sink)
+        if account.paused:
+            account.resume()
+            if not self._control.finished:
+                log.info("sink.resumed sink=%s buffered=%d", sink, account.buffered)
+
+    def resume_all(self) -> None:
+        """Resume every paused sink."""
+        for name in self._control.ledger.accounts:
+            self.resume(name)
+
+    def isolate(self, sink: str) -> None:
+        """Let ``sink`` alone write: resume it and pause every other sink, business and
+        infra alike, except the ``monitor`` group's (statistics keep flowing).
+        :meth:`resume_all` ends it."""
+        self._account(sink)
+        for name in self._control.ledger.accounts:
+            if name == sink:
+                self.resume(name)
+            elif name != self._monitor_sink:
+                self.pause(name)
+
+    def pause_source(self) -> None:
+        """Stop pulling from the source, without stopping the run.
+
+        Records already pulled still go through; the sinks keep writing. A Stop while
+        the source is paused ends the pull at once. ``stop_when_idle`` does not count
+        the time the source is paused.
+        """
+        self._control.pause_source()
+
+    def resume_source(self) -> None:
+        """Pull from the source again after :meth:`pause_source`."""
+        self._control.resume_source()
+
+    def statistics(self) -> PipelineStatistics:
+        """A frozen snapshot of the run's figures. Sync, not a checkpoint, cheap.
+
+        After the run has ended, it is the final snapshot, whose counts are the
+        report's.
+        """
+        if self._final is not None:
+            return self._final
+        return self._snapshot()
 
     async def wait(self) -> DeliveryReport:
         """Wait until the run has ended, and return its report.
@@ -112,7 +200,15 @@ class PipelineHandle:
         """The report once the run has ended; None before."""
         return self._report
 
+    def _account(self, sink: str) -> SinkAccount:
+        accounts = self._control.ledger.accounts
+        try:
+            return accounts[sink]
+        except (KeyError, TypeError):
+            raise UnknownSinkError(sink, tuple(accounts)) from None
+
     def _finish(self, report: DeliveryReport) -> None:
+        self._final = self._snapshot()
         self._report = report
         self._state.value = "stopped"
 
@@ -122,7 +218,16 @@ class Pipeline:
     """A source, a parse, routes and sinks, run with a lossless Stop and drain.
 
     Construction validates everything and raises :class:`ConfigError` naming the
-    argument; a pipeline runs once.
+    argument; a pipeline runs once. Beyond the contract's arguments:
+
+    - ``stop_after_records``: Stop once this many records were received (exactly
+      that many: the source is not pulled further).
+    - ``stop_when_idle``: Stop once this many seconds passed with no new item from
+      the source (time the source is paused does not count).
+    - ``monitor_interval``: seconds between two statistics records sent to the
+      ``monitor`` group (when it has a sink); a final one follows at the end.
+    - ``progress_interval``: seconds between two ``drain.progress`` log lines while a
+      drain lasts; None for none.
     """
 
     def __init__(
@@ -136,6 +241,10 @@ class Pipeline:
         batch_size: int = 128,
         batch_timeout: float = 0.3,
         drain_timeout: float | None = 60.0,
+        stop_after_records: int | None = None,
+        stop_when_idle: float | None = None,
+        monitor_interval: float = 1.0,
+        progress_interval: float | None = 1.0,
     ) -> None:
         _check_source(source)
         if parse is not None and (not callable(parse) or is_async_callable(parse)):
@@ -160,6 +269,16 @@ class Pipeline:
         self._batch_size = _check_int("batch_size", batch_size, 1)
         self._batch_timeout: float = _check_seconds("batch_timeout", batch_timeout) or 0.0
         self._drain_timeout = _check_seconds("drain_timeout", drain_timeout, optional=True)
+        self._stop_after_records = (
+            None
+            if stop_after_records is None
+            else _check_int("stop_after_records", stop_after_records, 1)
+        )
+        self._stop_when_idle = _check_positive("stop_when_idle", stop_when_idle, optional=True)
+        self._monitor_interval = _check_positive("monitor_interval", monitor_interval)
+        self._progress_interval = _check_positive(
+            "progress_interval", progress_interval, optional=True
+        )
         # Every sink, business and infra, once: (slot, route name or infra group).
         self._slots: list[SinkSlot] = []
         self._route_slots: list[list[SinkSlot]] = []
@@ -212,6 +331,27 @@ class Pipeline:
         return self._drain_timeout
 
     @property
+    def stop_after_records(self) -> int | None:
+        """Stop once this many records were received; None for no limit."""
+        return self._stop_after_records
+
+    @property
+    def stop_when_idle(self) -> float | None:
+        """Stop after this many seconds with no new item; None for never."""
+        return self._stop_when_idle
+
+    @property
+    def monitor_interval(self) -> float:
+        """Seconds between two statistics records sent to the ``monitor`` group."""
+        assert self._monitor_interval is not None
+        return self._monitor_interval
+
+    @property
+    def progress_interval(self) -> float | None:
+        """Seconds between two ``drain.progress`` log lines; None for none."""
+        return self._progress_interval
+
+    @property
     def sink_names(self) -> tuple[str, ...]:
         """Every sink's name, business sinks first, in configuration order."""
         return tuple(s.name for s in self._slots)
@@ -235,14 +375,21 @@ class Pipeline:
         self._ran = True
         ledger = Ledger(self.sink_names)
         control = DrainControl(self._drain_timeout, ledger)
-        handle = PipelineHandle(control)
         cap = self._capacity
+        monitor_slot = self._infra_slots["monitor"]
 
         dests: dict[str, Dest] = {}
         stages: list[tuple[SinkSlot, trio.MemoryReceiveChannel[SinkBatch]]] = []
+        monitor: Monitor | None = None
         for slot in self._slots:
             send, recv = trio.open_memory_channel[SinkBatch](cap)
-            dests[slot.name] = Dest(ledger.accounts[slot.name], send)
+            account = ledger.accounts[slot.name]
+            if slot is monitor_slot:
+                # Fed by the supervisor alone; its input ends after the final record.
+                assert self._monitor_interval is not None
+                monitor = Monitor(account, send, self._monitor_interval)
+            else:
+                dests[slot.name] = Dest(account, send)
             stages.append((slot, recv))
         router = Router(
             self._parse,
@@ -250,10 +397,30 @@ class Pipeline:
                 (route.when, [dests[s.name] for s in slots])
                 for route, slots in zip(self._routes, self._route_slots, strict=True)
             ],
-            {g: None if s is None else dests[s.name] for g, s in self._infra_slots.items()},
+            {
+                g: None if s is None or s is monitor_slot else dests[s.name]
+                for g, s in self._infra_slots.items()
+            },
             ledger,
         )
         fanout = Fanout(router, control, list(dests.values()))
+        stage = SourceStage(
+            control,
+            fanout,
+            self._batch_size,
+            self._batch_timeout,
+            limit=self._stop_after_records,
+            track_idle=self._stop_when_idle is not None,
+        )
+
+        def take_snapshot() -> PipelineStatistics:
+            return snapshot(control, stage)
+
+        handle = PipelineHandle(
+            control, take_snapshot, None if monitor_slot is None else monitor_slot.name
+        )
+        # The source stage and every sink stage but the monitor's.
+        control.open_stages = 1 + len(dests)
         log.info(
             "pipeline.start sinks=%d capacity=%d batch_size=%d drain_timeout=%s",
             len(self._slots),
@@ -266,17 +433,35 @@ class Pipeline:
                 async with trio.open_nursery() as nursery:
                     for slot, recv in stages:
                         nursery.start_soon(
-                            run_sink_stage,
-                            slot,
-                            ledger.accounts[slot.name],
-                            control,
-                            recv,
+                            functools.partial(
+                                run_sink_stage,
+                                slot,
+                                ledger.accounts[slot.name],
+                                control,
+                                recv,
+                                feeds_monitor=slot is not monitor_slot,
+                            ),
                             name=f"trio_sink.sink:{slot.name}",
                         )
-                    await nursery.start(self._run_source, control, fanout)
+                    nursery.start_soon(
+                        functools.partial(
+                            supervise,
+                            control,
+                            take_snapshot,
+                            monitor=monitor,
+                            progress_interval=self._progress_interval,
+                            stop_when_idle=self._stop_when_idle,
+                        ),
+                        name="trio_sink.supervisor",
+                    )
+                    await nursery.start(
+                        functools.partial(run_source_stage, self._source, stage),
+                        name="trio_sink.source",
+                    )
                     task_status.started(handle)
         finally:
             control.finished = True
+            control.end_time = trio.current_time()
             report = ledger.report(control.seconds_since_stop())
             handle._finish(report)
             log.info(
@@ -292,19 +477,3 @@ class Pipeline:
         if source_error is not None:
             raise SourceError(f"the source raised {source_error!r}", report) from source_error
         return report
-
-    async def _run_source(
-        self,
-        control: DrainControl,
-        fanout: Fanout,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        await run_source_stage(
-            self._source,
-            control,
-            fanout,
-            batch_size=self._batch_size,
-            batch_timeout=self._batch_timeout,
-            task_status=task_status,
-        )

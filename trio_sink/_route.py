@@ -309,6 +309,7 @@ class Fanout:
         self.hand: tuple[int, list[Any]] | None = None
         self.out: list[tuple[Dest, SinkBatch]] = []
         self.sent = 0
+        self.blocked = False  # a send of out[sent] is waiting for room
 
     async def ship(self, first_id: int, raws: list[Any]) -> None:
         """Route one source batch and send every sub-batch. Always a checkpoint.
@@ -324,12 +325,26 @@ class Fanout:
         self.sent = 0
         waited = False
         for dest, msg in out:
+            account = dest.account
+            size = len(msg[0])
             try:
                 try:
                     dest.send.send_nowait(msg)
                 except trio.WouldBlock:
-                    await dest.send.send(msg)
+                    # Counted as buffered while it waits for room: once there, the
+                    # sink's task may take it before this task runs again.
+                    account.buffered += size
+                    self.blocked = True
+                    try:
+                        await dest.send.send(msg)
+                    except BaseException:
+                        account.buffered -= size
+                        raise
+                    finally:
+                        self.blocked = False
                     waited = True
+                else:
+                    account.buffered += size
             except trio.BrokenResourceError:
                 # The sink's task ended first. Either the stages were cancelled (this
                 # task too, though it has not reached a checkpoint since: an item that
@@ -337,6 +352,8 @@ class Fanout:
                 # report the unsent sub-batches; or the sink's task crashed.
                 await trio.lowlevel.checkpoint_if_cancelled()
                 raise
+            if account.buffered > account.peak_buffered:
+                account.peak_buffered = account.buffered
             self.sent += 1
         self.out = []
         if not waited:
@@ -351,6 +368,15 @@ class Fanout:
             ledger.abandon(dest.account, "route", reason, sub)
             ledger.settle(ticket)
         self.out = []
+
+    def waiting(self) -> dict[str, int]:
+        """Per sink name: records routed to it and not sent yet (its buffer is full).
+        A sub-batch whose send waits for room counts as buffered already."""
+        waiting: dict[str, int] = {}
+        for dest, (sub, _) in self.out[self.sent + self.blocked :]:
+            name = dest.account.name
+            waiting[name] = waiting.get(name, 0) + len(sub)
+        return waiting
 
     def close(self) -> None:
         """Close every sink channel: the sinks see the end of their input."""

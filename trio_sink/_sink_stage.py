@@ -22,13 +22,18 @@ async def run_sink_stage(
     account: SinkAccount,
     control: DrainControl,
     recv: trio.MemoryReceiveChannel[SinkBatch],
+    *,
+    feeds_monitor: bool = True,
 ) -> None:
     """Write every batch of ``recv`` to the sink until the input ends, then flush.
 
     A write that raises marks its batch undelivered with the exception; the sink goes
-    on with the next batch. When the stage is cancelled (drain deadline, immediate
+    on with the next batch. While the sink is paused, it takes nothing from ``recv``
+    (its backlog waits there). When the stage is cancelled (drain deadline, immediate
     stop, cancellation from outside) the batch being written and every batch left in
     the channel are reported. ``aclose()`` is awaited exactly once, at the end.
+    ``feeds_monitor``: the monitor's final record waits for this stage to end (every
+    sink but the monitor's own).
     """
     ledger = control.ledger
     write = slot.write
@@ -36,6 +41,9 @@ async def run_sink_stage(
     hand: SinkBatch | None = None
     try:
         while True:
+            if account.paused:
+                assert account.resumed is not None
+                await account.resumed.wait()
             # Take what is buffered without a task switch; wait only when empty.
             try:
                 item = recv.receive_nowait()
@@ -48,6 +56,9 @@ async def run_sink_stage(
                 break
             hand = item
             batch, ticket = item
+            size = len(batch)
+            account.buffered -= size
+            account.in_flight = size
             try:
                 await write(batch)
             except Exception as exc:
@@ -61,7 +72,8 @@ async def run_sink_stage(
                 )
                 ledger.abandon(account, "sink", reason, batch, exc)
             else:
-                account.delivered += len(batch)
+                account.delivered += size
+            account.in_flight = 0
             hand = None
             ledger.settle(ticket)
         try:
@@ -80,16 +92,24 @@ async def run_sink_stage(
         if hand is not None:
             lost += ledger.abandon(account, "sink", reason, hand[0])
             ledger.settle(hand[1])
+            account.in_flight = 0
         for batch, ticket in take_buffered(recv):
             lost += ledger.abandon(account, "sink", reason, batch)
             ledger.settle(ticket)
+            account.buffered -= len(batch)
         if lost and reason in (DEADLINE, IMMEDIATE):
             drain_log.warning(
-                'drain.deadline sink=%s undelivered=%d reason="%s"', name, lost, reason
+                'drain.deadline sink=%s undelivered=%d reason="%s" paused=%s',
+                name,
+                lost,
+                reason,
+                account.paused,
             )
         raise
     finally:
         recv.close()
+        if feeds_monitor:
+            control.stage_ended()
         try:
             await slot.aclose()
         except Exception as exc:

@@ -22,7 +22,7 @@ import trio
 from ._drain import DrainControl, describe
 from ._route import Fanout, unrouted
 
-__all__ = ["Source", "run_source_stage"]
+__all__ = ["Source", "SourceStage", "run_source_stage"]
 
 T = TypeVar("T")
 log = logging.getLogger("trio_sink.pipeline")
@@ -51,15 +51,27 @@ class Source(Generic[T]):
         """Tear down at the end of the run. Default: nothing."""
 
 
-class _SourceStage:
+class SourceStage:
+    """The state of the source stage of one run: what it holds, and its settings."""
+
     def __init__(
-        self, control: DrainControl, fanout: Fanout, batch_size: int, batch_timeout: float
+        self,
+        control: DrainControl,
+        fanout: Fanout,
+        batch_size: int,
+        batch_timeout: float,
+        *,
+        limit: int | None = None,
+        track_idle: bool = False,
     ) -> None:
         self.control = control
         self.ledger = control.ledger
         self.fanout = fanout
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
+        self.limit = limit  # stop_after_records
+        self.track_idle = track_idle  # note when each item arrives (stop_when_idle)
+        self.end_kind = "source exhausted"
         # Items pulled from an async source and not yet cut into a batch.
         self.buf: list[Any] = []
 
@@ -87,20 +99,29 @@ class _SourceStage:
 
     async def pull_sync(self, it: Iterator[Any]) -> None:
         size = self.batch_size
+        limit = self.limit
         control = self.control
         while not control.stopping:
+            if control.source_resumed is not None:
+                await control.wait_source_resumed()
+                continue
+            take = size if limit is None else min(size, limit - self.ledger.received)
             # extend keeps the items it took if the iterator raises midway; held in
             # self.buf meanwhile, so that abandon() reports them after a BaseException.
             raws: list[Any] = []
             self.buf = raws
             try:
-                raws.extend(islice(it, size))
+                raws.extend(islice(it, take))
             except Exception as exc:
                 self.failed(exc)
             self.buf = []
             if raws:
+                control.last_activity = trio.current_time()
                 await self.ship(raws)
-            if len(raws) < size:
+            if len(raws) < take:
+                break
+            if limit is not None and self.ledger.received >= limit:
+                self.end_kind = "record limit"
                 break
 
     # -- async iterables ------------------------------------------------------
@@ -117,17 +138,30 @@ class _SourceStage:
 
     async def _puller(self, ait: AsyncIterator[Any]) -> None:
         size = self.batch_size
+        control = self.control
+        limit = self.limit
+        track_idle = self.track_idle
+        pulled = 0
         try:
-            with self.control.pull_scope:
+            with control.pull_scope:
                 async for raw in ait:
                     buf = self.buf
                     buf.append(raw)
+                    if track_idle:
+                        control.last_activity = trio.current_time()
                     if len(buf) == 1:
                         self.first_at = trio.current_time()
                         self.have_items.set()
+                    if limit is not None:
+                        pulled += 1
+                        if pulled >= limit:
+                            self.end_kind = "record limit"
+                            break
                     if len(buf) >= size:
                         self.full.set()
                         await self.space.wait()
+                    if control.source_resumed is not None:
+                        await control.wait_source_resumed()
         except Exception as exc:
             self.failed(exc)
         finally:
@@ -156,11 +190,8 @@ class _SourceStage:
 
 async def run_source_stage(
     source: Any,
-    control: DrainControl,
-    fanout: Fanout,
+    stage: SourceStage,
     *,
-    batch_size: int,
-    batch_timeout: float,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the source stage. If the source raises, its exception is kept in
@@ -168,7 +199,8 @@ async def run_source_stage(
 
     When it ends, for whatever reason, every sink channel is closed: the end of input.
     """
-    stage = _SourceStage(control, fanout, batch_size, batch_timeout)
+    control = stage.control
+    fanout = stage.fanout
     closers: list[Any] = []  # what to close at the end, in order
     ended = False
     try:
@@ -206,7 +238,8 @@ async def run_source_stage(
         if ended:
             # The source's end (or failure) is the Stop of batch mode. Not when the
             # stage was cancelled: that is no Stop, and must not start a drain deadline.
-            control.stop("source exhausted" if control.source_error is None else "source failed")
+            control.stop(stage.end_kind if control.source_error is None else "source failed")
+        control.stage_ended()
         await _close_all(closers)
 
 

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .._drain import describe
 from .._exceptions import ConfigError
+from .._ledger import REASON_KINDS
 from .._route import is_async_callable
 from .._stats import PipelineStatistics, SinkStatistics
 
@@ -60,14 +61,7 @@ _OWN_LABELS = frozenset({"group", "kind", "reason", "sink", "state"})
 # 0 included, so that a first undelivered record shows as an increase (a series that
 # appears with its first sample has no increase to show); a kind not listed here is
 # exported once it occurs.
-_REASONS = (
-    "drain deadline",
-    "immediate stop",
-    "cancelled",
-    "sink error",
-    "monitor buffer full",
-    "pipeline failed",
-)
+_REASONS = REASON_KINDS
 _OTHER_REASON = "other"
 
 
