@@ -20,7 +20,7 @@ from trio_sink import (
     RescueStore,
     Undelivered,
 )
-from trio_sink._rescue import SCHEMA_VERSION, _decode
+from trio_sink._rescue_format import SCHEMA_VERSION, _decode
 
 DOC = Path(__file__).parent.parent / "docs" / "rescue.md"
 
@@ -310,7 +310,7 @@ def crashed_segment(tmp_path: Path, lines: list[bytes]) -> Path:
 
 @pytest.fixture
 def line_encoder() -> Any:
-    from trio_sink._rescue import _Encoder
+    from trio_sink._rescue_format import _Encoder
 
     def encode(*entries: RescueEntry) -> list[bytes]:
         buf, ends = _Encoder().encode(entries)

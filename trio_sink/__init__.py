@@ -16,11 +16,11 @@ from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
 from ._replay import replay as replay
-from ._rescue import RescueEntry as RescueEntry
-from ._rescue import RescueFormatError as RescueFormatError
 from ._rescue import RescueReadStats as RescueReadStats
 from ._rescue import RescueStatistics as RescueStatistics
 from ._rescue import RescueStore as RescueStore
+from ._rescue_format import RescueEntry as RescueEntry
+from ._rescue_format import RescueFormatError as RescueFormatError
 from ._retry import NO_RETRY as NO_RETRY
 from ._retry import CircuitBreaker as CircuitBreaker
 from ._retry import PermanentError as PermanentError

@@ -23,7 +23,8 @@ import trio
 
 from ._ledger import DeliveryReport
 from ._replay import replay
-from ._rescue import RescueFormatError, RescueStore
+from ._rescue import RescueStore
+from ._rescue_format import RescueFormatError
 from .sinks import JsonlFileSink
 
 __all__ = ["main"]

@@ -24,7 +24,9 @@ from ._drain import describe
 from ._exceptions import ConfigError
 from ._ledger import DeliveryReport, Ledger, SinkAccount
 from ._record import Record
-from ._rescue import RescueEntry, RescueStore, _Chunk, _Segment, _wall
+from ._rescue import RescueStore
+from ._rescue_format import RescueEntry, _wall
+from ._rescue_segments import _Chunk, _Segment
 from ._sink import SinkSlot
 
 __all__ = ["replay"]

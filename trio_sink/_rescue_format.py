@@ -1,0 +1,305 @@
+"""How the rescue store keeps an entry: :class:`RescueEntry`, one JSON line each.
+
+A line is one JSON object, ``"v"`` (the schema version) first, then the entry's fields;
+fields at their default are left out. A ``raw``, ``payload`` or ``rest`` that is bytes is
+stored as base64 and named in ``"b64"``. A value that JSON cannot hold is stored as its
+``repr()`` text, with ``repr_only`` set: an entry is never dropped for its values.
+Decoding gives None for a line that is not whole and valid (torn or garbled), and raises
+:class:`RescueFormatError` for a line of a newer schema version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from ._drain import describe
+from ._exceptions import TrioSinkError
+from ._ledger import Undelivered
+from ._record import Record
+
+__all__ = ["SCHEMA_VERSION", "RescueEntry", "RescueFormatError"]
+
+SCHEMA_VERSION: Final = 1
+"""The version this trio_sink writes, and the newest it reads."""
+
+_BYTES: Final = (bytes, bytearray, memoryview)
+
+
+class RescueFormatError(TrioSinkError, ValueError):
+    """A segment holds a line of a schema version newer than this trio_sink reads.
+
+    Raised by a read when it reaches such a line: the line and everything after it
+    stay in the store as they are, and nothing is skipped. It means: upgrade trio_sink
+    to read this store. It is never raised for a torn or garbled line: those are
+    skipped and counted.
+    """
+
+
+class RescueEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One record that did not reach a sink, as the rescue store keeps it. Immutable.
+
+    Values come back from the store in their JSON form (msgspec's mapping: tuples and
+    sets as lists, NaN as None, datetimes as text, structs and dataclasses as objects),
+    except that ``raw``, ``payload`` or ``rest`` that is bytes comes back as bytes.
+    Bytes nested in a value come back as base64 text.
+    """
+
+    id: int
+    """The record's id in the run that rescued it."""
+    raw: Any
+    """The item the source produced."""
+    payload: Any
+    """What ``parse`` returned."""
+    sink: str | None
+    """The sink the record was meant for; None for a record given up before routing."""
+    stage: str
+    """Where it was given up: ``"source"``, ``"route"``, ``"sink"`` or ``"replay"``."""
+    reason: str
+    """Why, as in :attr:`trio_sink.Undelivered.reason`."""
+    error: str | None
+    """The sink's exception as ``"TypeName: message"``, when a write raised."""
+    time: float
+    """When it was rescued: wall-clock seconds since the epoch (``time.time()``)."""
+    run: str
+    """The run that rescued it (:attr:`RescueStore.run`): ids repeat across runs."""
+    repr_only: bool = False
+    """True when part of ``raw``, ``payload`` or ``rest`` could not be encoded as JSON
+    and is stored as its ``repr()`` text instead (a whole value, or an object nested
+    in one)."""
+    rest: Any = None
+    """The record's ``rest`` (a partial parse); None otherwise."""
+    record_error: str | None = None
+    """The record's own ``error`` (what ``parse`` or a ``when`` raised) as text."""
+
+    @classmethod
+    def from_record(
+        cls,
+        record: Record,
+        *,
+        sink: str | None,
+        reason: str,
+        run: str,
+        error: BaseException | str | None = None,
+        stage: str = "sink",
+        time: float | None = None,
+    ) -> RescueEntry:
+        """The entry for ``record``, given up on its way to ``sink`` for ``reason``.
+
+        ``error`` is the sink's exception (or its text); ``time`` defaults to now.
+        """
+        return cls(
+            id=record.id,
+            raw=record.raw,
+            payload=record.payload,
+            rest=record.rest,
+            sink=sink,
+            stage=stage,
+            reason=reason,
+            error=_error_text(error),
+            record_error=_error_text(record.error),
+            time=_wall() if time is None else time,
+            run=run,
+        )
+
+    @classmethod
+    def from_undelivered(
+        cls, undelivered: Undelivered, *, run: str, time: float | None = None
+    ) -> RescueEntry:
+        """The entry for one line of a :class:`~trio_sink.DeliveryReport`'s ``undelivered``."""
+        return cls.from_record(
+            undelivered.record,
+            sink=undelivered.sink,
+            stage=undelivered.stage,
+            reason=undelivered.reason,
+            error=undelivered.error,
+            run=run,
+            time=time,
+        )
+
+
+def _wall() -> float:
+    return time.time()
+
+
+def _error_text(error: BaseException | str | None) -> str | None:
+    if error is None or isinstance(error, str):
+        return error
+    return describe(error)
+
+
+class _Line(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag_field="v",
+    tag=SCHEMA_VERSION,
+    omit_defaults=True,
+):
+    """One line of a segment: a RescueEntry, and which of its values were bytes."""
+
+    run: str
+    id: int
+    time: float
+    sink: str | None
+    stage: str
+    reason: str
+    error: str | None = None
+    raw: Any = None
+    payload: Any = None
+    rest: Any = None
+    record_error: str | None = None
+    repr_only: bool = False
+    b64: tuple[str, ...] = ()
+
+
+class _Version(msgspec.Struct):
+    v: object = None
+
+
+_DECODER: Final = msgspec.json.Decoder(_Line)
+_VERSION_DECODER: Final = msgspec.json.Decoder(_Version)
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object: repr() raised>"
+    return _clean(text)
+
+
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates escaped, so that it encodes as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _repr_hook(value: object) -> str:
+    if isinstance(value, BaseException):
+        return _clean(describe(value))
+    return _safe_repr(value)
+
+
+class _Encoder:
+    """Encodes entries to lines: faithfully when it can, with reprs when it cannot."""
+
+    def __init__(self) -> None:
+        self._plain = msgspec.json.Encoder()
+        self._lenient = msgspec.json.Encoder(enc_hook=_repr_hook)
+
+    def encode(self, entries: Sequence[RescueEntry]) -> tuple[bytearray, list[int]]:
+        """One buffer of lines, and the end offset of each line in it."""
+        buf = bytearray()
+        ends: list[int] = []
+        encode_into = self._plain.encode_into
+        for e in entries:
+            start = len(buf)
+            raw, payload, rest = e.raw, e.payload, e.rest
+            b64: tuple[str, ...] = ()
+            if isinstance(raw, _BYTES) or isinstance(payload, _BYTES) or isinstance(rest, _BYTES):
+                b64 = tuple(
+                    name
+                    for name, value in (("raw", raw), ("payload", payload), ("rest", rest))
+                    if isinstance(value, _BYTES)
+                )
+            line = _Line(
+                run=e.run,
+                id=e.id,
+                time=e.time,
+                sink=e.sink,
+                stage=e.stage,
+                reason=e.reason,
+                error=e.error,
+                raw=raw,
+                payload=payload,
+                rest=rest,
+                record_error=e.record_error,
+                repr_only=e.repr_only,
+                b64=b64,
+            )
+            try:
+                encode_into(line, buf, -1)
+            except Exception:
+                del buf[start:]
+                self._encode_lenient(e, line, buf)
+            buf += b"\n"
+            ends.append(len(buf))
+        return buf, ends
+
+    def _encode_lenient(self, e: RescueEntry, line: _Line, buf: bytearray) -> None:
+        start = len(buf)
+        try:
+            # Objects msgspec does not know become their repr, in place.
+            self._lenient.encode_into(msgspec.structs.replace(line, repr_only=True), buf, -1)
+            return
+        except Exception:
+            del buf[start:]
+        # Text it cannot encode (lone surrogates), or an int beyond 64 bits: the whole
+        # values become reprs, and every text field is cleaned.
+        fallback = _Line(
+            run=_clean(e.run),
+            id=e.id,
+            time=e.time,
+            sink=None if e.sink is None else _clean(e.sink),
+            stage=_clean(e.stage),
+            reason=_clean(e.reason),
+            error=None if e.error is None else _clean(e.error),
+            raw=_safe_repr(e.raw),
+            payload=_safe_repr(e.payload),
+            rest=None if e.rest is None else _safe_repr(e.rest),
+            record_error=None if e.record_error is None else _clean(e.record_error),
+            repr_only=True,
+        )
+        self._plain.encode_into(fallback, buf, -1)
+
+
+def _decode(data: bytes, where: str) -> RescueEntry | None:
+    """The entry of one line; None when it cannot be decoded.
+
+    Raises RescueFormatError for a line of a newer schema version.
+    """
+    try:
+        line = _DECODER.decode(data)
+    except msgspec.ValidationError:
+        try:
+            version = _VERSION_DECODER.decode(data).v
+        except msgspec.MsgspecError:
+            return None
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            raise RescueFormatError(
+                f"{where}: schema version {version} is newer than this trio_sink reads"
+                f" ({SCHEMA_VERSION}); upgrade trio_sink to read this store"
+            ) from None
+        return None
+    except msgspec.DecodeError:
+        return None
+    raw, payload, rest = line.raw, line.payload, line.rest
+    if line.b64:
+        try:
+            if "raw" in line.b64:
+                raw = base64.b64decode(raw, validate=True)
+            if "payload" in line.b64:
+                payload = base64.b64decode(payload, validate=True)
+            if "rest" in line.b64:
+                rest = base64.b64decode(rest, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            return None
+    return RescueEntry(
+        id=line.id,
+        raw=raw,
+        payload=payload,
+        sink=line.sink,
+        stage=line.stage,
+        reason=line.reason,
+        error=line.error,
+        time=line.time,
+        run=line.run,
+        repr_only=line.repr_only,
+        rest=rest,
+        record_error=line.record_error,
+    )
