@@ -17,22 +17,14 @@ from typing import TypeVar
 
 import trio
 
-from ._ledger import CANCELLED, DEADLINE, IMMEDIATE, Ledger
+from ._ledger import CANCELLED, DEADLINE, IMMEDIATE, Ledger, describe
 
-__all__ = ["DrainControl", "take_buffered"]
+__all__ = ["DrainControl", "describe", "take_buffered"]
 
 drain_log = logging.getLogger("trio_sink.drain")
 pipeline_log = logging.getLogger("trio_sink.pipeline")
 
 T = TypeVar("T")
-
-
-def describe(exc: BaseException) -> str:
-    """``"TypeName: message"``, also for an exception whose ``str()`` raises."""
-    try:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception:
-        return f"{type(exc).__name__}: (str() of the exception raised)"
 
 
 def take_buffered(recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:

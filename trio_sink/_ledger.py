@@ -6,16 +6,31 @@ undelivered are materialised one by one, and only when that happens.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
 from trio import Event
 
 from ._exceptions import AccountingError
 from ._record import Record
+
+if TYPE_CHECKING:
+    from ._rescue import RescueStore
+
+log = logging.getLogger("trio_sink.rescue")
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, also for an exception whose ``str()`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: (str() of the exception raised)"
+
 
 __all__ = ["DeliveryReport", "Ledger", "Ticket", "Undelivered"]
 
@@ -56,6 +71,8 @@ class Undelivered:
     sink's exception as ``"sink raised TypeName: message"``."""
     error: BaseException | None = attrs.field(default=None, eq=False, repr=False)
     """The sink's exception, when a write raised; None otherwise."""
+    stored: bool = False
+    """Kept in the pipeline's rescue store, for replay (see ``Pipeline(rescue=...)``)."""
 
 
 def _frozen_map(d: Mapping[str, int]) -> Mapping[str, int]:
@@ -256,6 +273,26 @@ class Ledger:
         if reason in (DEADLINE, IMMEDIATE):
             self.deadline_abandoned += n
         return n
+
+    def rescue_rest(self, store: RescueStore) -> None:
+        """Write every undelivered record not stored yet to ``store`` (blocking: at the
+        end of a run), and mark them stored. The monitor's statistics records are not
+        data, and are not stored. If the store fails, the records stay unstored and
+        the failure is kept in ``sink_errors`` under ``"rescue"``."""
+        todo = [k for k, u in enumerate(self.undelivered) if not u.stored and u.record.id >= 0]
+        if not todo:
+            return
+        undelivered = self.undelivered
+        try:
+            store.rescue([undelivered[k] for k in todo])
+        except Exception as exc:
+            log.error('rescue.failed records=%d error="%s"', len(todo), describe(exc), exc_info=exc)
+            text = f"rescue store raised {describe(exc)}"
+            errors = self.sink_errors
+            errors["rescue"] = f"{errors['rescue']}; {text}" if "rescue" in errors else text
+            return
+        for k in todo:
+            undelivered[k] = attrs.evolve(undelivered[k], stored=True)
 
     def report(self, drain_seconds: float) -> DeliveryReport:
         accounts = self.accounts.values()

@@ -15,8 +15,8 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
-from typing import Any, final
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, final
 
 import trio
 from trio_util import AsyncValue
@@ -25,6 +25,8 @@ from ._drain import DrainControl
 from ._exceptions import ConfigError, SourceError, UnknownSinkError
 from ._ledger import DeliveryReport, Ledger, SinkAccount
 from ._observe import Monitor, snapshot, supervise
+from ._rescue import RescueStore
+from ._retry import CircuitBreaker, RetryPolicy
 from ._route import (
     INFRA_GROUPS,
     Dest,
@@ -43,6 +45,8 @@ from ._stats import PipelineStatistics
 __all__ = ["Pipeline", "PipelineHandle"]
 
 log = logging.getLogger("trio_sink.pipeline")
+
+T = TypeVar("T")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -73,6 +77,30 @@ def _check_positive(name: str, value: object, *, optional: bool = False) -> floa
         expected = "a finite number of seconds > 0" + (" or None" if optional else "")
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
     return seconds
+
+
+def _per_sink(name: str, value: object, kind: type[T], sinks: Sequence[str]) -> dict[str, T]:
+    """One setting for every sink, or a mapping by sink name; as a mapping."""
+    if value is None:
+        return {}
+    if isinstance(value, kind):
+        return dict.fromkeys(sinks, value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{name} must be a {kind.__name__}, a mapping from sink name to"
+            f" {kind.__name__}, or None; got {value!r}"
+        )
+    out: dict[str, T] = {}
+    for key, item in value.items():
+        if key not in sinks:
+            raise ConfigError(
+                f"{name} names the sink {key!r}, which the pipeline does not have;"
+                f" its sinks are: {', '.join(map(repr, sinks))}"
+            )
+        if not isinstance(item, kind):
+            raise ConfigError(f"{name}[{key!r}] must be a {kind.__name__}, got {item!r}")
+        out[key] = item
+    return out
 
 
 def _check_source(source: object) -> None:
@@ -228,6 +256,13 @@ class Pipeline:
       ``monitor`` group (when it has a sink); a final one follows at the end.
     - ``progress_interval``: seconds between two ``drain.progress`` log lines while a
       drain lasts; None for none.
+    - ``retry``: how failed writes are retried: one :class:`RetryPolicy` for every
+      sink, or a mapping from sink name to policy (sinks not named: no retry). None:
+      a failed write is reported at once.
+    - ``breaker``: when a failing sink is taken out of service and probed
+      (:class:`CircuitBreaker`): one for every sink, a mapping by sink name, or None.
+    - ``rescue``: a :class:`RescueStore` where every record not delivered is kept
+      for replay (``Undelivered.stored`` says which were).
     """
 
     def __init__(
@@ -245,6 +280,9 @@ class Pipeline:
         stop_when_idle: float | None = None,
         monitor_interval: float = 1.0,
         progress_interval: float | None = 1.0,
+        retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
+        breaker: CircuitBreaker | Mapping[str, CircuitBreaker] | None = None,
+        rescue: RescueStore | None = None,
     ) -> None:
         _check_source(source)
         if parse is not None and (not callable(parse) or is_async_callable(parse)):
@@ -254,6 +292,8 @@ class Pipeline:
         for route in routes:
             if not isinstance(route, Route):
                 raise ConfigError(f"routes must hold Route objects, got {route!r}")
+        if rescue is not None and not isinstance(rescue, RescueStore):
+            raise ConfigError(f"rescue must be a RescueStore or None, got {rescue!r}")
         names = [r.name for r in routes]
         if len(set(names)) != len(names):
             raise ConfigError(f"route names must be unique, got {names}")
@@ -308,6 +348,9 @@ class Pipeline:
         for group in INFRA_GROUPS:
             obj = getattr(infra, group)
             self._infra_slots[group] = None if obj is None else add(obj, f"infra {group!r}")
+        self._retry = _per_sink("retry", retry, RetryPolicy, self.sink_names)
+        self._breaker = _per_sink("breaker", breaker, CircuitBreaker, self.sink_names)
+        self._rescue = rescue
         self._ran = False
 
     @property
@@ -440,6 +483,9 @@ class Pipeline:
                                 control,
                                 recv,
                                 feeds_monitor=slot is not monitor_slot,
+                                retry=self._retry.get(slot.name),
+                                breaker=self._breaker.get(slot.name),
+                                rescue=self._rescue,
                             ),
                             name=f"trio_sink.sink:{slot.name}",
                         )
@@ -462,6 +508,8 @@ class Pipeline:
         finally:
             control.finished = True
             control.end_time = trio.current_time()
+            if self._rescue is not None:
+                ledger.rescue_rest(self._rescue)
             report = ledger.report(control.seconds_since_stop())
             handle._finish(report)
             log.info(

@@ -8,6 +8,8 @@ import trio
 
 from ._drain import DrainControl, describe, take_buffered
 from ._ledger import DEADLINE, IMMEDIATE, SinkAccount
+from ._rescue import RescueStore
+from ._retry import CircuitBreaker, RetryPolicy
 from ._route import SinkBatch
 from ._sink import SinkSlot
 
@@ -24,6 +26,9 @@ async def run_sink_stage(
     recv: trio.MemoryReceiveChannel[SinkBatch],
     *,
     feeds_monitor: bool = True,
+    retry: RetryPolicy | None = None,
+    breaker: CircuitBreaker | None = None,
+    rescue: RescueStore | None = None,
 ) -> None:
     """Write every batch of ``recv`` to the sink until the input ends, then flush.
 
