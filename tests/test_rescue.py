@@ -313,8 +313,7 @@ def line_encoder() -> Any:
     from trio_sink._rescue_format import _Encoder
 
     def encode(*entries: RescueEntry) -> list[bytes]:
-        buf, ends = _Encoder().encode(entries)
-        return [bytes(buf[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        return _Encoder().lines(entries)
 
     return encode
 

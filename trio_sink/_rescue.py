@@ -525,7 +525,7 @@ class RescueStore:
                         wrote += len(pending)
             lines: list[bytes] = []
             fresh = [k for k in keep if isinstance(k, RescueEntry)]
-            encoded = iter(self._encoded_lines(fresh))
+            encoded = iter(self._encoder.lines(fresh))
             for k in keep:
                 lines.append(next(encoded) if isinstance(k, RescueEntry) else k)
             if lines:
@@ -537,13 +537,6 @@ class RescueStore:
                 self._sync()
                 _fsync_dir(self.path)
         _commit(path, offset, size)
-
-    def _encoded_lines(self, entries: Sequence[RescueEntry]) -> list[bytes]:
-        if not entries:
-            return []
-        buf, ends = self._encoder.encode(entries)
-        starts = [0, *ends[:-1]]
-        return [bytes(buf[a:b]) for a, b in zip(starts, ends, strict=True)]
 
     def _append_lines(self, lines: Sequence[bytes]) -> None:
         if self._closed:

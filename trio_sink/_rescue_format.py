@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -29,6 +30,8 @@ SCHEMA_VERSION: Final = 1
 """The version this trio_sink writes, and the newest it reads."""
 
 _BYTES: Final = (bytes, bytearray, memoryview)
+_VALUES: Final = ("raw", "payload", "rest")
+"""The fields of an entry that hold the record's values, in the order of ``"b64"``."""
 
 
 class RescueFormatError(TrioSinkError, ValueError):
@@ -179,6 +182,10 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _clean_optional(text: str | None) -> str | None:
+    return None if text is None else _clean(text)
+
+
 def _repr_hook(value: object) -> str:
     if isinstance(value, BaseException):
         return _clean(describe(value))
@@ -199,29 +206,18 @@ class _Encoder:
         encode_into = self._plain.encode_into
         for e in entries:
             start = len(buf)
-            raw, payload, rest = e.raw, e.payload, e.rest
             b64: tuple[str, ...] = ()
-            if isinstance(raw, _BYTES) or isinstance(payload, _BYTES) or isinstance(rest, _BYTES):
+            if (
+                isinstance(e.raw, _BYTES)
+                or isinstance(e.payload, _BYTES)
+                or isinstance(e.rest, _BYTES)
+            ):
                 b64 = tuple(
                     name
-                    for name, value in (("raw", raw), ("payload", payload), ("rest", rest))
+                    for name, value in zip(_VALUES, (e.raw, e.payload, e.rest), strict=True)
                     if isinstance(value, _BYTES)
                 )
-            line = _Line(
-                run=e.run,
-                id=e.id,
-                time=e.time,
-                sink=e.sink,
-                stage=e.stage,
-                reason=e.reason,
-                error=e.error,
-                raw=raw,
-                payload=payload,
-                rest=rest,
-                record_error=e.record_error,
-                repr_only=e.repr_only,
-                b64=b64,
-            )
+            line = _line_of(e, b64)
             try:
                 encode_into(line, buf, -1)
             except Exception:
@@ -230,6 +226,11 @@ class _Encoder:
             buf += b"\n"
             ends.append(len(buf))
         return buf, ends
+
+    def lines(self, entries: Sequence[RescueEntry]) -> list[bytes]:
+        """The line of each entry, with its newline."""
+        buf, ends = self.encode(entries)
+        return [bytes(buf[a:b]) for a, b in itertools.pairwise([0, *ends])]
 
     def _encode_lenient(self, e: RescueEntry, line: _Line, buf: bytearray) -> None:
         start = len(buf)
@@ -241,36 +242,52 @@ class _Encoder:
             del buf[start:]
         # Text it cannot encode (lone surrogates), or an int beyond 64 bits: the whole
         # values become reprs, and every text field is cleaned.
-        fallback = _Line(
+        cleaned = msgspec.structs.replace(
+            e,
             run=_clean(e.run),
-            id=e.id,
-            time=e.time,
-            sink=None if e.sink is None else _clean(e.sink),
+            sink=_clean_optional(e.sink),
             stage=_clean(e.stage),
             reason=_clean(e.reason),
-            error=None if e.error is None else _clean(e.error),
+            error=_clean_optional(e.error),
             raw=_safe_repr(e.raw),
             payload=_safe_repr(e.payload),
             rest=None if e.rest is None else _safe_repr(e.rest),
-            record_error=None if e.record_error is None else _clean(e.record_error),
+            record_error=_clean_optional(e.record_error),
             repr_only=True,
         )
-        self._plain.encode_into(fallback, buf, -1)
+        self._plain.encode_into(_line_of(cleaned, ()), buf, -1)
+
+
+def _line_of(e: RescueEntry, b64: tuple[str, ...]) -> _Line:
+    """The line of ``e``, whose values named in ``b64`` are bytes."""
+    return _Line(
+        run=e.run,
+        id=e.id,
+        time=e.time,
+        sink=e.sink,
+        stage=e.stage,
+        reason=e.reason,
+        error=e.error,
+        raw=e.raw,
+        payload=e.payload,
+        rest=e.rest,
+        record_error=e.record_error,
+        repr_only=e.repr_only,
+        b64=b64,
+    )
 
 
 def _decode(data: bytes, where: str) -> RescueEntry | None:
     """The entry of one line; None when it cannot be decoded.
 
-    Raises RescueFormatError for a line of a newer schema version.
+    Raises RescueFormatError for a line of a newer schema version; ``where`` names the
+    line in its message.
     """
     try:
         line = _DECODER.decode(data)
     except msgspec.ValidationError:
-        try:
-            version = _VERSION_DECODER.decode(data).v
-        except msgspec.MsgspecError:
-            return None
-        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        version = _version_of(data)
+        if version is not None and version > SCHEMA_VERSION:
             raise RescueFormatError(
                 f"{where}: schema version {version} is newer than this trio_sink reads"
                 f" ({SCHEMA_VERSION}); upgrade trio_sink to read this store"
@@ -278,17 +295,16 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
         return None
     except msgspec.DecodeError:
         return None
-    raw, payload, rest = line.raw, line.payload, line.rest
+    values: tuple[Any, ...] = (line.raw, line.payload, line.rest)
     if line.b64:
         try:
-            if "raw" in line.b64:
-                raw = base64.b64decode(raw, validate=True)
-            if "payload" in line.b64:
-                payload = base64.b64decode(payload, validate=True)
-            if "rest" in line.b64:
-                rest = base64.b64decode(rest, validate=True)
+            values = tuple(
+                base64.b64decode(value, validate=True) if name in line.b64 else value
+                for name, value in zip(_VALUES, values, strict=True)
+            )
         except (binascii.Error, TypeError, ValueError):
             return None
+    raw, payload, rest = values
     return RescueEntry(
         id=line.id,
         raw=raw,
@@ -303,3 +319,14 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
         rest=rest,
         record_error=line.record_error,
     )
+
+
+def _version_of(data: bytes) -> int | None:
+    """The schema version a line says it has; None when it says none."""
+    try:
+        version = _VERSION_DECODER.decode(data).v
+    except msgspec.MsgspecError:
+        return None
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version
+    return None
