@@ -58,23 +58,21 @@ from ._exceptions import ConfigError
 from ._ledger import Undelivered
 from ._rescue_format import RescueEntry, _Encoder, _wall
 from ._rescue_segments import (
-    _DONE,
     _FINAL,
-    _OPEN,
     _REPLAY_LOCK,
-    _TMP,
     _Chunk,
-    _commit,
+    _create_segment,
+    _final_path,
     _fsync_dir,
-    _Item,
-    _read_offset,
+    _list_segments,
+    _mark_consumed,
+    _read_chunk,
     _scan,
     _scan_open,
     _Segment,
-    _segment_base,
     _Tally,
+    _tidy,
     _try_lock,
-    _writer_gone,
 )
 
 __all__ = ["RescueReadStats", "RescueStatistics", "RescueStore"]
@@ -212,8 +210,7 @@ class RescueStore:
         """
         batch = entries if isinstance(entries, Sequence) else list(entries)
         with self._lock:
-            if self._closed:
-                raise trio.ClosedResourceError("the rescue store is closed")
+            self._check_open()
             if not batch:
                 return 0
             buf, ends = self._encoder.encode(batch)
@@ -235,16 +232,16 @@ class RescueStore:
     def rescue(self, undelivered: Iterable[Undelivered]) -> int:
         """Write one entry per :class:`~trio_sink.Undelivered`, stamped with
         :attr:`run` and the current time; return how many."""
-        now = _wall()
-        run = self.run
-        return self.write([RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered])
+        return self.write(self._entries_of(undelivered))
 
     async def arescue(self, undelivered: Iterable[Undelivered]) -> int:
         """:meth:`rescue`, with the write in a worker thread, as :meth:`awrite`."""
+        return await trio.to_thread.run_sync(self.write, self._entries_of(undelivered))
+
+    def _entries_of(self, undelivered: Iterable[Undelivered]) -> list[RescueEntry]:
         now = _wall()
         run = self.run
-        batch = [RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered]
-        return await trio.to_thread.run_sync(self.write, batch)
+        return [RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered]
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
@@ -287,21 +284,13 @@ class RescueStore:
                 segment=None if self._open_path is None else self._open_path.name,
             )
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the rescue store is closed")
+
     def _open_segment(self) -> IO[bytes]:
-        base = _segment_base()
-        path = self.path / (base + _OPEN)
-        # Created and locked under a name readers ignore, then renamed: no reader
-        # ever sees it unlocked and takes it for the segment of a dead writer.
-        tmp = self.path / (f".{base}{_TMP}")
-        f = open(tmp, "xb")  # noqa: SIM115 - closed when the segment is sealed
-        try:
-            _try_lock(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        self._file, self._open_path = f, path
+        f, self._open_path = _create_segment(self.path)
+        self._file = f
         self._segment_records = 0
         if self.fsync != "never":
             _fsync_dir(self.path)
@@ -352,7 +341,7 @@ class RescueStore:
         if f is None or path is None:
             return
         self._file = self._open_path = None
-        final = path.with_name(path.name.removesuffix(".open"))
+        final = _final_path(path)
         try:
             os.fsync(f.fileno())
             self._fsyncs += 1
@@ -412,24 +401,7 @@ class RescueStore:
     def _readable_segments(self) -> list[_Segment]:
         with self._lock:
             own = self._open_path
-        found: list[tuple[str, Path, bool]] = []  # (sort key, path, sealed)
-        with os.scandir(self.path) as it:
-            for d in it:
-                name = d.name
-                if not name.startswith("seg-"):
-                    continue
-                if name.endswith(_FINAL):
-                    found.append((name, Path(d.path), True))
-                elif name.endswith(_OPEN):
-                    found.append((name.removesuffix(".open"), Path(d.path), False))
-        found.sort()
-        segments: list[_Segment] = []
-        for _, path, sealed in found:
-            if sealed:
-                segments.append(_Segment(path, _read_offset(path)))
-            elif path != own and _writer_gone(path):
-                segments.append(_Segment(path, 0))
-        return segments
+        return _list_segments(self.path, own)
 
     # -- consumption, for replay ---------------------------------------------------
 
@@ -445,56 +417,20 @@ class RescueStore:
             f.close()
 
     def _replay_segments(self) -> list[_Segment]:
-        """Seal this object's segment, adopt the segments of dead writers (rename them
-        to their final name), drop orphaned progress files; then the segments to
-        consume, in order. Call under :meth:`_replay_lock`."""
+        """Seal this object's segment, adopt the segments of dead writers, tidy up
+        after interrupted work; then the segments to consume, in order. Call under
+        :meth:`_replay_lock`."""
         self.seal()
         self._tally = _Tally()
-        with os.scandir(self.path) as it:
-            names = sorted(d.name for d in it if d.name.startswith(("seg-", ".seg-")))
-        for name in names:
-            path = self.path / name
-            if name.startswith(".seg-"):
-                # A writer died between creating its segment and naming it: empty.
-                if _writer_gone(path):
-                    path.unlink(missing_ok=True)
-            elif name.endswith(_OPEN) and _writer_gone(path):
-                final = path.with_name(name.removesuffix(".open"))
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(path, final)
-                    log.info("rescue.adopted segment=%s", final.name)
-            elif name.endswith(_DONE + _TMP):
-                path.unlink(missing_ok=True)
-        for name in names:
-            if name.endswith(_DONE):
-                seg = self.path / name.removesuffix(_DONE)
-                if not seg.exists():
-                    (self.path / name).unlink(missing_ok=True)
-        _fsync_dir(self.path)
+        _tidy(self.path)
         segments = [s for s in self._readable_segments() if s.path.name.endswith(_FINAL)]
         self._tally.segments = len(segments)
         return segments
 
     def _read_chunk(self, path: Path, start: int, n: int) -> _Chunk:
-        """Up to ``n`` entries of segment ``path`` from byte ``start``."""
-        items: list[_Item] = []
-        tally = self._tally
-        before = tally.torn + tally.bad
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            return _Chunk(items, start, start, start, 0)
-        with f:
-            size = os.fstat(f.fileno()).st_size
-            end = start
-            for item in _scan_open(f, path, start, size, tally):
-                items.append(item)
-                end = item.end
-                if len(items) >= n:
-                    break
-            else:
-                end = size
-        return _Chunk(items, start, end, size, tally.torn + tally.bad - before)
+        """Up to ``n`` entries of segment ``path`` from byte ``start``, counted in
+        :attr:`read_stats`."""
+        return _read_chunk(path, start, n, self._tally)
 
     def _settle(
         self,
@@ -508,26 +444,9 @@ class RescueStore:
         kept lines as they are, entries encoded), fsync it, then mark ``path`` consumed
         up to ``offset``: in its ``.done`` file, or by deleting it at its end."""
         with self._lock:
-            wrote = 0
-            if moved is not None:
-                with open(path, "rb") as f:
-                    pending: list[bytes] = []
-                    for item in _scan_open(f, path, moved[0], moved[1], _Tally(), quiet=True):
-                        if item.end > moved[1]:
-                            break
-                        pending.append(item.line)
-                        if len(pending) >= 1024:
-                            self._append_lines(pending)
-                            wrote += len(pending)
-                            pending.clear()
-                    if pending:
-                        self._append_lines(pending)
-                        wrote += len(pending)
-            lines: list[bytes] = []
-            fresh = [k for k in keep if isinstance(k, RescueEntry)]
-            encoded = iter(self._encoder.lines(fresh))
-            for k in keep:
-                lines.append(next(encoded) if isinstance(k, RescueEntry) else k)
+            wrote = 0 if moved is None else self._copy_lines(path, *moved)
+            fresh = iter(self._encoder.lines([k for k in keep if isinstance(k, RescueEntry)]))
+            lines = [next(fresh) if isinstance(k, RescueEntry) else k for k in keep]
             if lines:
                 self._append_lines(lines)
                 wrote += len(lines)
@@ -536,11 +455,29 @@ class RescueStore:
                 # What stays must be on disk before the offset moves past its old copy.
                 self._sync()
                 _fsync_dir(self.path)
-        _commit(path, offset, size)
+        _mark_consumed(path, offset, size)
+
+    def _copy_lines(self, path: Path, start: int, stop: int) -> int:
+        """Append the decodable lines of segment ``path`` in byte range ``start`` to
+        ``stop``, as they are; return how many."""
+        copied = 0
+        pending: list[bytes] = []
+        with open(path, "rb") as f:
+            for item in _scan_open(f, path, start, stop, None):
+                if item.end > stop:
+                    break
+                pending.append(item.line)
+                if len(pending) >= 1024:
+                    self._append_lines(pending)
+                    copied += len(pending)
+                    pending.clear()
+        if pending:
+            self._append_lines(pending)
+            copied += len(pending)
+        return copied
 
     def _append_lines(self, lines: Sequence[bytes]) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the rescue store is closed")
+        self._check_open()
         buf = bytearray()
         ends: list[int] = []
         for line in lines:

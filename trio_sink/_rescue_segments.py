@@ -7,6 +7,7 @@ segment's lines that skips torn and bad lines, counts them and logs them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -33,6 +34,8 @@ _last_ns = 0
 
 
 class _Tally:
+    """What a read went through; :class:`~trio_sink.RescueReadStats` is its snapshot."""
+
     __slots__ = ("bad", "entries", "segments", "torn")
 
     def __init__(self) -> None:
@@ -56,12 +59,16 @@ class _Chunk(NamedTuple):
 
     items: list[_Item]
     start: int
+    """The byte offset the read started at."""
     end: int
+    """Where the next read starts: after the last item, or the segment's end."""
     size: int
-    skipped: int
+    """The segment's size."""
 
 
 class _Segment(NamedTuple):
+    """A segment to read, from byte ``start`` (what replay has not consumed yet)."""
+
     path: Path
     start: int
 
@@ -92,6 +99,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_existing(path: Path) -> IO[bytes] | None:
+    """``path`` opened for reading; None when it is gone (consumed, or adopted, since
+    it was listed)."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+# -- names -------------------------------------------------------------------------
+
+
 def _segment_base() -> str:
     """A new segment name without suffix; later calls in this process sort later."""
     global _last_ns
@@ -102,8 +121,105 @@ def _segment_base() -> str:
     return f"seg-{ns:020d}-{os.getpid()}-{n:06d}"
 
 
+def _final_path(path: Path) -> Path:
+    """The final name of the segment ``path``, which is under its ``.open`` name."""
+    return path.with_name(path.name.removesuffix(".open"))
+
+
+def _done_path(path: Path) -> Path:
+    """The progress file of the segment ``path``."""
+    return path.with_name(path.name + _DONE)
+
+
+# -- writers -----------------------------------------------------------------------
+
+
+def _create_segment(directory: Path) -> tuple[IO[bytes], Path]:
+    """A new segment in ``directory``, open for appending and locked, under its
+    ``.open`` name."""
+    base = _segment_base()
+    path = directory / (base + _OPEN)
+    # Created and locked under a name readers ignore, then renamed: no reader
+    # ever sees it unlocked and takes it for the segment of a dead writer.
+    tmp = directory / (f".{base}{_TMP}")
+    f = open(tmp, "xb")  # noqa: SIM115 - closed when the segment is sealed
+    try:
+        _try_lock(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return f, path
+
+
+def _writer_gone(path: Path) -> bool:
+    """True when no live writer holds segment ``path`` (its writer died)."""
+    f = _open_existing(path)
+    if f is None:
+        return False
+    with f:
+        return _try_lock(f.fileno())
+
+
+# -- listing -----------------------------------------------------------------------
+
+
+def _list_segments(directory: Path, own: Path | None) -> list[_Segment]:
+    """The segments to read, in write order: the sealed ones, from their consumed
+    offset, and those of writers that died, except ``own`` (a live writer's)."""
+    found: list[tuple[str, Path, bool]] = []  # (sort key, path, sealed)
+    with os.scandir(directory) as it:
+        for d in it:
+            name = d.name
+            if not name.startswith("seg-"):
+                continue
+            if name.endswith(_FINAL):
+                found.append((name, Path(d.path), True))
+            elif name.endswith(_OPEN):
+                found.append((_final_path(Path(d.path)).name, Path(d.path), False))
+    found.sort()
+    segments: list[_Segment] = []
+    for _, path, sealed in found:
+        if sealed:
+            segments.append(_Segment(path, _read_offset(path)))
+        elif path != own and _writer_gone(path):
+            segments.append(_Segment(path, 0))
+    return segments
+
+
+def _tidy(directory: Path) -> None:
+    """Adopt the segments of writers that died (rename them to their final name) and
+    drop what interrupted work left: empty segments never named, temporary progress
+    files, progress files of deleted segments. Only while holding the replay lock."""
+    with os.scandir(directory) as it:
+        names = sorted(d.name for d in it if d.name.startswith(("seg-", ".seg-")))
+    for name in names:
+        path = directory / name
+        if name.startswith(".seg-"):
+            # A writer died between creating its segment and naming it: empty.
+            if _writer_gone(path):
+                path.unlink(missing_ok=True)
+        elif name.endswith(_OPEN) and _writer_gone(path):
+            final = _final_path(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, final)
+                log.info("rescue.adopted segment=%s", final.name)
+        elif name.endswith(_DONE + _TMP):
+            path.unlink(missing_ok=True)
+    for name in names:
+        if name.endswith(_DONE) and not (directory / name.removesuffix(_DONE)).exists():
+            (directory / name).unlink(missing_ok=True)
+    _fsync_dir(directory)
+
+
+# -- progress ----------------------------------------------------------------------
+
+
 def _read_offset(path: Path) -> int:
-    done = path.with_name(path.name + _DONE)
+    """How far replay has consumed the segment ``path``: a byte offset, 0 when its
+    progress file is missing or unreadable."""
+    done = _done_path(path)
     try:
         text = done.read_text("ascii")
     except FileNotFoundError:
@@ -120,23 +236,16 @@ def _read_offset(path: Path) -> int:
     return offset
 
 
-def _writer_gone(path: Path) -> bool:
-    """True when no live writer holds segment ``path`` (its writer died)."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return False
-    with f:
-        return _try_lock(f.fileno())
-
-
-def _commit(path: Path, offset: int, size: int) -> None:
+def _mark_consumed(path: Path, offset: int, size: int) -> None:
+    """Record that the segment ``path`` (of ``size`` bytes) is consumed up to
+    ``offset``: in its progress file, replaced atomically, or, at its end, by deleting
+    it and then its progress file. Durable when this returns."""
+    done = _done_path(path)
     if offset >= size:
         path.unlink(missing_ok=True)
-        path.with_name(path.name + _DONE).unlink(missing_ok=True)
+        done.unlink(missing_ok=True)
         log.debug("rescue.consumed segment=%s", path.name)
     else:
-        done = path.with_name(path.name + _DONE)
         tmp = done.with_name(done.name + _TMP)
         with open(tmp, "w", encoding="ascii") as f:
             f.write(f"{offset}\n")
@@ -146,20 +255,45 @@ def _commit(path: Path, offset: int, size: int) -> None:
     _fsync_dir(path.parent)
 
 
+# -- reading -----------------------------------------------------------------------
+
+
 def _scan(path: Path, start: int, tally: _Tally) -> Iterator[_Item]:
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:  # consumed, or adopted, since it was listed
+    """The decodable lines of segment ``path`` from byte ``start``."""
+    f = _open_existing(path)
+    if f is None:
         return
     with f:
         size = os.fstat(f.fileno()).st_size
         yield from _scan_open(f, path, start, size, tally)
 
 
+def _read_chunk(path: Path, start: int, n: int, tally: _Tally) -> _Chunk:
+    """Up to ``n`` entries of segment ``path`` from byte ``start``."""
+    items: list[_Item] = []
+    f = _open_existing(path)
+    if f is None:
+        return _Chunk(items, start, start, start)
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        end = start
+        for item in _scan_open(f, path, start, size, tally):
+            items.append(item)
+            end = item.end
+            if len(items) >= n:
+                break
+        else:
+            end = size
+    return _Chunk(items, start, end, size)
+
+
 def _scan_open(
-    f: IO[bytes], path: Path, start: int, size: int, tally: _Tally, *, quiet: bool = False
+    f: IO[bytes], path: Path, start: int, size: int, tally: _Tally | None
 ) -> Iterator[_Item]:
-    """The decodable lines of ``f`` from ``start``; the rest are counted and logged.
+    """The decodable lines of ``f`` (segment ``path``, ``size`` bytes) from ``start``;
+    the rest are counted in ``tally`` and logged, unless ``tally`` is None (lines
+    that a read has counted already). An undecodable line is torn when it ends at
+    ``size``, else bad.
 
     A last line without its newline is kept when it decodes: a JSON object decodes
     only when whole.
@@ -170,19 +304,20 @@ def _scan_open(
         end = pos + len(data)
         entry = _decode(data, f"{path.name} at byte {pos}")
         if entry is None:
-            if quiet:
-                pass
-            elif end >= size:
-                tally.torn += 1
-                log.warning(
-                    "rescue.torn_line segment=%s offset=%d bytes=%d", path.name, pos, len(data)
-                )
-            else:
-                tally.bad += 1
-                log.warning(
-                    "rescue.bad_line segment=%s offset=%d bytes=%d", path.name, pos, len(data)
-                )
+            if tally is not None:
+                _skip(tally, path, pos, len(data), torn=end >= size)
         else:
-            tally.entries += 1
+            if tally is not None:
+                tally.entries += 1
             yield _Item(pos, end, data, entry)
         pos = end
+
+
+def _skip(tally: _Tally, path: Path, pos: int, length: int, *, torn: bool) -> None:
+    """Count and log an undecodable line: torn when it ends the segment, else bad."""
+    if torn:
+        tally.torn += 1
+        log.warning("rescue.torn_line segment=%s offset=%d bytes=%d", path.name, pos, length)
+    else:
+        tally.bad += 1
+        log.warning("rescue.bad_line segment=%s offset=%d bytes=%d", path.name, pos, length)
