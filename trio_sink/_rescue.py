@@ -118,6 +118,31 @@ class RescueStatistics:
     """The name of the segment being written, or None."""
 
 
+def _check_settings(
+    fsync: object, fsync_interval: object, segment_max_records: object, run: object
+) -> None:
+    """Raise ConfigError, naming the argument, for the first that is invalid."""
+    if fsync not in _POLICIES:
+        raise ConfigError(f"fsync must be one of {', '.join(_POLICIES)}, got {fsync!r}")
+    if (
+        isinstance(fsync_interval, bool)
+        or not isinstance(fsync_interval, (int, float))
+        or not math.isfinite(fsync_interval)
+        or fsync_interval < 0
+    ):
+        raise ConfigError(
+            f"fsync_interval must be a finite number of seconds >= 0, got {fsync_interval!r}"
+        )
+    if (
+        isinstance(segment_max_records, bool)
+        or not isinstance(segment_max_records, int)
+        or segment_max_records < 1
+    ):
+        raise ConfigError(f"segment_max_records must be an int >= 1, got {segment_max_records!r}")
+    if run is not None and (not isinstance(run, str) or not run):
+        raise ConfigError(f"run must be a non-empty str or None, got {run!r}")
+
+
 def _new_run_id() -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return f"{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -154,27 +179,7 @@ class RescueStore:
         segment_max_records: int = 100_000,
         run: str | None = None,
     ) -> None:
-        if fsync not in _POLICIES:
-            raise ConfigError(f"fsync must be one of {', '.join(_POLICIES)}, got {fsync!r}")
-        if (
-            isinstance(fsync_interval, bool)
-            or not isinstance(fsync_interval, (int, float))
-            or not math.isfinite(fsync_interval)
-            or fsync_interval < 0
-        ):
-            raise ConfigError(
-                f"fsync_interval must be a finite number of seconds >= 0, got {fsync_interval!r}"
-            )
-        if (
-            isinstance(segment_max_records, bool)
-            or not isinstance(segment_max_records, int)
-            or segment_max_records < 1
-        ):
-            raise ConfigError(
-                f"segment_max_records must be an int >= 1, got {segment_max_records!r}"
-            )
-        if run is not None and (not isinstance(run, str) or not run):
-            raise ConfigError(f"run must be a non-empty str or None, got {run!r}")
+        _check_settings(fsync, fsync_interval, segment_max_records, run)
         try:
             self.path: Path = Path(path)
         except TypeError:
