@@ -238,6 +238,25 @@ def test_invalid_arguments_are_config_errors(tmp_path: Path) -> None:
             RescueStore(tmp_path, **kwargs)
 
 
+async def test_writes_of_anything_but_entries_are_config_errors(tmp_path: Path) -> None:
+    store = RescueStore(tmp_path)
+    lost = Undelivered(Record(0, 0, 0), "db", "sink", "drain deadline")
+    calls: list[tuple[Any, Any, str]] = [
+        (store.write, [entry(0), lost], "entries must hold only RescueEntry objects, got Undel"),
+        (store.write, None, "entries must be an iterable of RescueEntry, got None"),
+        (store.rescue, [lost, entry(0)], "undelivered must hold only Undelivered objects"),
+    ]
+    for call, argument, message in calls:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            call(argument)
+    with pytest.raises(ConfigError, match="entries must be an iterable of RescueEntry, got 'ab'"):
+        await store.awrite("ab")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="undelivered must be an iterable of Undelivered, got 7"):
+        await store.arescue(7)  # type: ignore[arg-type]
+    store.close()
+    assert segments(tmp_path) == []  # nothing was written
+
+
 def test_the_directory_is_created(tmp_path: Path) -> None:
     RescueStore(tmp_path / "a" / "b").close()
     assert (tmp_path / "a" / "b").is_dir()

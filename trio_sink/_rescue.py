@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import IO, Final, Literal, final
+from typing import IO, Final, Literal, TypeVar, final
 
 import attrs
 import trio
@@ -78,6 +78,8 @@ from ._rescue_segments import (
 __all__ = ["RescueReadStats", "RescueStatistics", "RescueStore"]
 
 log = logging.getLogger("trio_sink.rescue")
+
+T = TypeVar("T")
 
 FsyncPolicy = Literal["batch", "interval", "never"]
 _POLICIES: Final = ("batch", "interval", "never")
@@ -141,6 +143,18 @@ def _check_settings(
         raise ConfigError(f"segment_max_records must be an int >= 1, got {segment_max_records!r}")
     if run is not None and (not isinstance(run, str) or not run):
         raise ConfigError(f"run must be a non-empty str or None, got {run!r}")
+
+
+def _checked(items: Iterable[T], kind: type[T], name: str) -> Sequence[T]:
+    """``items`` as a sequence; ConfigError, naming the argument ``name``, unless it is
+    an iterable of ``kind``."""
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ConfigError(f"{name} must be an iterable of {kind.__name__}, got {items!r}")
+    batch = items if isinstance(items, Sequence) else list(items)
+    for item in batch:
+        if not isinstance(item, kind):
+            raise ConfigError(f"{name} must hold only {kind.__name__} objects, got {item!r}")
+    return batch
 
 
 def _new_run_id() -> str:
@@ -213,7 +227,7 @@ class RescueStore:
         before anything is written: an encoding problem writes nothing. Raises
         :class:`trio.ClosedResourceError` after :meth:`close`.
         """
-        batch = entries if isinstance(entries, Sequence) else list(entries)
+        batch = _checked(entries, RescueEntry, "entries")
         with self._lock:
             self._check_open()
             if not batch:
@@ -231,7 +245,7 @@ class RescueStore:
         once it has started, the write completes and its count is returned (the
         cancellation is delivered at the next checkpoint).
         """
-        batch = list(entries)
+        batch = list(_checked(entries, RescueEntry, "entries"))
         return await trio.to_thread.run_sync(self.write, batch)
 
     def rescue(self, undelivered: Iterable[Undelivered]) -> int:
@@ -244,9 +258,10 @@ class RescueStore:
         return await trio.to_thread.run_sync(self.write, self._entries_of(undelivered))
 
     def _entries_of(self, undelivered: Iterable[Undelivered]) -> list[RescueEntry]:
+        batch = _checked(undelivered, Undelivered, "undelivered")
         now = _wall()
         run = self.run
-        return [RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered]
+        return [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
