@@ -295,15 +295,9 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
         return None
     except msgspec.DecodeError:
         return None
-    values: tuple[Any, ...] = (line.raw, line.payload, line.rest)
-    if line.b64:
-        try:
-            values = tuple(
-                base64.b64decode(value, validate=True) if name in line.b64 else value
-                for name, value in zip(_VALUES, values, strict=True)
-            )
-        except (binascii.Error, TypeError, ValueError):
-            return None
+    values = _values_of(line)
+    if values is None:
+        return None
     raw, payload, rest = values
     return RescueEntry(
         id=line.id,
@@ -319,6 +313,21 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
         rest=rest,
         record_error=line.record_error,
     )
+
+
+def _values_of(line: _Line) -> tuple[Any, ...] | None:
+    """The line's ``raw``, ``payload`` and ``rest``, those named in ``"b64"`` decoded;
+    None when one of them is not base64."""
+    values: tuple[Any, ...] = (line.raw, line.payload, line.rest)
+    if not line.b64:
+        return values
+    try:
+        return tuple(
+            base64.b64decode(value, validate=True) if name in line.b64 else value
+            for name, value in zip(_VALUES, values, strict=True)
+        )
+    except (binascii.Error, TypeError, ValueError):
+        return None
 
 
 def _version_of(data: bytes) -> int | None:
