@@ -295,10 +295,12 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
         return None
     except msgspec.DecodeError:
         return None
-    values = _values_of(line)
-    if values is None:
-        return None
-    raw, payload, rest = values
+    raw, payload, rest = line.raw, line.payload, line.rest
+    if line.b64:
+        values = _from_base64(line)
+        if values is None:
+            return None
+        raw, payload, rest = values
     return RescueEntry(
         id=line.id,
         raw=raw,
@@ -315,16 +317,13 @@ def _decode(data: bytes, where: str) -> RescueEntry | None:
     )
 
 
-def _values_of(line: _Line) -> tuple[Any, ...] | None:
+def _from_base64(line: _Line) -> tuple[Any, ...] | None:
     """The line's ``raw``, ``payload`` and ``rest``, those named in ``"b64"`` decoded;
     None when one of them is not base64."""
-    values: tuple[Any, ...] = (line.raw, line.payload, line.rest)
-    if not line.b64:
-        return values
     try:
         return tuple(
             base64.b64decode(value, validate=True) if name in line.b64 else value
-            for name, value in zip(_VALUES, values, strict=True)
+            for name, value in zip(_VALUES, (line.raw, line.payload, line.rest), strict=True)
         )
     except (binascii.Error, TypeError, ValueError):
         return None
