@@ -62,8 +62,11 @@ class DrainControl:
         # The source's pause switch: an event that exists while paused, set on resume
         # (and on Stop, so that a paused source sees the Stop at once).
         self.source_resumed: trio.Event | None = None
-        # When the source last produced an item (for stop_when_idle).
+        # When the source last produced an item, or was last held by a sink's full
+        # buffer (for stop_when_idle); and whether it is held now.
         self.last_activity = trio.current_time()
+        self.shipping = False
+        self.idle_deferred = False  # the supervisor wants a wake-up when shipping ends
         # Set, and replaced, whenever the supervisor should look again.
         self.wakeup = trio.Event()
         # Stages that feed the sinks or are sinks, the monitor's excepted: when they have

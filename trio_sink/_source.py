@@ -79,7 +79,17 @@ class SourceStage:
         """Give ``raws`` their ids (they are received from here on) and ship them."""
         first = self.ledger.received
         self.ledger.received = first + len(raws)
-        await self.fanout.ship(first, raws)
+        control = self.control
+        control.shipping = True  # a source held by backpressure is not idle
+        try:
+            await self.fanout.ship(first, raws)
+        finally:
+            control.shipping = False
+            if self.track_idle:
+                control.last_activity = trio.current_time()
+                if control.idle_deferred:  # the supervisor waits for this ship to end
+                    control.idle_deferred = False
+                    control.wake()
 
     def failed(self, exc: BaseException) -> None:
         log.error('source.failed error="%s"', describe(exc), exc_info=exc)
