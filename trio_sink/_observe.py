@@ -151,7 +151,10 @@ async def supervise(
                 next_progress = control.stop_time + progress_interval
             next_idle = math.inf
             if stop_when_idle is not None and not control.stopping and not control.source_paused:
-                next_idle = control.last_activity + stop_when_idle
+                if control.shipping:
+                    control.idle_deferred = True
+                else:
+                    next_idle = control.last_activity + stop_when_idle
             with trio.move_on_at(min(next_monitor, next_progress, next_idle)):
                 await control.wakeup.wait()
             now = trio.current_time()
@@ -159,6 +162,7 @@ async def supervise(
                 stop_when_idle is not None
                 and not control.stopping
                 and not control.source_paused
+                and not control.shipping
                 and now >= control.last_activity + stop_when_idle
             ):
                 log.info("pipeline.idle seconds=%.3f", now - control.last_activity)
