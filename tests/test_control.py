@@ -687,11 +687,6 @@ async def test_stop_when_idle_does_not_count_the_time_the_source_is_paused(
     assert report.received == 2
 
 
-@pytest.mark.xfail(
-    reason="stop_when_idle counts the time the source stage waits on a full sink"
-    " (backpressure) as idle: a busy pipeline stops as 'idle' while its source has items",
-    strict=True,
-)
 async def test_stop_when_idle_does_not_fire_while_a_slow_sink_holds_the_source(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -714,11 +709,6 @@ async def test_stop_when_idle_does_not_fire_while_a_slow_sink_holds_the_source(
     assert stats.state == "running"
 
 
-@pytest.mark.xfail(
-    reason="stop_when_idle counts the time the source stage waits on a paused sink as"
-    " idle: pausing a sink for longer than stop_when_idle stops the run",
-    strict=True,
-)
 async def test_stop_when_idle_does_not_fire_while_a_paused_sink_holds_the_source(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
