@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,11 @@ from trio_sink import (
     RescueFormatError,
     RescueStore,
     Undelivered,
+    replay,
 )
 from trio_sink._rescue_format import SCHEMA_VERSION, _decode
+from trio_sink._rescue_segments import _tidy, _writer_gone
+from trio_sink.sinks import CollectSink
 
 DOC = Path(__file__).parent.parent / "docs" / "rescue.md"
 
@@ -423,3 +428,73 @@ def test_the_sample_line_in_the_docs_decodes() -> None:
     assert got is not None
     assert got.sink == "db"
     assert got.repr_only is False
+
+
+# -- a segment's lock ------------------------------------------------------------------
+
+
+def hidden_inodes(path: Path) -> set[int]:
+    return {p.stat().st_ino for p in path.iterdir() if p.name.startswith(".seg-")}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+async def test_a_probe_at_segment_creation_does_not_unlock_the_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reader probes the new file at the moment its writer locks it: the writer's
+    # attempt meets the probe's lock. A later replay must still see a live writer.
+    real = fcntl.flock
+    probed: list[int] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not probed and os.fstat(fd).st_ino in hidden_inodes(tmp_path):
+            probed.append(fd)
+            if operation & fcntl.LOCK_NB:
+                raise BlockingIOError(11, "Resource temporarily unavailable")
+            # A blocking attempt waits until the probe lets go: then it succeeds.
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    writer = RescueStore(tmp_path)
+    writer.write([entry(0)])
+    monkeypatch.setattr(fcntl, "flock", real)
+    assert probed
+    (name,) = segments(tmp_path)
+    assert not _writer_gone(tmp_path / name)
+
+    first = CollectSink("db")
+    report = await replay(RescueStore(tmp_path), [first])
+    assert report.received == 0  # the live writer's segment is left alone
+    assert segments(tmp_path) == [name]
+    writer.write([entry(1)])
+    writer.close()
+    second = CollectSink("db")
+    await replay(RescueStore(tmp_path), [second])
+    assert [r.raw for r in first.records + second.records] == ["line 0", "line 1"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_segment_removed_by_a_tidy_up_before_its_lock_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A replay's tidy-up probes the hidden file before its writer locks it, takes it
+    # for a dead writer's and removes it: the writer makes a new one.
+    real = fcntl.flock
+    tidied: list[int] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not tidied and os.fstat(fd).st_ino in hidden_inodes(tmp_path):
+            tidied.append(fd)
+            _tidy(tmp_path)
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    writer = RescueStore(tmp_path)
+    writer.write([entry(0)])
+    monkeypatch.setattr(fcntl, "flock", real)
+    assert tidied
+    (name,) = segments(tmp_path)
+    assert name.endswith(".jsonl.open")
+    assert not _writer_gone(tmp_path / name)
+    writer.close()
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0]

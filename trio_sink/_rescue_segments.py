@@ -27,6 +27,8 @@ _OPEN: Final = ".jsonl.open"
 _DONE: Final = ".done"
 _TMP: Final = ".tmp"
 _REPLAY_LOCK: Final = ".replay.lock"
+_CREATE_TRIES: Final = 8
+"""Attempts at creating a segment, each removed by a tidy-up before it was locked."""
 
 _names = itertools.count()
 _names_lock = threading.Lock()
@@ -78,15 +80,24 @@ if sys.platform == "win32":  # pragma: no cover - no flock: one writer per direc
     def _try_lock(fd: int) -> bool:
         return True
 
+    def _lock(fd: int) -> None:
+        pass
+
 else:
     import fcntl
 
     def _try_lock(fd: int) -> bool:
+        """Take the lock on ``fd`` if it is free (a probe); False when someone holds it."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
+
+    def _lock(fd: int) -> None:
+        """Take the lock on ``fd``, waiting while someone holds it: on a new segment,
+        only a reader's probe can, and only for a moment."""
+        fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -135,22 +146,34 @@ def _done_path(path: Path) -> Path:
 
 
 def _create_segment(directory: Path) -> tuple[IO[bytes], Path]:
-    """A new segment in ``directory``, open for appending and locked, under its
-    ``.open`` name."""
-    base = _segment_base()
-    path = directory / (base + _OPEN)
-    # Created and locked under a name readers ignore, then renamed: no reader
-    # ever sees it unlocked and takes it for the segment of a dead writer.
-    tmp = directory / (f".{base}{_TMP}")
-    f = open(tmp, "xb")  # noqa: SIM115 - closed when the segment is sealed
-    try:
-        _try_lock(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        f.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    return f, path
+    """A new segment in ``directory``, open for writing (unbuffered) and locked, under
+    its ``.open`` name.
+
+    The file is created under a hidden name that readers ignore, locked, and only then
+    renamed: no reader ever sees a live writer's ``.open`` segment unlocked. The lock
+    waits while a reader's probe holds it. A replay's tidy-up that probed the hidden
+    file before it was locked takes it for a dead writer's and removes it; then the
+    rename fails, and a new file is made.
+    """
+    for _ in range(_CREATE_TRIES):
+        base = _segment_base()
+        path = directory / (base + _OPEN)
+        tmp = directory / f".{base}{_TMP}"
+        # Unbuffered: after a failed write, no buffer holds bytes to write later.
+        f = open(tmp, "xb", buffering=0)  # noqa: SIM115 - closed when the segment is sealed
+        try:
+            _lock(f.fileno())
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            f.close()
+            log.info("rescue.segment_removed file=%s; making a new one", tmp.name)
+            continue
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        return f, path
+    raise OSError(f"no segment could be created in {directory}: each was removed at once")
 
 
 def _writer_gone(path: Path) -> bool:
