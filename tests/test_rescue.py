@@ -262,6 +262,68 @@ async def test_writes_of_anything_but_entries_are_config_errors(tmp_path: Path) 
     assert segments(tmp_path) == []  # nothing was written
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"id": "7"}, "entries[1].id must be an int, got '7'"),
+        ({"id": True}, "entries[1].id must be an int, got True"),
+        ({"reason": None}, "entries[1].reason must be a str, got None"),
+        ({"run": b"r"}, "entries[1].run must be a str, got b'r'"),
+        ({"stage": 3}, "entries[1].stage must be a str, got 3"),
+        ({"sink": 3}, "entries[1].sink must be a str or None, got 3"),
+        ({"error": ValueError("x")}, "entries[1].error must be a str or None, got ValueError"),
+        ({"record_error": 1}, "entries[1].record_error must be a str or None, got 1"),
+        ({"time": float("nan")}, "entries[1].time must be a finite float, got nan"),
+        ({"time": "now"}, "entries[1].time must be a finite float, got 'now'"),
+        ({"time": 10**400}, "entries[1].time must be a finite float, got 1000"),
+        ({"repr_only": 1}, "entries[1].repr_only must be a bool, got 1"),
+    ],
+)
+async def test_an_entry_that_would_not_read_back_is_a_config_error(
+    tmp_path: Path, fields: dict[str, Any], message: str
+) -> None:
+    # msgspec does not check types when a struct is built: the store does, before
+    # writing, so that every entry it writes reads back.
+    bad = [entry(0), entry(1, **fields)]
+    store = RescueStore(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        store.write(bad)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        await store.awrite(bad)
+    store.close()
+    assert segments(tmp_path) == []  # nothing was written
+
+
+def test_entries_of_subclassed_scalars_read_back_as_plain_values(tmp_path: Path) -> None:
+    class Id(int):
+        pass
+
+    class Text(str):
+        pass
+
+    class When(float):
+        pass
+
+    odd = entry(0, id=Id(5), reason=Text("why"), sink=Text("db"), time=When(2.5))
+    with RescueStore(tmp_path) as store:
+        store.write([odd, entry(1, time=3)])
+    got = list(RescueStore(tmp_path).entries())
+    assert [(e.id, e.reason, e.sink, e.time, e.repr_only) for e in got] == [
+        (5, "why", "db", 2.5, False),
+        (1, "sink raised OSError: disk full", "db", 3.0, False),
+    ]
+    assert [type(e.id) for e in got] == [int, int]
+
+
+def test_rescue_names_the_undelivered_field(tmp_path: Path) -> None:
+    lost = Undelivered(Record(0, 0, 0), "db", "sink", None)  # type: ignore[arg-type]
+    store = RescueStore(tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("undelivered[0].reason must be a str")):
+        store.rescue([lost])
+    store.close()
+    assert segments(tmp_path) == []
+
+
 def test_the_directory_is_created(tmp_path: Path) -> None:
     RescueStore(tmp_path / "a" / "b").close()
     assert (tmp_path / "a" / "b").is_dir()

@@ -56,7 +56,7 @@ import trio
 
 from ._exceptions import ConfigError
 from ._ledger import Undelivered
-from ._rescue_format import RescueEntry, _Encoder, _wall
+from ._rescue_format import RescueEntry, _checked_entries, _Encoder, _wall
 from ._rescue_segments import (
     _FINAL,
     _REPLAY_LOCK,
@@ -223,11 +223,16 @@ class RescueStore:
         """Append ``entries``; return how many. Blocks for the write (and the fsync,
         per the policy): from async code, use :meth:`awrite`.
 
-        Every entry has reached the OS when this returns. The entries are encoded
-        before anything is written: an encoding problem writes nothing. Raises
+        Every entry has reached the OS when this returns. The entries are checked and
+        encoded before anything is written: a field of the wrong type (one that would
+        not read back) raises :class:`~trio_sink.ConfigError` naming it
+        (``entries[3].reason must be a str, got None``), and writes nothing. Raises
         :class:`trio.ClosedResourceError` after :meth:`close`.
         """
-        batch = _checked(entries, RescueEntry, "entries")
+        return self._write(_checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
+
+    def _write(self, batch: Sequence[RescueEntry]) -> int:
+        """:meth:`write`, for entries that were checked."""
         with self._lock:
             self._check_open()
             if not batch:
@@ -245,23 +250,24 @@ class RescueStore:
         once it has started, the write completes and its count is returned (the
         cancellation is delivered at the next checkpoint).
         """
-        batch = list(_checked(entries, RescueEntry, "entries"))
-        return await trio.to_thread.run_sync(self.write, batch)
+        batch = _checked_entries(list(_checked(entries, RescueEntry, "entries")), "entries")
+        return await trio.to_thread.run_sync(self._write, batch)
 
     def rescue(self, undelivered: Iterable[Undelivered]) -> int:
         """Write one entry per :class:`~trio_sink.Undelivered`, stamped with
         :attr:`run` and the current time; return how many."""
-        return self.write(self._entries_of(undelivered))
+        return self._write(self._entries_of(undelivered))
 
     async def arescue(self, undelivered: Iterable[Undelivered]) -> int:
         """:meth:`rescue`, with the write in a worker thread, as :meth:`awrite`."""
-        return await trio.to_thread.run_sync(self.write, self._entries_of(undelivered))
+        return await trio.to_thread.run_sync(self._write, self._entries_of(undelivered))
 
-    def _entries_of(self, undelivered: Iterable[Undelivered]) -> list[RescueEntry]:
+    def _entries_of(self, undelivered: Iterable[Undelivered]) -> Sequence[RescueEntry]:
         batch = _checked(undelivered, Undelivered, "undelivered")
         now = _wall()
         run = self.run
-        return [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
+        entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
+        return _checked_entries(entries, "undelivered")
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import math
+import operator
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -20,7 +22,7 @@ from typing import Any, Final
 import msgspec
 
 from ._drain import describe
-from ._exceptions import TrioSinkError
+from ._exceptions import ConfigError, TrioSinkError
 from ._ledger import Undelivered
 from ._record import Record
 
@@ -134,6 +136,84 @@ def _error_text(error: BaseException | str | None) -> str | None:
     if error is None or isinstance(error, str):
         return error
     return describe(error)
+
+
+_TEXT: Final = ("run", "stage", "reason")
+"""The fields of an entry that hold a str."""
+_OPTIONAL_TEXT: Final = ("sink", "error", "record_error")
+"""The fields of an entry that hold a str or None."""
+
+
+def _checked_entries(entries: Sequence[RescueEntry], name: str) -> Sequence[RescueEntry]:
+    """``entries``, each with the types that read back; ConfigError, naming
+    ``name[i].field``, for the first field that would not.
+
+    msgspec does not check types when a struct is built, and a line whose scalar fields
+    have the wrong type is written but then skipped as bad on read. Subclasses of int,
+    float and str (which msgspec does not encode as such) become plain values.
+    """
+    fixed: list[RescueEntry] | None = None
+    isfinite = math.isfinite
+    for i, e in enumerate(entries):
+        if (
+            type(e.id) is int
+            and type(e.time) is float
+            and isfinite(e.time)
+            and type(e.reason) is str
+            and type(e.stage) is str
+            and type(e.run) is str
+            and (e.sink is None or type(e.sink) is str)
+            and (e.error is None or type(e.error) is str)
+            and (e.record_error is None or type(e.record_error) is str)
+            and type(e.repr_only) is bool
+        ):
+            ok = e  # the common case, in one expression
+        else:
+            ok = _checked_entry(e, name, i)
+        if ok is not e and fixed is None:
+            fixed = list(entries[:i])
+        if fixed is not None:
+            fixed.append(ok)
+    return entries if fixed is None else fixed
+
+
+def _checked_entry(e: RescueEntry, name: str, i: int) -> RescueEntry:
+    changes: dict[str, object] = {}
+    value: object = e.id
+    if type(value) is not int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _wrong(name, i, "id", "an int", value)
+        changes["id"] = operator.index(value)
+    value = e.time
+    if type(value) is not float or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong(name, i, "time", "a finite float", value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise _wrong(name, i, "time", "a finite float", value)
+        changes["time"] = number
+    for field in _TEXT:
+        value = getattr(e, field)
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise _wrong(name, i, field, "a str", value)
+            changes[field] = str.__str__(value)
+    for field in _OPTIONAL_TEXT:
+        value = getattr(e, field)
+        if value is not None and type(value) is not str:
+            if not isinstance(value, str):
+                raise _wrong(name, i, field, "a str or None", value)
+            changes[field] = str.__str__(value)
+    if type(e.repr_only) is not bool:
+        raise _wrong(name, i, "repr_only", "a bool", e.repr_only)
+    return msgspec.structs.replace(e, **changes) if changes else e
+
+
+def _wrong(name: str, i: int, field: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f"{name}[{i}].{field} must be {expected}, got {value!r}")
 
 
 class _Line(
