@@ -439,3 +439,26 @@ async def test_what_stays_is_on_disk_before_the_offset_moves(
     assert any(kind == "fsync" and name.endswith(".jsonl.open") for kind, name in before)
     assert before[-1] == ("fsync", original + ".done.tmp")
     assert [e.id for e in store.entries()] == [0, 2, 4, 6]
+
+
+async def test_a_failed_fsync_of_what_stays_leaves_no_copy_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(tmp_path, [entry(i, "a") for i in range(4)])
+    store = RescueStore(tmp_path)
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        # The fsync of the segment that takes what stays (the replay store's own).
+        own = {p.stat().st_ino for p in tmp_path.glob("seg-*.jsonl.open")}
+        if os.fstat(fd).st_ino in own:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        await replay(store, [FailingSink("a")], batch_size=2)
+    monkeypatch.undo()
+    store.close()
+    # The offset did not move, and the copies of the first batch were taken back.
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1, 2, 3]

@@ -178,21 +178,31 @@ def test_text_that_utf8_cannot_encode_is_stored_as_reprs(tmp_path: Path) -> None
 # -- segments ----------------------------------------------------------------------------
 
 
-def test_segments_roll_over_and_read_back_in_write_order(tmp_path: Path) -> None:
+def test_segments_roll_over_between_writes_never_inside_one(tmp_path: Path) -> None:
     store = RescueStore(tmp_path, segment_max_records=3)
-    store.write([entry(i) for i in range(7)])
+    store.write([entry(i) for i in range(2)])
+    store.write([entry(i) for i in range(2, 4)])  # would not fit: a new segment first
     names = segments(tmp_path)
-    assert [n.endswith(".jsonl") for n in names] == [True, True, False]
-    store.write([entry(i) for i in range(7, 9)])
-    store.write([entry(9)])
+    assert [n.endswith(".jsonl") for n in names] == [True, False]
+    store.write([entry(i) for i in range(4, 11)])  # larger than a segment: one all the same
+    store.write([entry(11)])
     store.close()
     names = segments(tmp_path)
-    assert len(names) == 4
     assert all(n.endswith(".jsonl") for n in names)
-    assert [len(lines_of(tmp_path / n)) for n in names] == [3, 3, 3, 1]
-    assert [e.id for e in store.entries()] == list(range(10))
+    assert [len(lines_of(tmp_path / n)) for n in names] == [2, 2, 7, 1]
+    assert [e.id for e in store.entries()] == list(range(12))
     assert store.read_stats.segments == 4
     assert store.statistics().segments_sealed == 4
+
+
+def test_a_full_segment_is_sealed_after_the_write_that_filled_it(tmp_path: Path) -> None:
+    store = RescueStore(tmp_path, segment_max_records=3)
+    store.write([entry(0)])
+    store.write([entry(1), entry(2)])
+    (name,) = segments(tmp_path)
+    assert name.endswith(".jsonl")
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1, 2]
+    store.close()
 
 
 def test_close_leaves_no_open_segment_and_later_writes_raise(tmp_path: Path) -> None:
@@ -459,7 +469,7 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path, line_encoder: Any) ->
     assert SCHEMA_VERSION == 1
 
 
-def test_a_failed_os_write_seals_the_segment(tmp_path: Path, line_encoder: Any) -> None:
+def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: Path) -> None:
     store = RescueStore(tmp_path)
     store.write([entry(0)])
     real = store._file
@@ -476,12 +486,100 @@ def test_a_failed_os_write_seals_the_segment(tmp_path: Path, line_encoder: Any) 
     store._file = Full()  # type: ignore[assignment]
     with pytest.raises(OSError, match="No space"):
         store.write([entry(1)])
-    assert all(n.endswith(".jsonl") for n in segments(tmp_path))  # sealed, torn tail last
+    (first,) = segments(tmp_path)
+    assert first.endswith(".jsonl")  # sealed: no later write goes to it
+    assert lines_of(tmp_path / first) == line_encoder_lines(entry(0))  # no torn tail
     store.write([entry(2)])
     store.close()
     reader = RescueStore(tmp_path)
     assert [e.id for e in reader.entries()] == [0, 2]
-    assert reader.torn_lines == 1
+    assert reader.torn_lines == 0
+
+
+def line_encoder_lines(*entries: RescueEntry) -> list[bytes]:
+    from trio_sink._rescue_format import _Encoder
+
+    return _Encoder().lines(entries)
+
+
+def test_a_write_that_would_roll_over_to_a_segment_that_fails_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RescueStore(tmp_path, segment_max_records=3)
+    store.write([entry(0), entry(1)])
+
+    def fail(directory: Path) -> Any:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr("trio_sink._rescue._create_segment", fail)
+    with pytest.raises(OSError, match="Too many open files"):
+        store.write([entry(2), entry(3)])
+    monkeypatch.undo()
+    store.write([entry(4)])
+    store.close()
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1, 4]
+    assert store.statistics().written == 3
+
+
+@pytest.mark.parametrize("policy", ["batch", "interval"])
+def test_a_failed_fsync_takes_back_the_write_and_starts_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, policy: Any
+) -> None:
+    store = RescueStore(tmp_path, fsync=policy, fsync_interval=0.0)
+    store.write([entry(0)])
+    (first,) = segments(tmp_path)
+    real = os.fsync
+    failures = [OSError(5, "Input/output error")]
+
+    def fsync(fd: int) -> None:
+        if failures and stat.S_ISREG(os.fstat(fd).st_mode):
+            raise failures.pop()
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with (
+        caplog.at_level(logging.WARNING, logger="trio_sink.rescue"),
+        pytest.raises(OSError, match="Input/output error"),
+    ):
+        store.write([entry(1)])
+    # The segment is suspect (a later fsync may report success falsely): sealed as
+    # it was before the write, and the next write starts a new one.
+    assert segments(tmp_path) == [first.removesuffix(".open")]
+    assert lines_of(tmp_path / first.removesuffix(".open")) == line_encoder_lines(entry(0))
+    assert "rescue.segment_abandoned" in caplog.text
+    store.write([entry(2)])
+    store.close()
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 2]
+    assert store.statistics().written == 2
+
+
+def test_a_write_that_cannot_be_taken_back_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RescueStore(tmp_path)
+    store.write([entry(0)])
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    def ftruncate(fd: int, length: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    with (
+        caplog.at_level(logging.ERROR, logger="trio_sink.rescue"),
+        pytest.raises(OSError, match="Input/output error") as raised,
+    ):
+        store.write([entry(1)])
+    assert any("may be in the rescue store" in note for note in raised.value.__notes__)
+    assert "rescue.rollback_failed" in caplog.text
+    monkeypatch.undo()
+    store.close()
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1]
 
 
 def test_the_sample_line_in_the_docs_decodes() -> None:

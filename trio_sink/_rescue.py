@@ -10,17 +10,19 @@ Layout of a store directory::
 A segment holds one JSON object a line, each with ``"v"``, the schema version (the
 line format is in :mod:`trio_sink._rescue_format`, the files' primitives in
 :mod:`trio_sink._rescue_segments`). Its name starts with a zero-padded wall-clock time,
-so names sort in write order. A writer creates its segment under the ``.open`` name,
-holds an advisory lock (``flock``) on it while it writes, and renames it to the final
-name when it is sealed (full, or the store closed), after an fsync of the file and
-before one of the directory. A reader takes the final segments and the ``.open``
+so names sort in write order. A writer creates its segment under a hidden name, takes
+an advisory lock (``flock``) on it, and only then gives it its ``.open`` name; it holds
+the lock while it writes, and renames the file to the final name when it is sealed
+(full, or the store closed), after an fsync of the file and before one of the
+directory. A reader takes the final segments and the ``.open``
 segments whose lock is free: those of a writer that died; never one that a live writer
 holds, the store's own included.
 
-Writes encode a whole batch first, then append it in one ``write``: a batch is
-appended whole, or raises before any byte is written, unless the OS fails midway (disk
-full); then the segment is sealed at once, so its torn tail ends the file and no later
-line is glued to it. A writer killed mid-write leaves at most one torn line, the last of
+Writes check and encode a whole batch first, then append it to one segment (a batch
+is never split: the segment rolls over before or after a call). If the OS fails the
+write or the fsync, the segment is truncated back to where the call began and sealed
+(after a failed fsync no later one can be trusted), so that a failed call leaves
+nothing behind. A writer killed mid-write leaves at most one torn line, the last of
 its segment; readers skip it, count it and log it. An undecodable line elsewhere is
 skipped and counted the same way, and nothing around it is lost. A line of a newer
 schema version stops the read with :class:`RescueFormatError`; that line and all
@@ -38,6 +40,7 @@ at most the batch in flight is delivered twice.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -46,7 +49,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import IO, Final, Literal, TypeVar, final
@@ -55,7 +58,7 @@ import attrs
 import trio
 
 from ._exceptions import ConfigError
-from ._ledger import Undelivered
+from ._ledger import Undelivered, describe
 from ._rescue_format import RescueEntry, _checked_entries, _Encoder, _wall
 from ._rescue_segments import (
     _FINAL,
@@ -179,7 +182,9 @@ class RescueStore:
             segment is sealed. Every write reaches the OS before it returns, so a
             killed process loses nothing; the policy bounds what a power loss takes.
         fsync_interval: Seconds, for ``fsync="interval"``.
-        segment_max_records: Entries in one segment before a new one is started.
+        segment_max_records: Entries in one segment before a new one is started:
+            between write calls, never inside one (a larger call has a segment of its
+            own).
         run: This store object's run identifier, stamped on the entries that
             :meth:`rescue` builds; a new unique one by default.
     """
@@ -220,14 +225,31 @@ class RescueStore:
     # -- writing ---------------------------------------------------------------------
 
     def write(self, entries: Iterable[RescueEntry]) -> int:
-        """Append ``entries``; return how many. Blocks for the write (and the fsync,
-        per the policy): from async code, use :meth:`awrite`.
+        """Append ``entries``, all to one segment; return how many. Blocks for the
+        write (and the fsync, per the policy): from async code, use :meth:`awrite`.
 
-        Every entry has reached the OS when this returns. The entries are checked and
-        encoded before anything is written: a field of the wrong type (one that would
-        not read back) raises :class:`~trio_sink.ConfigError` naming it
-        (``entries[3].reason must be a str, got None``), and writes nothing. Raises
-        :class:`trio.ClosedResourceError` after :meth:`close`.
+        All or nothing. When this returns, every entry has reached the OS (and the
+        disk, per the policy). When it raises, none of them is in the store, except in
+        the one case named under OSError, so that a caller may write them again:
+
+        - :class:`~trio_sink.ConfigError`: ``entries`` is not an iterable of
+          :class:`RescueEntry`, or an entry has a field of a type that would not read
+          back (``entries[3].reason must be a str, got None``). Checked and encoded
+          before anything is written.
+        - :class:`trio.ClosedResourceError`: after :meth:`close`.
+        - :class:`OSError`: the OS failed to create a segment, to write, or to fsync
+          (with ``fsync="batch"``, or ``"interval"`` when one is due). What this call
+          had written is truncated away, and the segment is sealed: after a failed
+          fsync, a later one may report success for data that never reached the disk,
+          so nothing more goes to it, and the next write starts a new segment.
+          Entries of earlier calls stay. Only when the truncation fails too may a
+          prefix of this call's entries be in the store (its last line possibly torn,
+          which reads skip): then ``rescue.rollback_failed`` is logged, and the
+          exception carries a note that says so (``__notes__``).
+
+        A segment is started before a call whose entries would not fit in the one
+        being written, so a call larger than ``segment_max_records`` fills a segment
+        of its own.
         """
         return self._write(_checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
 
@@ -237,9 +259,8 @@ class RescueStore:
             self._check_open()
             if not batch:
                 return 0
-            buf, ends = self._encoder.encode(batch)
-            self._append(buf, ends)
-            self._sync_by_policy()
+            buf, _ = self._encoder.encode(batch)
+            self._append([(buf, len(batch))], durable=False)
             self._written += len(batch)
         return len(batch)
 
@@ -272,7 +293,8 @@ class RescueStore:
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
         the next write starts a new one. Entries become readable through this object
-        once their segment is sealed. Blocks."""
+        once their segment is sealed. Blocks. A failed fsync raises, once the segment
+        is sealed all the same (renamed and closed)."""
         with self._lock:
             self._seal()
 
@@ -314,37 +336,89 @@ class RescueStore:
         if self._closed:
             raise trio.ClosedResourceError("the rescue store is closed")
 
+    def _segment_for(self, n: int) -> IO[bytes]:
+        """The segment to append ``n`` entries to: a new one when they would not fit in
+        the one being written (unless it is empty: a call is never split)."""
+        self._check_open()
+        f = self._file
+        used = self._segment_records
+        if f is not None and used > 0 and used + n > self.segment_max_records:
+            self._seal_quietly()
+            f = None
+        return f if f is not None else self._open_segment()
+
     def _open_segment(self) -> IO[bytes]:
-        f, self._open_path = _create_segment(self.path)
-        self._file = f
-        self._segment_records = 0
+        f, path = _create_segment(self.path)
         if self.fsync != "never":
-            _fsync_dir(self.path)
+            try:
+                _fsync_dir(self.path)
+            except BaseException:
+                # Removed while still locked: no reader takes it for a dead writer's.
+                path.unlink(missing_ok=True)
+                f.close()
+                raise
+        self._file, self._open_path = f, path
+        self._segment_records = 0
         return f
 
-    def _append(self, buf: bytearray, ends: list[int]) -> None:
-        """Write the lines of ``buf``, rolling over to a new segment when one is full."""
-        view = memoryview(buf)
-        pos = 0
-        i = 0
-        n = len(ends)
-        while i < n:
-            f = self._file if self._file is not None else self._open_segment()
-            stop = min(n, i + self.segment_max_records - self._segment_records)
-            end = ends[stop - 1]
-            try:
-                f.write(view[pos:end])
-                f.flush()
-            except BaseException:
-                # A partial line may end the file: seal it, so no later line follows it.
-                with contextlib.suppress(OSError):
-                    self._seal()
-                raise
-            self._unsynced = True
-            self._segment_records += stop - i
-            pos, i = end, stop
-            if self._segment_records >= self.segment_max_records:
-                self._seal()
+    def _append(self, pieces: Iterable[tuple[bytes | bytearray, int]], *, durable: bool) -> int:
+        """Append ``pieces`` (whole lines, and how many) to one segment, then fsync it:
+        always when ``durable`` (and the directory), else per the policy. Return how
+        many lines were appended.
+
+        All or nothing: if a piece, a write or an fsync raises, what was appended is
+        truncated away and the segment sealed (:meth:`_take_back`). The segment rolls
+        over before the first piece when that would not fit, and after the last when
+        it is full; never in between.
+        """
+        f: IO[bytes] | None = None
+        start = 0
+        n = 0
+        try:
+            for buf, count in pieces:
+                if f is None:
+                    f = self._segment_for(count)
+                    start = f.tell()
+                _write_all(f, buf)
+                self._unsynced = True
+                n += count
+            if f is None:
+                return 0
+            if durable:
+                self._sync()
+                _fsync_dir(self.path)
+            else:
+                self._sync_by_policy()
+        except BaseException as exc:
+            if f is not None:
+                self._take_back(f, start, exc)
+            raise
+        self._segment_records += n
+        if self._segment_records >= self.segment_max_records:
+            self._seal_quietly()
+        return n
+
+    def _take_back(self, f: IO[bytes], start: int, exc: BaseException) -> None:
+        """After ``exc`` in an append to ``f`` that began at byte ``start``: truncate
+        the segment back to ``start``, and seal it. Nothing more goes to it: a failed
+        write may have left a torn line, and after a failed fsync a later one may
+        report success for data that never reached the disk (Linux)."""
+        name = self._open_path.name if self._open_path is not None else "?"
+        try:
+            os.ftruncate(f.fileno(), start)
+        except OSError as err:
+            log.error(
+                'rescue.rollback_failed segment=%s offset=%d error="%s"',
+                name,
+                start,
+                describe(err),
+            )
+            exc.add_note(
+                f"part of this write may be in the rescue store: segment {name} could not"
+                f" be truncated back to byte {start} ({describe(err)})"
+            )
+        log.warning('rescue.segment_abandoned segment=%s error="%s"; sealed', name, describe(exc))
+        self._seal_quietly()
 
     def _sync(self) -> None:
         f = self._file
@@ -363,26 +437,48 @@ class RescueStore:
             self._sync()
 
     def _seal(self) -> None:
+        """Finish the segment being written: fsync it, rename it to its final name
+        (still locked, so that no reader takes it for a dead writer's), close it, fsync
+        the directory; the next write starts a new one.
+
+        A failed fsync is raised once the segment is finished all the same. A failed
+        rename leaves it under its ``.open`` name, closed: readers and replay take it
+        for a dead writer's segment.
+        """
         f, path = self._file, self._open_path
         if f is None or path is None:
             return
         self._file = self._open_path = None
+        self._unsynced = False
+        records, self._segment_records = self._segment_records, 0
         final = _final_path(path)
+        failed: OSError | None = None
         try:
-            os.fsync(f.fileno())
-            self._fsyncs += 1
-            self._unsynced = False
+            try:
+                os.fsync(f.fileno())
+                self._fsyncs += 1
+            except OSError as exc:
+                failed = exc
             if sys.platform == "win32":  # pragma: no cover - an open file cannot be renamed
                 f.close()
-            # Renamed while this object still holds its lock: no reader takes it for
-            # the segment of a dead writer in between.
             os.replace(path, final)
         finally:
             f.close()
         _fsync_dir(self.path)
         self._sealed += 1
-        log.debug("rescue.sealed segment=%s records=%d", final.name, self._segment_records)
-        self._segment_records = 0
+        log.debug("rescue.sealed segment=%s records=%d", final.name, records)
+        if failed is not None:
+            raise failed
+
+    def _seal_quietly(self) -> None:
+        """:meth:`_seal`, where a failure is logged, not raised: at a roll-over (the
+        calls that wrote the segment have returned) and after a failed append (whose
+        own error is raised)."""
+        name = self._open_path.name if self._open_path is not None else "?"
+        try:
+            self._seal()
+        except OSError as exc:
+            log.error('rescue.seal_failed segment=%s error="%s"', name, describe(exc))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -470,45 +566,43 @@ class RescueStore:
         kept lines as they are, entries encoded), fsync it, then mark ``path`` consumed
         up to ``offset``: in its ``.done`` file, or by deleting it at its end."""
         with self._lock:
-            wrote = 0 if moved is None else self._copy_lines(path, *moved)
             fresh = iter(self._encoder.lines([k for k in keep if isinstance(k, RescueEntry)]))
             lines = [next(fresh) if isinstance(k, RescueEntry) else k for k in keep]
-            if lines:
-                self._append_lines(lines)
-                wrote += len(lines)
-            if wrote:
-                self._written += wrote
+            copied = _pieces_of(path, moved)
+            with contextlib.closing(copied):
+                pieces = itertools.chain(copied, [(_joined(lines), len(lines))] if lines else [])
                 # What stays must be on disk before the offset moves past its old copy.
-                self._sync()
-                _fsync_dir(self.path)
+                self._written += self._append(pieces, durable=True)
         _mark_consumed(path, offset, size)
 
-    def _copy_lines(self, path: Path, start: int, stop: int) -> int:
-        """Append the decodable lines of segment ``path`` in byte range ``start`` to
-        ``stop``, as they are; return how many."""
-        copied = 0
-        pending: list[bytes] = []
-        with open(path, "rb") as f:
-            for item in _scan_open(f, path, start, stop, None):
-                if item.end > stop:
-                    break
-                pending.append(item.line)
-                if len(pending) >= 1024:
-                    self._append_lines(pending)
-                    copied += len(pending)
-                    pending.clear()
-        if pending:
-            self._append_lines(pending)
-            copied += len(pending)
-        return copied
 
-    def _append_lines(self, lines: Sequence[bytes]) -> None:
-        self._check_open()
-        buf = bytearray()
-        ends: list[int] = []
-        for line in lines:
-            buf += line
-            if not line.endswith(b"\n"):
-                buf += b"\n"
-            ends.append(len(buf))
-        self._append(buf, ends)
+def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+
+
+def _joined(lines: Iterable[bytes]) -> bytes:
+    """``lines`` as one buffer, each ending with its newline."""
+    return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+
+
+def _pieces_of(
+    path: Path, moved: tuple[int, int] | None
+) -> Generator[tuple[bytes, int], None, None]:
+    """The decodable lines of segment ``path`` in byte range ``moved``, as they are, a
+    piece of up to 1024 lines at a time (whole lines, and how many)."""
+    if moved is None:
+        return
+    start, stop = moved
+    pending: list[bytes] = []
+    with open(path, "rb") as f:
+        for item in _scan_open(f, path, start, stop, None):
+            if item.end > stop:
+                break
+            pending.append(item.line)
+            if len(pending) >= 1024:
+                yield _joined(pending), len(pending)
+                pending = []
+    if pending:
+        yield _joined(pending), len(pending)
