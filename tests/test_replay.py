@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -462,3 +463,26 @@ async def test_a_failed_fsync_of_what_stays_leaves_no_copy_behind(
     store.close()
     # The offset did not move, and the copies of the first batch were taken back.
     assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1, 2, 3]
+
+
+async def test_replay_does_its_file_work_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(tmp_path, [entry(0, "a"), entry(1, "b")])
+    loop_thread = threading.get_ident()
+    on_loop: list[str] = []
+
+    def watched(module: str) -> Any:
+        def open_(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == loop_thread:
+                on_loop.append(Path(file).name)
+            return open(file, *args, **kwargs)
+
+        monkeypatch.setattr(f"{module}.open", open_, raising=False)
+
+    for module in ("trio_sink._rescue", "trio_sink._rescue_segments", "trio_sink._replay"):
+        watched(module)
+    store = RescueStore(tmp_path)
+    report = checked(await replay(store, [CollectSink("a"), FailingSink("b")]))
+    assert report.delivered == {"a": 1, "b": 0}
+    assert on_loop == []

@@ -84,7 +84,9 @@ async def replay(
     if sink_name is not None and len(slots) == 1:
         run.redirect = slots[0]
 
-    with store._replay_lock():
+    # Cancelled while the thread runs, the lock is taken all the same, and let go below.
+    lock = await trio.to_thread.run_sync(store._lock_replay)
+    try:
         try:
             segments = await trio.to_thread.run_sync(store._replay_segments)
             log.info(
@@ -107,6 +109,9 @@ async def replay(
                 except Exception as exc:
                     _closing_failed(ledger, slot.name, "aclose", exc)
         report = ledger.report(trio.current_time() - ended)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(lock.close)
     log.info(
         "replay.complete received=%d delivered=%d undelivered=%d",
         report.received,

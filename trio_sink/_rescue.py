@@ -527,16 +527,17 @@ class RescueStore:
 
     # -- consumption, for replay ---------------------------------------------------
 
-    @contextlib.contextmanager
-    def _replay_lock(self) -> Iterator[None]:
-        """Held by a replay: one at a time per directory."""
-        f = open(self.path / _REPLAY_LOCK, "ab")  # noqa: SIM115 - closed below
+    def _lock_replay(self) -> IO[bytes]:
+        """The directory's replay lock, taken: one replay at a time per directory.
+        Closing the file lets it go. Blocks (a file open): call in a worker thread."""
+        f = open(self.path / _REPLAY_LOCK, "ab")  # noqa: SIM115 - the caller closes it
         try:
             if not _try_lock(f.fileno()):
                 raise trio.BusyResourceError(f"another replay is running on {self.path}")
-            yield
-        finally:
+        except BaseException:
             f.close()
+            raise
+        return f
 
     def _replay_segments(self) -> list[_Segment]:
         """Seal this object's segment, adopt the segments of dead writers, tidy up
