@@ -16,7 +16,16 @@ import pytest
 import trio
 import trio.testing
 
-from trio_sink import ConfigError, DeliveryReport, Record, RescueEntry, RescueStore, Sink, replay
+from trio_sink import (
+    ConfigError,
+    DeliveryReport,
+    Record,
+    RescueEntry,
+    RescueReadStats,
+    RescueStore,
+    Sink,
+    replay,
+)
 from trio_sink.__main__ import main
 from trio_sink.sinks import CollectSink
 
@@ -486,3 +495,22 @@ async def test_replay_does_its_file_work_off_the_event_loop(
     report = checked(await replay(store, [CollectSink("a"), FailingSink("b")]))
     assert report.delivered == {"a": 1, "b": 0}
     assert on_loop == []
+
+
+async def test_a_read_during_a_replay_leaves_the_replays_stats_alone(tmp_path: Path) -> None:
+    fill(tmp_path, [entry(i, "a") for i in range(10)])
+    (name,) = seg_files(tmp_path)
+    append(tmp_path / name, b'{"v":1,"run":"run-1","id":10,"ti')
+    store = RescueStore(tmp_path)
+    pending: list[int] = []
+
+    class Peeking(Sink):
+        name = "a"
+
+        async def write(self, batch: Sequence[Record]) -> None:
+            pending.append(store.pending())  # a read of the same store, mid-replay
+
+    report = checked(await replay(store, [Peeking()], batch_size=4))
+    assert report.delivered == {"a": 10}
+    assert pending == [10, 6, 2]
+    assert store.read_stats == RescueReadStats(segments=1, entries=10, torn_lines=1, bad_lines=0)

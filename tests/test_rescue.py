@@ -19,6 +19,7 @@ from trio_sink import (
     Record,
     RescueEntry,
     RescueFormatError,
+    RescueReadStats,
     RescueStore,
     Undelivered,
     replay,
@@ -453,6 +454,38 @@ def test_a_bad_line_in_the_middle_is_skipped_and_nothing_else(
     assert store.read_stats.bad_lines == 3
     assert store.torn_lines == 0
     assert [r.getMessage().split()[0] for r in caplog.records] == ["rescue.bad_line"] * 3
+
+
+def test_each_read_has_its_own_stats(tmp_path: Path, line_encoder: Any) -> None:
+    good = line_encoder(entry(0), entry(1))
+    crashed_segment(tmp_path, [good[0], good[1][:10]])  # one entry, then a torn line
+    store = RescueStore(tmp_path)
+    first = store.entries()
+    assert next(first).id == 0  # the segments to read are listed: only the crashed one
+    with RescueStore(tmp_path) as writer:
+        writer.write([entry(2), entry(3)])
+    second = store.entries(sink="db")
+    assert [e.id for e in second] == [0, 2, 3]
+    assert second.stats == RescueReadStats(segments=2, entries=3, torn_lines=1, bad_lines=0)
+    assert store.read_stats == second.stats  # the read that ended last
+    assert first.stats == RescueReadStats(segments=1, entries=1, torn_lines=0, bad_lines=0)
+    assert list(first) == []
+    assert first.stats == RescueReadStats(segments=1, entries=1, torn_lines=1, bad_lines=0)
+    assert store.read_stats == first.stats
+    assert second.stats.segments == 2  # untouched by the other read
+
+
+def test_a_read_closed_early_ends_with_what_it_passed(tmp_path: Path) -> None:
+    with RescueStore(tmp_path) as writer:
+        writer.write([entry(i) for i in range(5)])
+    store = RescueStore(tmp_path)
+    assert store.read_stats == RescueReadStats(segments=0, entries=0, torn_lines=0, bad_lines=0)
+    with store.entries() as read:
+        assert next(read).id == 0
+        assert next(read).id == 1
+    assert store.read_stats == RescueReadStats(segments=1, entries=2, torn_lines=0, bad_lines=0)
+    read.close()  # idempotent
+    assert list(read) == []
 
 
 def test_a_newer_schema_version_is_refused(tmp_path: Path, line_encoder: Any) -> None:

@@ -26,7 +26,7 @@ from ._ledger import DeliveryReport, Ledger, SinkAccount
 from ._record import Record
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry, _wall
-from ._rescue_segments import _Chunk, _Segment
+from ._rescue_segments import _Chunk, _Segment, _Tally
 from ._sink import SinkSlot
 
 __all__ = ["replay"]
@@ -88,7 +88,7 @@ async def replay(
     lock = await trio.to_thread.run_sync(store._lock_replay)
     try:
         try:
-            segments = await trio.to_thread.run_sync(store._replay_segments)
+            segments = await trio.to_thread.run_sync(store._replay_segments, run.tally)
             log.info(
                 "replay.started dir=%s segments=%d sink=%s", store.path, len(segments), sink_name
             )
@@ -110,6 +110,8 @@ async def replay(
                     _closing_failed(ledger, slot.name, "aclose", exc)
         report = ledger.report(trio.current_time() - ended)
     finally:
+        # What this replay read, even when it stopped early.
+        store._end_read(run.tally)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(lock.close)
     log.info(
@@ -146,6 +148,8 @@ class _Replay:
         self.batch_size = batch_size
         self.redirect: SinkSlot | None = None
         self.next_id = 0
+        self.tally = _Tally()
+        """What this replay read: its own, so that reads at once do not mix in."""
 
     def account(self, name: str) -> SinkAccount:
         accounts = self.ledger.accounts
@@ -163,7 +167,7 @@ class _Replay:
         waiting: int | None = None
         while True:
             chunk = await trio.to_thread.run_sync(
-                store._read_chunk, segment.path, offset, self.batch_size
+                store._read_chunk, segment.path, offset, self.batch_size, self.tally
             )
             if chunk.end <= chunk.start:
                 return

@@ -78,7 +78,7 @@ from ._rescue_segments import (
     _try_lock,
 )
 
-__all__ = ["RescueReadStats", "RescueStatistics", "RescueStore"]
+__all__ = ["RescueReadStats", "RescueReader", "RescueStatistics", "RescueStore"]
 
 log = logging.getLogger("trio_sink.rescue")
 
@@ -94,9 +94,10 @@ _monotonic = time.monotonic
 @final
 @attrs.frozen
 class RescueReadStats:
-    """What the most recent read of a store (``entries()``, ``counts()``,
-    ``pending()``, or a replay) went through; a read stopped early counts what it
-    had passed."""
+    """What one read of a store (``entries()``, ``counts()``, ``pending()``, or a
+    replay) went through: :attr:`RescueReader.stats` for a read of its own,
+    :attr:`RescueStore.read_stats` for the read that ended last. A read stopped
+    early counts what it had passed."""
 
     segments: int
     """Segments read."""
@@ -220,7 +221,7 @@ class RescueStore:
         self._written = 0
         self._sealed = 0
         self._fsyncs = 0
-        self._tally = _Tally()
+        self._last_read = _stats_of(_Tally())
 
     # -- writing ---------------------------------------------------------------------
 
@@ -482,16 +483,19 @@ class RescueStore:
 
     # -- reading ---------------------------------------------------------------------
 
-    def entries(self, *, sink: str | None = None) -> Iterator[RescueEntry]:
+    def entries(self, *, sink: str | None = None) -> RescueReader:
         """Every entry in the store, in write order; only those for ``sink`` when given.
 
         Reads the sealed segments and those left by writers that died, from where
         replay has consumed them; not the segment this object is writing (see
-        :meth:`seal`). Skips undecodable lines with a warning, and counts them in
-        :attr:`read_stats`. Raises :class:`RescueFormatError` at a line of a newer
-        schema version. Blocks on file reads.
+        :meth:`seal`). The segments are listed at the first ``next()``. Skips
+        undecodable lines with a warning, and counts them in the reader's
+        :attr:`~RescueReader.stats`. Raises :class:`RescueFormatError` at a line of
+        a newer schema version. Blocks on file reads.
         """
-        tally = self._tally = _Tally()
+        return RescueReader(self, sink)
+
+    def _scan_entries(self, tally: _Tally, sink: str | None) -> Generator[RescueEntry, None, None]:
         for seg in self._readable_segments():
             tally.segments += 1
             for item in _scan(seg.path, seg.start, tally):
@@ -509,16 +513,19 @@ class RescueStore:
 
     @property
     def read_stats(self) -> RescueReadStats:
-        """What the most recent read went through (torn and bad lines skipped)."""
-        t = self._tally
-        return RescueReadStats(
-            segments=t.segments, entries=t.entries, torn_lines=t.torn, bad_lines=t.bad
-        )
+        """What the read of this object that ended last went through (torn and bad
+        lines skipped): an :meth:`entries` reader that reached its end, raised or was
+        closed, :meth:`counts`, :meth:`pending`, or a replay. All zero before the
+        first. A read of its own has its own :attr:`RescueReader.stats`."""
+        return self._last_read
 
     @property
     def torn_lines(self) -> int:
-        """Torn last lines skipped by the most recent read."""
-        return self._tally.torn
+        """Torn last lines skipped by the read that ended last (:attr:`read_stats`)."""
+        return self._last_read.torn_lines
+
+    def _end_read(self, tally: _Tally) -> None:
+        self._last_read = _stats_of(tally)
 
     def _readable_segments(self) -> list[_Segment]:
         with self._lock:
@@ -539,21 +546,21 @@ class RescueStore:
             raise
         return f
 
-    def _replay_segments(self) -> list[_Segment]:
+    def _replay_segments(self, tally: _Tally | None = None) -> list[_Segment]:
         """Seal this object's segment, adopt the segments of dead writers, tidy up
-        after interrupted work; then the segments to consume, in order. Call under
-        :meth:`_replay_lock`."""
+        after interrupted work; then the segments to consume, in order, counted in
+        ``tally``. Call under the replay lock (:meth:`_lock_replay`)."""
         self.seal()
-        self._tally = _Tally()
         _tidy(self.path)
         segments = [s for s in self._readable_segments() if s.path.name.endswith(_FINAL)]
-        self._tally.segments = len(segments)
+        if tally is not None:
+            tally.segments = len(segments)
         return segments
 
-    def _read_chunk(self, path: Path, start: int, n: int) -> _Chunk:
-        """Up to ``n`` entries of segment ``path`` from byte ``start``, counted in
-        :attr:`read_stats`."""
-        return _read_chunk(path, start, n, self._tally)
+    def _read_chunk(self, path: Path, start: int, n: int, tally: _Tally | None = None) -> _Chunk:
+        """Up to ``n`` entries of segment ``path`` from byte ``start``; the lines
+        skipped are counted in ``tally``, when given."""
+        return _read_chunk(path, start, n, _Tally() if tally is None else tally)
 
     def _settle(
         self,
@@ -607,3 +614,63 @@ def _pieces_of(
                 pending = []
     if pending:
         yield _joined(pending), len(pending)
+
+
+def _stats_of(tally: _Tally) -> RescueReadStats:
+    return RescueReadStats(
+        segments=tally.segments, entries=tally.entries, torn_lines=tally.torn, bad_lines=tally.bad
+    )
+
+
+@final
+class RescueReader(Iterator[RescueEntry]):
+    """One read of a store, from :meth:`RescueStore.entries`: an iterator of its
+    entries, in write order, and what the read has gone through in :attr:`stats`.
+
+    Each read counts for itself, so reads at once (in threads, or during a replay)
+    do not mix their counts. The read ends when it reaches its end, raises, or is
+    closed; then its stats become the store's :attr:`~RescueStore.read_stats`.
+    Close it (or use it as a context manager) to let go of its open file early.
+    """
+
+    def __init__(self, store: RescueStore, sink: str | None) -> None:
+        self._store = store
+        self._tally = _Tally()
+        self._entries = store._scan_entries(self._tally, sink)
+        self._ended = False
+
+    def __iter__(self) -> RescueReader:
+        return self
+
+    def __next__(self) -> RescueEntry:
+        try:
+            return next(self._entries)
+        except BaseException:  # StopIteration, or what the read raised: it ended
+            self._end()
+            raise
+
+    @property
+    def stats(self) -> RescueReadStats:
+        """What this read has gone through so far."""
+        return _stats_of(self._tally)
+
+    def close(self) -> None:
+        """End the read here, closing the file it reads. Idempotent."""
+        self._entries.close()
+        self._end()
+
+    def __enter__(self) -> RescueReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._store._end_read(self._tally)
