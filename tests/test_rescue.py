@@ -384,6 +384,55 @@ def test_fsync_interval_syncs_at_most_every_interval(
     assert store.statistics().fsyncs == 3
 
 
+def test_sync_forces_what_the_interval_policy_has_not_synced(
+    tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    store = RescueStore(tmp_path, fsync="interval", fsync_interval=10.0)
+    store.sync()  # nothing written yet: nothing to sync
+    store.write([entry(0)])
+    assert fsyncs.count("file") == 0  # no timer: without a write, nothing else syncs
+    now[0] = 103.0
+    store.sync()
+    assert fsyncs.count("file") == 1
+    store.sync()  # nothing new
+    assert fsyncs.count("file") == 1
+    now[0] = 112.0
+    store.write([entry(1)])  # the interval counts from the last fsync
+    assert fsyncs.count("file") == 1
+    now[0] = 113.0
+    store.write([entry(2)])
+    assert fsyncs.count("file") == 2
+    store.close()
+    with pytest.raises(trio.ClosedResourceError):
+        store.sync()
+
+
+def test_a_failed_sync_raises_and_starts_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RescueStore(tmp_path, fsync="never")
+    store.write([entry(0)])
+    real = os.fsync
+    failures = [OSError(5, "Input/output error")]
+
+    def fsync(fd: int) -> None:
+        if failures and stat.S_ISREG(os.fstat(fd).st_mode):
+            raise failures.pop()
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.sync()
+    (first,) = segments(tmp_path)
+    assert first.endswith(".jsonl")  # sealed: suspect, nothing more goes to it
+    store.write([entry(1)])
+    store.close()
+    assert len(segments(tmp_path)) == 2
+    assert [e.id for e in RescueStore(tmp_path).entries()] == [0, 1]
+
+
 def test_fsync_never_syncs_only_when_sealing(tmp_path: Path, fsyncs: list[str]) -> None:
     store = RescueStore(tmp_path, fsync="never", segment_max_records=4)
     for i in range(3):

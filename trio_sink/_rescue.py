@@ -179,7 +179,8 @@ class RescueStore:
         path: The directory; created if missing.
         fsync: When segment files are forced to disk. ``"batch"``: after each write
             call. ``"interval"``: at a write once ``fsync_interval`` seconds have passed
-            since the last fsync, and when a segment is sealed. ``"never"``: only when a
+            since the last fsync, and when a segment is sealed; nothing syncs between
+            writes (no timer): call :meth:`sync` for that. ``"never"``: only when a
             segment is sealed. Every write reaches the OS before it returns, so a
             killed process loses nothing; the policy bounds what a power loss takes.
         fsync_interval: Seconds, for ``fsync="interval"``.
@@ -290,6 +291,35 @@ class RescueStore:
         run = self.run
         entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
         return _checked_entries(entries, "undelivered")
+
+    def sync(self) -> None:
+        """Force what this object has written to the disk now: fsync the segment being
+        written, when part of it is not synced yet. Blocks: from async code, use
+        ``await trio.to_thread.run_sync(store.sync)``.
+
+        With ``fsync="interval"``, a write fsyncs only when it finds the interval
+        passed, and nothing runs in between (no timer, no thread): the last writes
+        before a quiet spell stay unsynced until the next write, :meth:`seal` or
+        :meth:`close`. For a bound in time, call this on a schedule of your own, such
+        as a Trio task that loops over ``trio.sleep(interval)``. The interval then
+        counts from this fsync.
+
+        A failed fsync raises, and the segment is sealed (a later fsync could report
+        success for data that never reached the disk); the next write starts a new
+        one. What earlier writes put in it stays, but may not be on the disk. Raises
+        :class:`trio.ClosedResourceError` after :meth:`close`.
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                self._sync()
+            except BaseException as exc:
+                name = self._open_path.name if self._open_path is not None else "?"
+                log.warning(
+                    'rescue.segment_abandoned segment=%s error="%s"; sealed', name, describe(exc)
+                )
+                self._seal_quietly()
+                raise
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
