@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -675,8 +676,25 @@ def test_the_sample_line_in_the_docs_decodes() -> None:
 # -- a segment's lock ------------------------------------------------------------------
 
 
-def hidden_inodes(path: Path) -> set[int]:
-    return {p.stat().st_ino for p in path.iterdir() if p.name.startswith(".seg-")}
+def race_at_segment_lock(
+    monkeypatch: pytest.MonkeyPatch, directory: Path, race: Callable[[int], None]
+) -> list[int]:
+    """Patch flock: at the first lock call on a new segment (under its hidden name),
+    ``race(operation)`` runs first, as another process acting at that moment would.
+    Return the list of file descriptors raced at: one at the most."""
+    real = fcntl.flock
+    raced: list[int] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if not raced:
+            hidden = {p.stat().st_ino for p in directory.iterdir() if p.name.startswith(".seg-")}
+            if os.fstat(fd).st_ino in hidden:
+                raced.append(fd)
+                race(operation)
+        real(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    return raced
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
@@ -685,22 +703,16 @@ async def test_a_probe_at_segment_creation_does_not_unlock_the_segment(
 ) -> None:
     # A reader probes the new file at the moment its writer locks it: the writer's
     # attempt meets the probe's lock. A later replay must still see a live writer.
-    real = fcntl.flock
-    probed: list[int] = []
+    def probe(operation: int) -> None:
+        if operation & fcntl.LOCK_NB:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        # A blocking attempt waits until the probe lets go: then it succeeds.
 
-    def flock(fd: int, operation: int) -> None:
-        if not probed and os.fstat(fd).st_ino in hidden_inodes(tmp_path):
-            probed.append(fd)
-            if operation & fcntl.LOCK_NB:
-                raise BlockingIOError(11, "Resource temporarily unavailable")
-            # A blocking attempt waits until the probe lets go: then it succeeds.
-        real(fd, operation)
-
-    monkeypatch.setattr(fcntl, "flock", flock)
+    raced = race_at_segment_lock(monkeypatch, tmp_path, probe)
     writer = RescueStore(tmp_path)
     writer.write([entry(0)])
-    monkeypatch.setattr(fcntl, "flock", real)
-    assert probed
+    monkeypatch.undo()
+    assert raced
     (name,) = segments(tmp_path)
     assert not _writer_gone(tmp_path / name)
 
@@ -721,20 +733,11 @@ def test_a_segment_removed_by_a_tidy_up_before_its_lock_is_made_again(
 ) -> None:
     # A replay's tidy-up probes the hidden file before its writer locks it, takes it
     # for a dead writer's and removes it: the writer makes a new one.
-    real = fcntl.flock
-    tidied: list[int] = []
-
-    def flock(fd: int, operation: int) -> None:
-        if not tidied and os.fstat(fd).st_ino in hidden_inodes(tmp_path):
-            tidied.append(fd)
-            _tidy(tmp_path)
-        real(fd, operation)
-
-    monkeypatch.setattr(fcntl, "flock", flock)
+    raced = race_at_segment_lock(monkeypatch, tmp_path, lambda operation: _tidy(tmp_path))
     writer = RescueStore(tmp_path)
     writer.write([entry(0)])
-    monkeypatch.setattr(fcntl, "flock", real)
-    assert tidied
+    monkeypatch.undo()
+    assert raced
     (name,) = segments(tmp_path)
     assert name.endswith(".jsonl.open")
     assert not _writer_gone(tmp_path / name)
