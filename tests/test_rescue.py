@@ -385,6 +385,22 @@ def test_fsync_interval_syncs_at_most_every_interval(
     assert store.statistics().fsyncs == 3
 
 
+def fail_file_fsyncs(monkeypatch: pytest.MonkeyPatch, *, times: int | None) -> None:
+    """Make the next ``times`` fsyncs of files (not directories) fail with EIO; every
+    one when ``times`` is None."""
+    real = os.fsync
+    left = [times]
+
+    def fsync(fd: int) -> None:
+        if left[0] != 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+            if left[0] is not None:
+                left[0] -= 1
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
 def test_sync_forces_what_the_interval_policy_has_not_synced(
     tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -415,15 +431,7 @@ def test_a_failed_sync_raises_and_starts_a_new_segment(
 ) -> None:
     store = RescueStore(tmp_path, fsync="never")
     store.write([entry(0)])
-    real = os.fsync
-    failures = [OSError(5, "Input/output error")]
-
-    def fsync(fd: int) -> None:
-        if failures and stat.S_ISREG(os.fstat(fd).st_mode):
-            raise failures.pop()
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    fail_file_fsyncs(monkeypatch, times=1)
     with pytest.raises(OSError, match="Input/output error"):
         store.sync()
     (first,) = segments(tmp_path)
@@ -611,15 +619,7 @@ def test_a_failed_fsync_takes_back_the_write_and_starts_a_new_segment(
     store = RescueStore(tmp_path, fsync=policy, fsync_interval=0.0)
     store.write([entry(0)])
     (first,) = segments(tmp_path)
-    real = os.fsync
-    failures = [OSError(5, "Input/output error")]
-
-    def fsync(fd: int) -> None:
-        if failures and stat.S_ISREG(os.fstat(fd).st_mode):
-            raise failures.pop()
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    fail_file_fsyncs(monkeypatch, times=1)
     with (
         caplog.at_level(logging.WARNING, logger="trio_sink.rescue"),
         pytest.raises(OSError, match="Input/output error"),
@@ -641,17 +641,11 @@ def test_a_write_that_cannot_be_taken_back_says_so(
 ) -> None:
     store = RescueStore(tmp_path)
     store.write([entry(0)])
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(5, "Input/output error")
-        real(fd)
+    fail_file_fsyncs(monkeypatch, times=None)
 
     def ftruncate(fd: int, length: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "ftruncate", ftruncate)
     with (
         caplog.at_level(logging.ERROR, logger="trio_sink.rescue"),
