@@ -149,12 +149,6 @@ async def test_the_stream_encodes_to_json_lines(
     assert payloads[2]["drain"]["deadline"] is None
 
 
-@pytest.mark.xfail(
-    reason="PipelineStatistics.sinks, .discarded and SinkStatistics.undelivered_by_reason"
-    " are MappingProxyType, which msgspec cannot encode: JsonlFileSink writes their repr()"
-    " as a string",
-    strict=True,
-)
 async def test_the_stream_encodes_sinks_and_discarded_as_json_objects(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:

@@ -439,13 +439,6 @@ async def test_peak_buffered_is_the_most_the_channel_held(
     assert_final_matches(handle.statistics(), report)
 
 
-@pytest.mark.xfail(
-    reason="a sub-batch whose send waits for room is counted in buffered (Fanout.ship)"
-    " but peak_buffered is only updated once the send returns, so buffered exceeds"
-    " peak_buffered while the source waits on a full channel, and that peak is never"
-    " recorded",
-    strict=True,
-)
 async def test_peak_buffered_is_never_below_buffered(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -334,6 +334,8 @@ class Fanout:
                     # Counted as buffered while it waits for room: once there, the
                     # sink's task may take it before this task runs again.
                     account.buffered += size
+                    if account.buffered > account.peak_buffered:
+                        account.peak_buffered = account.buffered
                     self.blocked = True
                     try:
                         await dest.send.send(msg)

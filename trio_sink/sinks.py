@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, final
 
@@ -90,6 +90,8 @@ class SlowSink(Sink):
 def _json_fallback(obj: Any) -> Any:
     if isinstance(obj, BaseException):
         return f"{type(obj).__name__}: {obj}"
+    if isinstance(obj, Mapping):  # e.g. the read-only mappings of a statistics record
+        return dict(obj)
     return repr(obj)
 
 
