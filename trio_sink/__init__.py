@@ -16,6 +16,7 @@ from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
 from ._replay import replay as replay
+from ._rescue import RescueReader as RescueReader
 from ._rescue import RescueReadStats as RescueReadStats
 from ._rescue import RescueStatistics as RescueStatistics
 from ._rescue import RescueStore as RescueStore
@@ -57,6 +58,7 @@ __all__ = [
     "RescueEntry",
     "RescueFormatError",
     "RescueReadStats",
+    "RescueReader",
     "RescueStatistics",
     "RescueStore",
     "Residue",
