@@ -20,6 +20,7 @@ from ._record import Record
 
 if TYPE_CHECKING:
     from ._rescue import RescueStore
+    from ._retry import BreakerState
 
 log = logging.getLogger("trio_sink.rescue")
 
@@ -41,14 +42,18 @@ CANCELLED = "cancelled"
 
 SINK_ERROR = "sink error"
 PIPELINE_FAILED = "pipeline failed"
+UNHEALTHY = "sink unhealthy"
+"""The start of the reason of a batch that went to the rescue store, unwritten, while
+its sink's circuit breaker was open: ``"sink unhealthy: <last error>"``."""
 REASON_KINDS = (DEADLINE, IMMEDIATE, CANCELLED, SINK_ERROR, PIPELINE_FAILED)
 """Every value of :func:`reason_kind`."""
 
 
 def reason_kind(reason: str) -> str:
     """The kind of a reason, a short key of few values (for statistics and metrics):
-    a sink's exception text becomes ``"sink error"``."""
-    if reason.startswith("sink raised"):
+    a sink's exception text becomes ``"sink error"``, as does a batch set aside while
+    its sink's breaker was open (``"sink unhealthy: ..."``)."""
+    if reason.startswith(("sink raised", UNHEALTHY)):
         return SINK_ERROR
     if reason.startswith("pipeline failed"):
         return PIPELINE_FAILED
@@ -67,8 +72,10 @@ class Undelivered:
     stage: str
     """Where it was when it was given up: ``"source"``, ``"route"`` or ``"sink"``."""
     reason: str
-    """A short text: ``"drain deadline"``, ``"immediate stop"``, ``"cancelled"``, or the
-    sink's exception as ``"sink raised TypeName: message"``."""
+    """A short text: ``"drain deadline"``, ``"immediate stop"``, ``"cancelled"``, the
+    sink's exception as ``"sink raised TypeName: message"``, or ``"sink unhealthy:
+    TypeName: message"`` for a batch set aside while the sink's circuit breaker was open
+    (with the last error that the sink raised)."""
     error: BaseException | None = attrs.field(default=None, eq=False, repr=False)
     """The sink's exception, when a write raised; None otherwise."""
     stored: bool = False
@@ -187,6 +194,7 @@ class SinkAccount:
     per batch."""
 
     __slots__ = (
+        "breaker",
         "buffered",
         "by_reason",
         "delivered",
@@ -194,8 +202,11 @@ class SinkAccount:
         "name",
         "paused",
         "peak_buffered",
+        "replayed",
         "resumed",
+        "retries",
         "routed",
+        "stored",
         "undelivered",
     )
 
@@ -210,6 +221,10 @@ class SinkAccount:
         self.by_reason: Counter[str] = Counter()
         self.paused = False
         self.resumed: Event | None = None  # set on resume; exists while paused
+        self.retries = 0  # writes retried after a failure
+        self.stored = 0  # undelivered records kept in the rescue store
+        self.replayed = 0  # records delivered from the rescue store during the run
+        self.breaker: BreakerState | None = None  # its circuit breaker, if it has one
 
     def pause(self) -> None:
         if not self.paused:
@@ -237,6 +252,9 @@ class Ledger:
         self.accounts = {name: SinkAccount(name) for name in sinks}
         self.discarded: Counter[str] = Counter()
         self.undelivered: list[Undelivered] = []
+        # Per sink name, by record id: undelivered records set aside in the rescue
+        # store that the sink's task may still deliver (see unpark).
+        self.parked: dict[str, dict[int, Undelivered]] = {}
         self.deadline_abandoned = 0
         self.unrouted = 0  # undelivered before routing (sink None)
         self.generated = 0  # monitor records made (ids -1, -2, ...)
@@ -259,20 +277,69 @@ class Ledger:
         reason: str,
         records: Iterable[Record],
         error: BaseException | None = None,
+        *,
+        stored: bool = False,
+        parked: bool = False,
     ) -> int:
-        """Report ``records`` as undelivered to ``account`` (None: before routing)."""
+        """Report ``records`` as undelivered to ``account`` (None: before routing).
+
+        ``stored``: they are in the rescue store already. ``parked``: stored, and kept
+        by record id until the end of the run, so that :meth:`unpark` can take them
+        back when the sink's task delivers them after all.
+        """
         sink = None if account is None else account.name
-        before = len(self.undelivered)
-        self.undelivered.extend(Undelivered(r, sink, stage, reason, error) for r in records)
-        n = len(self.undelivered) - before
+        if parked:
+            assert account is not None
+            assert sink is not None
+            box = self.parked.setdefault(sink, {})
+            before = len(box)
+            for r in records:
+                box[r.id] = Undelivered(r, sink, stage, reason, error, True)
+            n = len(box) - before
+            stored = True
+        else:
+            before = len(self.undelivered)
+            self.undelivered.extend(
+                Undelivered(r, sink, stage, reason, error, stored) for r in records
+            )
+            n = len(self.undelivered) - before
         if account is None:
             self.unrouted += n
         elif n:
             account.undelivered += n
             account.by_reason[reason_kind(reason)] += n
+            if stored:
+                account.stored += n
         if reason in (DEADLINE, IMMEDIATE):
             self.deadline_abandoned += n
         return n
+
+    def unpark(self, account: SinkAccount, ids: Iterable[int]) -> list[Undelivered]:
+        """Take back the parked records of ``account`` with these ids (those that are
+        parked): they are no longer undelivered. The caller counts what became of
+        them (delivered, or reported again with :meth:`abandon`)."""
+        box = self.parked.get(account.name)
+        if not box:
+            return []
+        out = [box.pop(i) for i in ids if i in box]
+        n = len(out)
+        if n:
+            account.undelivered -= n
+            account.stored -= n
+            by_reason = account.by_reason
+            for u in out:
+                kind = reason_kind(u.reason)
+                by_reason[kind] -= 1
+                if by_reason[kind] <= 0:
+                    del by_reason[kind]
+        return out
+
+    def all_undelivered(self) -> list[Undelivered]:
+        """Every undelivered record: the list, then the parked ones sink by sink."""
+        out = list(self.undelivered)
+        for box in self.parked.values():
+            out.extend(box.values())
+        return out
 
     def rescue_rest(self, store: RescueStore) -> None:
         """Write every undelivered record not stored yet to ``store`` (blocking: at the
@@ -291,8 +358,11 @@ class Ledger:
             errors = self.sink_errors
             errors["rescue"] = f"{errors['rescue']}; {text}" if "rescue" in errors else text
             return
+        accounts = self.accounts
         for k in todo:
-            undelivered[k] = attrs.evolve(undelivered[k], stored=True)
+            u = undelivered[k] = attrs.evolve(undelivered[k], stored=True)
+            if u.sink is not None and u.sink in accounts:
+                accounts[u.sink].stored += 1
 
     def report(self, drain_seconds: float) -> DeliveryReport:
         accounts = self.accounts.values()
@@ -300,7 +370,7 @@ class Ledger:
             received=self.received,
             routed={a.name: a.routed for a in accounts},
             delivered={a.name: a.delivered for a in accounts},
-            undelivered=self.undelivered,
+            undelivered=self.all_undelivered(),
             discarded=self.discarded,
             timed_out=self.deadline_abandoned > 0,
             drain_seconds=drain_seconds,

@@ -57,6 +57,11 @@ def snapshot(control: DrainControl, stage: SourceStage) -> PipelineStatistics:
             peak_buffered=a.peak_buffered,
             paused=a.paused,
             undelivered_by_reason=a.by_reason,
+            health=_health(a),
+            retries=a.retries,
+            stored=a.stored,
+            replayed=a.replayed,
+            breaker_opened=0 if a.breaker is None else a.breaker.times_opened,
         )
         pending_left += w + a.buffered + a.in_flight
     state: PipelineState
@@ -93,6 +98,14 @@ def snapshot(control: DrainControl, stage: SourceStage) -> PipelineStatistics:
         discarded=ledger.discarded,
         drain=drain,
     )
+
+
+_HEALTH = {"closed": "healthy", "open": "unhealthy", "half-open": "probing"}
+
+
+def _health(account: SinkAccount) -> str:
+    breaker = account.breaker
+    return "healthy" if breaker is None else _HEALTH[breaker.state]
 
 
 class Monitor:

@@ -65,6 +65,19 @@ class SinkStatistics:
     """``undelivered`` split by kind of reason: ``"drain deadline"``, ``"immediate
     stop"``, ``"cancelled"``, ``"sink error"`` (a write raised), ``"pipeline
     failed"``."""
+    health: str = "healthy"
+    """``"healthy"``; ``"unhealthy"`` while its circuit breaker is open (its batches go
+    to the rescue store, or are reported, unwritten); ``"probing"`` while a probe runs.
+    Always ``"healthy"`` for a sink without a breaker."""
+    retries: int = 0
+    """Writes tried again after a failure (see ``Pipeline(retry=...)``)."""
+    stored: int = 0
+    """Records of ``undelivered`` kept in the rescue store (``Undelivered.stored``)."""
+    replayed: int = 0
+    """Records delivered from the rescue store during the run, once the sink had
+    recovered (counted in ``delivered`` too)."""
+    breaker_opened: int = 0
+    """How many times its circuit breaker opened."""
 
     @property
     def pending(self) -> int:
