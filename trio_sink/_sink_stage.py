@@ -7,6 +7,7 @@ import logging
 import trio
 
 from ._drain import DrainControl, describe, take_buffered
+from ._faults import ErrorHook, SinkFaults
 from ._ledger import DEADLINE, IMMEDIATE, SinkAccount
 from ._rescue import RescueStore
 from ._retry import CircuitBreaker, RetryPolicy
@@ -29,6 +30,7 @@ async def run_sink_stage(
     retry: RetryPolicy | None = None,
     breaker: CircuitBreaker | None = None,
     rescue: RescueStore | None = None,
+    report_error: ErrorHook | None = None,
 ) -> None:
     """Write every batch of ``recv`` to the sink until the input ends, then flush.
 
@@ -39,48 +41,72 @@ async def run_sink_stage(
     the channel are reported. ``aclose()`` is awaited exactly once, at the end.
     ``feeds_monitor``: the monitor's final record waits for this stage to end (every
     sink but the monitor's own).
+
+    With ``retry``, ``breaker``, ``rescue`` or ``report_error``, the batches go
+    through :class:`~trio_sink._faults.SinkFaults`: failed writes are retried, a
+    failing sink is taken out of service and probed, what it could not take is stored
+    (and replayed into it once it recovers), and the records of every failed write are
+    passed to ``report_error`` (copies with ``.error`` set; a hook with a ``close()``
+    is closed when the stage ends). The monitor's own stage never stores its records.
     """
     ledger = control.ledger
     write = slot.write
     name = slot.name
     hand: SinkBatch | None = None
+    faults: SinkFaults | None = None
+    if not feeds_monitor:
+        rescue = None  # statistics records are not data
+    if retry is not None or breaker is not None or rescue is not None or report_error is not None:
+        faults = SinkFaults(
+            slot,
+            account,
+            ledger,
+            retry=retry,
+            breaker=breaker,
+            rescue=rescue,
+            report_error=report_error,
+        )
     try:
-        while True:
-            if account.paused:
-                assert account.resumed is not None
-                await account.resumed.wait()
-            # Take what is buffered without a task switch; wait only when empty.
-            try:
-                item = recv.receive_nowait()
-            except trio.WouldBlock:
+        if faults is not None:
+            await faults.run(recv)
+            await faults.finish()
+        else:
+            while True:
+                if account.paused:
+                    assert account.resumed is not None
+                    await account.resumed.wait()
+                # Take what is buffered without a task switch; wait only when empty.
                 try:
-                    item = await recv.receive()
+                    item = recv.receive_nowait()
+                except trio.WouldBlock:
+                    try:
+                        item = await recv.receive()
+                    except trio.EndOfChannel:
+                        break
                 except trio.EndOfChannel:
                     break
-            except trio.EndOfChannel:
-                break
-            hand = item
-            batch, ticket = item
-            size = len(batch)
-            account.buffered -= size
-            account.in_flight = size
-            try:
-                await write(batch)
-            except Exception as exc:
-                reason = f"sink raised {describe(exc)}"
-                sink_log.error(
-                    'sink.write_failed sink=%s records=%d error="%s"',
-                    name,
-                    len(batch),
-                    describe(exc),
-                    exc_info=exc,
-                )
-                ledger.abandon(account, "sink", reason, batch, exc)
-            else:
-                account.delivered += size
-            account.in_flight = 0
-            hand = None
-            ledger.settle(ticket)
+                hand = item
+                batch, ticket = item
+                size = len(batch)
+                account.buffered -= size
+                account.in_flight = size
+                try:
+                    await write(batch)
+                except Exception as exc:
+                    reason = f"sink raised {describe(exc)}"
+                    sink_log.error(
+                        'sink.write_failed sink=%s records=%d error="%s"',
+                        name,
+                        len(batch),
+                        describe(exc),
+                        exc_info=exc,
+                    )
+                    ledger.abandon(account, "sink", reason, batch, exc)
+                else:
+                    account.delivered += size
+                account.in_flight = 0
+                hand = None
+                ledger.settle(ticket)
         try:
             await slot.flush()
         except Exception as exc:
@@ -93,7 +119,7 @@ async def run_sink_stage(
         )
     except BaseException as exc:
         reason = control.reason_for(exc)
-        lost = 0
+        lost = 0 if faults is None else faults.abandon_held(reason)
         if hand is not None:
             lost += ledger.abandon(account, "sink", reason, hand[0])
             ledger.settle(hand[1])
@@ -113,6 +139,8 @@ async def run_sink_stage(
         raise
     finally:
         recv.close()
+        if faults is not None:
+            faults.close()
         if feeds_monitor:
             control.stage_ended()
         try:
