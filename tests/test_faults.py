@@ -23,6 +23,7 @@ from helpers import checked
 from trio_sink import (
     CircuitBreaker,
     DeliveryReport,
+    Infra,
     Pipeline,
     PipelineHandle,
     PipelineStatistics,
@@ -33,7 +34,7 @@ from trio_sink import (
     Sink,
     replay,
 )
-from trio_sink._drain import DrainControl
+from trio_sink._drain import DrainControl, take_buffered
 from trio_sink._faults import ErrorFeed
 from trio_sink._ledger import Ledger, Ticket
 from trio_sink._route import SinkBatch
@@ -733,6 +734,31 @@ async def test_an_error_hook_that_raises_is_disabled_and_logged(
     assert ledger.accounts["db"].undelivered == 2
 
 
+@pytest.mark.xfail(
+    reason="Pipeline.run does not pass report_error (an ErrorFeed) to the sink stages yet",
+    strict=True,
+)
+async def test_the_error_sink_gets_each_failed_record_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    db = FlakySink(name="db", fail_on={0})
+    cache = FlakySink(name="cache", fail_on={0})
+    errors = FlakySink(name="errors", fail_on={1})
+    pipeline = Pipeline(
+        [10, 11, 12, 13],
+        routes=[Route("r", [db, cache])],
+        infra=Infra(error=errors),
+        batch_size=2,
+    )
+    report, _ = await run(pipeline)
+    # Records 0 and 1 failed at both sinks: the error sink gets them once.
+    assert [(r.id, r.raw, type(r.error).__name__) for r in errors.records] == [
+        (0, 10, "OSError"),
+        (1, 11, "OSError"),
+    ]
+    assert report.routed["errors"] == 2
+
+
 async def test_the_error_feed_sends_without_waiting_and_counts_what_finds_no_room() -> None:
     ledger = Ledger(["error"])
     account = ledger.accounts["error"]
@@ -751,6 +777,20 @@ async def test_the_error_feed_sends_without_waiting_and_counts_what_finds_no_roo
         recv.receive_nowait()
     feed([Record(3, "d", "d")])  # closed: counted too
     assert ledger.discarded == {"error": 2}
+
+
+async def test_error_feeds_sharing_a_seen_set_send_each_record_once() -> None:
+    ledger = Ledger(["error"])
+    account = ledger.accounts["error"]
+    send, recv = trio.open_memory_channel[SinkBatch](4)
+    seen: set[int] = set()
+    a = ErrorFeed(send.clone(), account, ledger, seen)
+    b = ErrorFeed(send.clone(), account, ledger, seen)
+    a([Record(0, "a", "a"), Record(1, "b", "b")])
+    b([Record(1, "b", "b"), Record(2, "c", "c")])
+    b([Record(0, "a", "a")])
+    assert [[r.id for r in batch] for batch, _ in take_buffered(recv)] == [[0, 1], [2]]
+    assert (account.routed, ledger.discarded) == (3, {})
 
 
 async def test_the_monitor_stage_never_stores_its_statistics_records(

@@ -39,7 +39,6 @@ is never counted delivered and kept in the store at once.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import sys
 from collections import deque
@@ -91,7 +90,9 @@ class ErrorFeed:
 
     Give each sink stage its own ``send.clone()``: the error sink's input then ends
     once every sink stage has ended (each closes its feed), so no late failure finds
-    the channel closed.
+    the channel closed. Give them all one ``seen`` set: a record that failed at
+    several sinks is sent once (the error sink must not get one id twice, or a
+    deadline could report it twice for that sink).
     """
 
     def __init__(
@@ -99,16 +100,20 @@ class ErrorFeed:
         send: trio.MemorySendChannel[SinkBatch],
         account: SinkAccount,
         ledger: Ledger,
+        seen: set[int] | None = None,
     ) -> None:
         self.send = send
         self.account = account
         self.ledger = ledger
+        self.seen: set[int] = set() if seen is None else seen
         self.full = False  # the last copies found no room (logged once a spell)
 
     def __call__(self, records: Sequence[Record]) -> None:
-        batch = tuple(records)
+        seen = self.seen
+        batch = tuple(r for r in records if r.id not in seen)
         if not batch:
             return
+        seen.update(r.id for r in batch)
         n = len(batch)
         account = self.account
         try:
@@ -339,15 +344,14 @@ class SinkFaults:
     async def _receive(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> SinkBatch | None:
         """Wait for the next batch; None when a probe falls due first."""
         breaker = self.breaker
-        at = math.inf
         if (
-            breaker is not None
-            and breaker.state != "closed"
-            and breaker.next_probe_at is not None
-            and self._can_probe_idle()
+            breaker is None
+            or breaker.state == "closed"
+            or breaker.next_probe_at is None
+            or not self._can_probe_idle()
         ):
-            at = breaker.next_probe_at
-        with trio.move_on_at(at):
+            return await recv.receive()  # no cancel scope on the common path
+        with trio.move_on_at(breaker.next_probe_at):
             return await recv.receive()
         return None
 
