@@ -666,6 +666,64 @@ async def test_a_drain_deadline_during_replay_leaves_the_rest_in_the_store_once(
     assert [r.raw for r in target.records] == [*range(3, 10), 12, 13, 14]
 
 
+class Identity(trio.abc.Instrument):
+    """After every task step, checks each sink's ``routed == delivered + undelivered +
+    waiting + buffered + in_flight`` and ``stored <= undelivered``; notes what breaks
+    (an instrument must not raise)."""
+
+    def __init__(self) -> None:
+        self.handle: PipelineHandle | None = None
+        self.steps = 0
+        self.problems: list[str] = []
+        self.seen: set[str] = set()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.handle is None or self.handle.report is not None:
+            return
+        self.steps += 1
+        for s in self.handle.statistics().sinks.values():
+            self.seen.add(s.health)
+            held = s.delivered + s.undelivered + s.waiting + s.buffered + s.in_flight
+            if s.routed != held or not 0 <= s.stored <= s.undelivered:
+                self.problems.append(f"{s!r}")
+
+
+async def test_the_statistics_add_up_after_every_task_step(
+    autojump_clock: trio.testing.MockClock, store: RescueStore
+) -> None:
+    sinks = [
+        FlakySink(SlowSink(CollectSink("a"), per_batch=0.25), outages=[(2, 9)], has_probe=True),
+        FlakySink(name="b", outages=[(1, 4)], permanent={12}),
+        FlakySink(name="c", fail_on={1, 2, 3, 7}),
+    ]
+    pipeline = Pipeline(
+        ScriptedSource([x for i in range(60) for x in (Pause(0.25), i)]),
+        routes=[Route("r", sinks)],
+        batch_size=2,
+        capacity=1,
+        retry=RetryPolicy(attempts=2, initial_backoff=0.25),
+        breaker=CircuitBreaker(failures=1, probe_interval=1.0),
+        rescue=store,
+        drain_timeout=2.0,
+    )
+    watcher = Identity()
+    trio.lowlevel.add_instrument(watcher)
+    try:
+        async with trio.open_nursery() as nursery:
+            handle: PipelineHandle = await nursery.start(pipeline.run)
+            watcher.handle = handle
+            report = checked(await handle.wait())
+    finally:
+        trio.lowlevel.remove_instrument(watcher)
+    assert watcher.problems == []
+    assert watcher.steps > 200
+    assert watcher.seen == {"healthy", "unhealthy", "probing"}
+    end = handle.statistics().sinks
+    assert sum(s.replayed for s in end.values()) > 0
+    for name, s in end.items():
+        assert s.stored == len(stored_ids(report, name))
+
+
 # -- the error hook ------------------------------------------------------------------------
 
 

@@ -398,14 +398,13 @@ class SinkFaults:
                 on_retry=self._on_retry,
             )
         except Exception as exc:
-            account.in_flight = 0
             await self._failed(exc, counted=False)
             return
-        account.in_flight = 0
         self._delivered(ticket, len(batch))
 
     def _delivered(self, ticket: Ticket, n: int) -> None:
         self.account.delivered += n
+        self.account.in_flight = 0
         self.held.clear()
         self.ledger.settle(ticket)
         if self.breaker is not None:
@@ -421,10 +420,8 @@ class SinkFaults:
             try:
                 await probe_sink(self.slot.obj, breaker, self.slot.write, batch)
             except Exception as exc:
-                account.in_flight = 0
                 await self._failed(exc, counted=True)
                 return
-        account.in_flight = 0
         if scope.cancelled_caught:
             breaker.probe_failed(trio.current_time(), _timeout(interval))
             await self._divert(breaker, None)
@@ -474,7 +471,7 @@ class SinkFaults:
         if self.parking is None:
             self.ledger.abandon(account, "sink", reason, records)
             self._settle_held()
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()  # a checkpoint per batch, as a write is
             return
         if self.parking_since != breaker.times_opened:
             self.parking_since = breaker.times_opened
@@ -500,6 +497,8 @@ class SinkFaults:
         ledger = self.ledger
         account = self.account
         parking = self.parking
+        # Held until reported: counted in flight meanwhile, as statistics want.
+        account.in_flight = len(records)
         if park and parking is not None:
             largest = max(len(batch) for batch, _ in self.held)
             parking.chunk_size = max(parking.chunk_size, largest)
@@ -532,6 +531,7 @@ class SinkFaults:
         for _, ticket in self.held:
             settle(ticket)
         self.held.clear()
+        self.account.in_flight = 0
 
     def _send_errors(self, records: Sequence[Record], exc: Exception) -> None:
         hook = self.report_error
