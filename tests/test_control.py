@@ -164,11 +164,6 @@ async def test_pause_while_the_backlog_waits_nothing_is_pulled_beyond_it(
     checked(await handle.wait())
 
 
-@pytest.mark.xfail(
-    reason="a sink paused while its task waits for input still writes the next batch:"
-    " run_sink_stage checks account.paused only before it receives",
-    strict=True,
-)
 async def test_pause_of_a_sink_waiting_for_input_holds_the_next_batch(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -187,11 +182,6 @@ async def test_pause_of_a_sink_waiting_for_input_holds_the_next_batch(
     assert while_paused == [0]
 
 
-@pytest.mark.xfail(
-    reason="resume() then pause() before the sink's task runs: the task, woken by the"
-    " resume, writes a batch while paused (it does not check account.paused again)",
-    strict=True,
-)
 async def test_resume_then_pause_in_the_same_step_writes_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import attrs
-import pytest
 import trio
 import trio.testing
 from hypothesis import example, given
@@ -453,12 +452,6 @@ PAUSED_WHILE_WAITING = ControlScenario(
 )
 
 
-@pytest.mark.xfail(
-    reason="a sink paused while its task waits for input still writes the next batch, and"
-    " one resumed then paused again before its task runs writes one more: run_sink_stage"
-    " checks account.paused only before it receives, and not again after the wait",
-    strict=True,
-)
 @example(
     scenario=PAUSED_WHILE_WAITING, clock=trio.testing.MockClock(autojump_threshold=0), schedule=None
 )

@@ -792,10 +792,6 @@ async def test_an_error_hook_that_raises_is_disabled_and_logged(
     assert ledger.accounts["db"].undelivered == 2
 
 
-@pytest.mark.xfail(
-    reason="Pipeline.run does not pass report_error (an ErrorFeed) to the sink stages yet",
-    strict=True,
-)
 async def test_the_error_sink_gets_each_failed_record_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

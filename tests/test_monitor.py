@@ -402,12 +402,6 @@ async def test_drain_deadline_is_a_warning_naming_the_paused_state(
     assert messages(caplog, "drain.complete") == ["drain.complete sink=c seconds=0.000 delivered=6"]
 
 
-@pytest.mark.xfail(
-    reason="drain.deadline is logged by the sink stage alone: records the route stage gives"
-    " up at the deadline (a sub-batch waiting for room, or queued behind one) are missing"
-    " from the sink's count, and a sink that lost only those gets no line",
-    strict=True,
-)
 async def test_drain_deadline_counts_every_record_given_up_for_the_sink(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -309,8 +309,7 @@ class SinkFaults:
         ended = False
         while True:
             if account.paused:
-                assert account.resumed is not None
-                await account.resumed.wait()
+                await account.wait_resumed()
             breaker = self.breaker
             if breaker is not None and breaker.state != "closed":
                 if not ended and self._can_probe_idle() and breaker.probe_due(trio.current_time()):
@@ -371,7 +370,11 @@ class SinkFaults:
     async def _take(self, item: SinkBatch, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
         batch, ticket = item
         self.held.append(item)
-        self.account.buffered -= len(batch)
+        account = self.account
+        account.buffered -= len(batch)
+        if account.paused:  # paused while this task waited for the batch
+            account.in_flight = len(batch)
+            await account.wait_resumed()
         breaker = self.breaker
         if breaker is None or breaker.state == "closed":
             await self._write(batch, ticket)

@@ -238,6 +238,12 @@ class SinkAccount:
             self.resumed.set()
             self.resumed = None
 
+    async def wait_resumed(self) -> None:
+        """Return once the sink is not paused (at once if it is not). A pause that
+        comes back before the waiting task runs again is waited for too."""
+        while self.resumed is not None:
+            await self.resumed.wait()
+
 
 class Ledger:
     """The mutable counts of one run; :meth:`report` freezes them."""

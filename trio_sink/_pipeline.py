@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import math
+from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, final
 
@@ -23,7 +24,8 @@ from trio_util import AsyncValue
 
 from ._drain import DrainControl
 from ._exceptions import ConfigError, SourceError, UnknownSinkError
-from ._ledger import DeliveryReport, Ledger, SinkAccount
+from ._faults import ErrorFeed
+from ._ledger import DEADLINE, IMMEDIATE, DeliveryReport, Ledger, SinkAccount
 from ._observe import Monitor, snapshot, supervise
 from ._rescue import RescueStore
 from ._retry import CircuitBreaker, RetryPolicy
@@ -45,6 +47,7 @@ from ._stats import PipelineStatistics
 __all__ = ["Pipeline", "PipelineHandle"]
 
 log = logging.getLogger("trio_sink.pipeline")
+drain_log = logging.getLogger("trio_sink.drain")
 
 T = TypeVar("T")
 
@@ -464,6 +467,18 @@ class Pipeline:
         )
         # The source stage and every sink stage but the monitor's.
         control.open_stages = 1 + len(dests)
+        # The records of failed writes go to the error group's sink too: each other sink
+        # task gets a clone of its channel (whose input ends when all are closed) and one
+        # shared set, so that a record failing at several sinks is sent there once.
+        error_slot = self._infra_slots["error"]
+        error_dest = None if error_slot is None else dests.get(error_slot.name)
+        error_seen = router.error_seen
+
+        def error_feed(slot: SinkSlot) -> ErrorFeed | None:
+            if error_dest is None or slot is error_slot or slot is monitor_slot:
+                return None
+            return ErrorFeed(error_dest.send.clone(), error_dest.account, ledger, error_seen)
+
         log.info(
             "pipeline.start sinks=%d capacity=%d batch_size=%d drain_timeout=%s",
             len(self._slots),
@@ -486,6 +501,7 @@ class Pipeline:
                                 retry=self._retry.get(slot.name),
                                 breaker=self._breaker.get(slot.name),
                                 rescue=self._rescue,
+                                report_error=error_feed(slot),
                             ),
                             name=f"trio_sink.sink:{slot.name}",
                         )
@@ -512,6 +528,8 @@ class Pipeline:
                 ledger.rescue_rest(self._rescue)
             report = ledger.report(control.seconds_since_stop())
             handle._finish(report)
+            if report.timed_out:
+                _log_deadline(report, ledger)
             log.info(
                 "pipeline.complete received=%d delivered=%d undelivered=%d"
                 " timed_out=%s drain_seconds=%.3f",
@@ -525,3 +543,22 @@ class Pipeline:
         if source_error is not None:
             raise SourceError(f"the source raised {source_error!r}", report) from source_error
         return report
+
+
+def _log_deadline(report: DeliveryReport, ledger: Ledger) -> None:
+    """One ``drain.deadline`` line per sink that lost records to the deadline (or an
+    immediate stop), whichever stage gave them up; ``sink=-`` for those before routing."""
+    if not drain_log.isEnabledFor(logging.WARNING):
+        return
+    lost: Counter[tuple[str | None, str]] = Counter(
+        (u.sink, u.reason) for u in report.undelivered if u.reason in (DEADLINE, IMMEDIATE)
+    )
+    for (sink, reason), n in lost.items():
+        paused = sink is not None and ledger.accounts[sink].paused
+        drain_log.warning(
+            'drain.deadline sink=%s undelivered=%d reason="%s" paused=%s',
+            "-" if sink is None else sink,
+            n,
+            reason,
+            paused,
+        )

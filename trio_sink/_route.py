@@ -164,6 +164,8 @@ class Router:
         self.catch_all = any(when is None for when, _ in routes)
         self.infra = infra
         self.ledger = ledger
+        self.error_seen: set[int] = set()
+        """Ids sent to the error group: shared with the sinks' error feeds."""
 
     def route(self, first_id: int, raws: list[Any]) -> list[tuple[Dest, SinkBatch]]:
         """Parse and split one source batch; count what goes where."""
@@ -290,6 +292,10 @@ class Router:
             self.ledger.discarded[group] += len(records)
         else:
             subs.append(((dest,), records))
+            if group == "error":
+                # A record already in the error group is not sent there again when a
+                # write of it fails later (see ErrorFeed).
+                self.error_seen.update(map(_get_id, records))
 
 
 class Fanout:

@@ -8,7 +8,7 @@ import trio
 
 from ._drain import DrainControl, describe, take_buffered
 from ._faults import ErrorHook, SinkFaults
-from ._ledger import DEADLINE, IMMEDIATE, SinkAccount
+from ._ledger import SinkAccount
 from ._rescue import RescueStore
 from ._retry import CircuitBreaker, RetryPolicy
 from ._route import SinkBatch
@@ -73,8 +73,7 @@ async def run_sink_stage(
         else:
             while True:
                 if account.paused:
-                    assert account.resumed is not None
-                    await account.resumed.wait()
+                    await account.wait_resumed()
                 # Take what is buffered without a task switch; wait only when empty.
                 try:
                     item = recv.receive_nowait()
@@ -90,6 +89,8 @@ async def run_sink_stage(
                 size = len(batch)
                 account.buffered -= size
                 account.in_flight = size
+                if account.paused:  # paused while this task waited for the batch
+                    await account.wait_resumed()
                 try:
                     await write(batch)
                 except Exception as exc:
@@ -119,23 +120,17 @@ async def run_sink_stage(
         )
     except BaseException as exc:
         reason = control.reason_for(exc)
-        lost = 0 if faults is None else faults.abandon_held(reason)
+        # What it gives up is logged per sink once the run has ended (drain.deadline).
+        if faults is not None:
+            faults.abandon_held(reason)
         if hand is not None:
-            lost += ledger.abandon(account, "sink", reason, hand[0])
+            ledger.abandon(account, "sink", reason, hand[0])
             ledger.settle(hand[1])
             account.in_flight = 0
         for batch, ticket in take_buffered(recv):
-            lost += ledger.abandon(account, "sink", reason, batch)
+            ledger.abandon(account, "sink", reason, batch)
             ledger.settle(ticket)
             account.buffered -= len(batch)
-        if lost and reason in (DEADLINE, IMMEDIATE):
-            drain_log.warning(
-                'drain.deadline sink=%s undelivered=%d reason="%s" paused=%s',
-                name,
-                lost,
-                reason,
-                account.paused,
-            )
         raise
     finally:
         recv.close()
