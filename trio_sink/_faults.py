@@ -664,6 +664,7 @@ class SinkFaults:
             text,
             exc_info=exc,
         )
+        self._send_errors(records, exc)
         store = self.rescue
         assert store is not None
         try:
@@ -671,9 +672,12 @@ class SinkFaults:
                 [Undelivered(r, self.name, "sink", reason, exc, True) for r in records]
             )
         except Exception as store_exc:
-            # They stay parked; the replay waits for the next sign of health.
+            # They stay parked; the replay waits for the next sign of health, and no
+            # sooner than the next probe (a store that keeps failing must not spin).
             self._store_failed(len(records), store_exc)
             self.healthy = False
+            if self.breaker is not None:
+                self.breaker.probe_failed(trio.current_time(), store_exc)
             return
         await self._consume(chunk)
         back = self.ledger.unpark(self.account, ids)

@@ -112,7 +112,9 @@ class DeliveryReport:
     discarded: Mapping[str, int] = attrs.field(converter=_frozen_map)
     """Per infra group that had no sink (``"default"``, ``"miss"``, ...): records counted
     there and dropped on purpose. Under ``"monitor"`` also the statistics records that
-    found the monitor sink's buffer full (dropped rather than wait: a newer one follows)."""
+    found the monitor sink's buffer full, or that it had not written one interval after
+    the data was done (dropped rather than wait: they are not data); under ``"error"``
+    the copies of failed records that found the error sink's buffer full."""
     timed_out: bool
     """The drain deadline (an immediate stop's included) passed with records left."""
     drain_seconds: float

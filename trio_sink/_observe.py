@@ -118,6 +118,9 @@ class Monitor:
         self.send = send
         self.interval = interval
         self.full = False  # the last record found no room (logged once a spell)
+        # Around the monitor's task: after the final record, it gets one interval to
+        # write what it holds, so that a slow or hung monitor never holds the run.
+        self.scope = trio.CancelScope()
 
     def emit(self, control: DrainControl, stats: PipelineStatistics) -> None:
         """Send one statistics record, or report it if the monitor's buffer is full.
@@ -188,6 +191,7 @@ async def supervise(
                 next_monitor = _next_tick(next_monitor, monitor.interval, now)
         if monitor is not None:
             _emit(monitor, control, take_snapshot)  # the final record
+            monitor.scope.deadline = trio.current_time() + monitor.interval
     finally:
         if monitor is not None:
             monitor.send.close()

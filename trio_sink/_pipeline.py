@@ -16,7 +16,7 @@ import inspect
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, final
 
 import trio
@@ -492,6 +492,8 @@ class Pipeline:
                     for slot, recv in stages:
                         nursery.start_soon(
                             functools.partial(
+                                _in_scope,
+                                monitor.scope if monitor and slot is monitor_slot else None,
                                 run_sink_stage,
                                 slot,
                                 ledger.accounts[slot.name],
@@ -562,3 +564,14 @@ def _log_deadline(report: DeliveryReport, ledger: Ledger) -> None:
             reason,
             paused,
         )
+
+
+async def _in_scope(
+    scope: trio.CancelScope | None, fn: Callable[..., Awaitable[None]], *args: Any, **kw: Any
+) -> None:
+    """``await fn(*args, **kw)``, inside ``scope`` when there is one."""
+    if scope is None:
+        await fn(*args, **kw)
+    else:
+        with scope:
+            await fn(*args, **kw)

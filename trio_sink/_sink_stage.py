@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import trio
 
 from ._drain import DrainControl, describe, take_buffered
 from ._faults import ErrorHook, SinkFaults
-from ._ledger import SinkAccount
+from ._ledger import Ledger, SinkAccount
+from ._record import Record
 from ._rescue import RescueStore
 from ._retry import CircuitBreaker, RetryPolicy
 from ._route import SinkBatch
@@ -124,11 +126,11 @@ async def run_sink_stage(
         if faults is not None:
             faults.abandon_held(reason)
         if hand is not None:
-            ledger.abandon(account, "sink", reason, hand[0])
+            _give_up(ledger, account, feeds_monitor, reason, hand[0])
             ledger.settle(hand[1])
             account.in_flight = 0
         for batch, ticket in take_buffered(recv):
-            ledger.abandon(account, "sink", reason, batch)
+            _give_up(ledger, account, feeds_monitor, reason, batch)
             ledger.settle(ticket)
             account.buffered -= len(batch)
         raise
@@ -149,3 +151,17 @@ def _closing_failed(control: DrainControl, name: str, what: str, exc: Exception)
     errors = control.ledger.sink_errors
     text = f"{what} raised {describe(exc)}"
     errors[name] = f"{errors[name]}; {text}" if name in errors else text
+
+
+def _give_up(
+    ledger: Ledger, account: SinkAccount, data: bool, reason: str, records: Sequence[Record]
+) -> None:
+    """Report records a sink's task gives up. The monitor's (``data`` False) are its
+    statistics records: not data, so they are counted in ``discarded["monitor"]`` (and
+    taken back from its ``routed``) instead, and a slow or hung monitor sink never makes
+    a run "not ok"."""
+    if data:
+        ledger.abandon(account, "sink", reason, records)
+    else:
+        account.routed -= len(records)
+        ledger.discarded["monitor"] += len(records)
