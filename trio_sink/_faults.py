@@ -388,18 +388,17 @@ class SinkFaults:
     def _on_retry(self, attempt: int, delay: float, exc: Exception) -> None:
         self.account.retries += 1
 
+    async def _write_with_retry(self, batch: Sequence[Record]) -> None:
+        """One write of ``batch`` under the sink's retry policy, counting retries."""
+        await write_with_retry(
+            self.slot.write, batch, self.policy, self.rng, name=self.name, on_retry=self._on_retry
+        )
+
     async def _write(self, batch: Sequence[Record], ticket: Ticket) -> None:
         account = self.account
         account.in_flight = len(batch)
         try:
-            await write_with_retry(
-                self.slot.write,
-                batch,
-                self.policy,
-                self.rng,
-                name=self.name,
-                on_retry=self._on_retry,
-            )
+            await self._write_with_retry(batch)
         except Exception as exc:
             await self._failed(exc, counted=False)
             return
@@ -609,14 +608,7 @@ class SinkFaults:
                     breaker.probe_failed(trio.current_time(), _timeout(interval))
                     return
             else:
-                await write_with_retry(
-                    self.slot.write,
-                    records,
-                    self.policy,
-                    self.rng,
-                    name=self.name,
-                    on_retry=self._on_retry,
-                )
+                await self._write_with_retry(records)
         except PermanentError as exc:
             await self._replay_gave_up(chunk, ids, records, exc)
             return
