@@ -315,9 +315,12 @@ async def test_a_second_replay_at_once_is_refused(
 ) -> None:
     fill(tmp_path, [entry(0, "a")])
     store = RescueStore(tmp_path)
+    first = HangOnWrite("a", hang_at=1)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(replay, store, [HangOnWrite("a", hang_at=1)])
-        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(replay, store, [first])
+        # Not wait_all_tasks_blocked(): a task waiting on a worker thread (the replay
+        # taking its lock) counts as blocked, so the second replay could get there first.
+        await first.hung.wait()
         with pytest.raises(trio.BusyResourceError, match="another replay"):
             await replay(RescueStore(tmp_path), [CollectSink("a")])
         nursery.cancel_scope.cancel()
