@@ -1,0 +1,88 @@
+"""Instructions per record, counted by callgrind: trio_sink against the plain loop.
+
+Run: ``python benchmarks/instructions.py [--small 20000] [--large 60000] [--batch-size 128]``
+(needs ``valgrind``; about a minute). CPU time on a shared machine swings by +-20% from
+run to run; instruction counts do not: the same binary on the same input counts the same
+within a fraction of a percent, whatever else the machine is doing. Each case runs under
+``valgrind --tool=callgrind`` at two sizes, and the difference divided by the difference
+in records is its cost per record, free of start-up and import costs. The ratio
+``plain / trio_sink`` is the throughput ratio the instruction counts predict (CPU time
+also depends on cache misses and branch prediction, which this does not see).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+HERE = Path(__file__).resolve().parent
+CASES = ("plain", "trio_sink")
+
+
+def child(case: str, n: int, batch_size: int) -> None:
+    from throughput import pipeline_run
+    from workload import expected_counts, plain_loop
+
+    counts = plain_loop(n) if case == "plain" else pipeline_run(n, batch_size)
+    assert counts == expected_counts(n), counts
+
+
+def instructions(case: str, n: int, batch_size: int) -> int:
+    """Instructions callgrind counted for one run of ``case`` over ``n`` records."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--child",
+                case,
+                "--n",
+                str(n),
+                "--batch-size",
+                str(batch_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts each run
+        )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in callgrind's output:\n{proc.stderr}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--large", type=int, default=60_000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--child", choices=CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.n, args.batch_size)
+        return
+    per_record: dict[str, float] = {}
+    for case in CASES:
+        small = instructions(case, args.small, args.batch_size)
+        large = instructions(case, args.large, args.batch_size)
+        per_record[case] = (large - small) / (args.large - args.small)
+        print(f"{case:<10} {per_record[case]:>9,.0f} instructions/record")
+    ratio = per_record["plain"] / per_record["trio_sink"]
+    print(f"ratio      {ratio:>9.3f}x  (plain / trio_sink, batch_size {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()
