@@ -45,12 +45,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import msgspec
 import trio
 
 from ._drain import describe
 from ._ledger import UNHEALTHY, Ledger, SinkAccount, Ticket, Undelivered
-from ._record import Record
+from ._record import Record, with_error
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry
 from ._rescue_segments import _Chunk
@@ -540,7 +539,7 @@ class SinkFaults:
         if hook is None or not records:
             return
         try:
-            hook([msgspec.structs.replace(r, error=exc) for r in records])
+            hook([with_error(r, exc) for r in records])
         except Exception as hook_exc:
             # An observer that raises is disabled, never fatal.
             self.report_error = None

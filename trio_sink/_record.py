@@ -7,15 +7,19 @@ from typing import Any, final
 import attrs
 import msgspec
 
-__all__ = ["Miss", "Record", "Residue"]
+__all__ = ["ErrorRecord", "Miss", "Record", "Residue", "residue_made", "with_error"]
 
 
 # Record is the one value created per item on the hot path, so it is a frozen
 # msgspec.Struct rather than an attrs class: construction measured ~100 ns against
 # ~700 ns for a frozen slotted attrs class, which alone would cost most of the
-# pipeline's budget next to a ~1 us parse. It stays tracked by the GC because an
-# error record's exception can form a cycle through its traceback.
-class Record(msgspec.Struct, frozen=True):
+# pipeline's budget next to a ~1 us parse. It is not tracked by the garbage collector
+# (gc=False): a run keeps up to capacity x batch_size records alive per sink, and
+# scanning them at every collection cost more than the records themselves. A record
+# holds what the source and parse made, which never refers back to it; the one value
+# that can (an exception, whose traceback holds the frames that held the batch) is
+# carried by the tracked subclass ErrorRecord, so such cycles are still collected.
+class Record(msgspec.Struct, frozen=True, gc=False):
     """One item on its way from the source to the sinks. Immutable.
 
     Attributes:
@@ -28,6 +32,11 @@ class Record(msgspec.Struct, frozen=True):
             ``residue`` group; None otherwise.
         error: The exception that ``parse`` or a route's ``when`` raised, on a record
             sent to the ``error`` group; None otherwise.
+
+    Records are not tracked by the garbage collector: a reference cycle through a
+    record is never collected. The records the pipeline gives an ``error`` are
+    :class:`ErrorRecord` instances, which are tracked; build those (not ``Record``)
+    for values that can refer back to the record.
     """
 
     id: int
@@ -35,6 +44,17 @@ class Record(msgspec.Struct, frozen=True):
     payload: Any
     rest: Any = None
     error: BaseException | None = None
+
+
+class ErrorRecord(Record, frozen=True, gc=True):
+    """A :class:`Record` tracked by the garbage collector, for records that carry an
+    ``error``: an exception's traceback can refer back to the record through the
+    frames that held it. Otherwise the same as a Record (an instance of it)."""
+
+
+def with_error(record: Record, error: BaseException) -> ErrorRecord:
+    """A copy of ``record`` carrying ``error``, tracked by the garbage collector."""
+    return ErrorRecord(record.id, record.raw, record.payload, record.rest, error)
 
 
 class Miss(Exception):
@@ -59,3 +79,14 @@ class Residue:
 
     payload: Any
     rest: Any
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Residue:
+        # __new__, not __init__: copies and unpickled values are counted too.
+        global residue_made
+        residue_made = True
+        return super().__new__(cls)
+
+
+residue_made = False
+"""Whether a :class:`Residue` was ever made in this process. Until one is, the route
+stage need not look for residues among the payloads of a batch."""
