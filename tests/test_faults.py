@@ -11,7 +11,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ import trio
 import trio.testing
 from helpers import checked
 
+import trio_sink._pipeline
 from trio_sink import (
+    NO_RETRY,
     CircuitBreaker,
     DeliveryReport,
     Infra,
@@ -36,7 +38,7 @@ from trio_sink import (
 )
 from trio_sink._drain import DrainControl, take_buffered
 from trio_sink._faults import ErrorFeed
-from trio_sink._ledger import Ledger, Ticket
+from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
 from trio_sink._route import SinkBatch
 from trio_sink._sink import SinkSlot
 from trio_sink._sink_stage import run_sink_stage
@@ -833,18 +835,54 @@ async def test_the_error_feed_sends_without_waiting_and_counts_what_finds_no_roo
     assert ledger.discarded == {"error": 2}
 
 
-async def test_error_feeds_sharing_a_seen_set_send_each_record_once() -> None:
+async def test_error_feeds_of_one_ledger_send_each_record_once() -> None:
     ledger = Ledger(["error"])
     account = ledger.accounts["error"]
     send, recv = trio.open_memory_channel[SinkBatch](4)
-    seen: set[int] = set()
-    a = ErrorFeed(send.clone(), account, ledger, seen)
-    b = ErrorFeed(send.clone(), account, ledger, seen)
+    ledger.open(Ticket(0, 3, 2))  # the records' source batch is not settled
+    a = ErrorFeed(send.clone(), account, ledger)
+    b = ErrorFeed(send.clone(), account, ledger)
     a([Record(0, "a", "a"), Record(1, "b", "b")])
     b([Record(1, "b", "b"), Record(2, "c", "c")])
     b([Record(0, "a", "a")])
     assert [[r.id for r in batch] for batch, _ in take_buffered(recv)] == [[0, 1], [2]]
     assert (account.routed, ledger.discarded) == (3, {})
+
+
+async def test_a_long_run_with_steady_failures_remembers_a_bounded_set_of_error_ids(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every record fails at "all"; the even ones also make the when of "odd" raise.
+    # Each reaches the error sink once, and the ledger forgets the ids of settled
+    # batches instead of keeping one per failed record for the whole run.
+    caplog.set_level(logging.CRITICAL, logger="trio_sink")
+    most = 0
+
+    class WatchedLedger(Ledger):
+        def sent_to_errors(self, records: Iterable[Record]) -> list[Record]:
+            nonlocal most
+            fresh = super().sent_to_errors(records)
+            most = max(most, self.error_ids_kept)
+            return fresh
+
+    monkeypatch.setattr(trio_sink._pipeline, "Ledger", WatchedLedger)
+
+    async def failing(batch: Sequence[Record]) -> None:
+        raise OSError("down")
+
+    n = 40_000
+    errors, odd = CollectSink("errors"), CollectSink("odd")
+    report = await Pipeline(
+        range(n),
+        routes=[Route("all", failing), Route("odd", odd, when=lambda p: 1 // (p % 2) == 1)],
+        infra=Infra(error=errors),
+        retry=NO_RETRY,
+    ).run()
+    checked(report)
+    ids = [r.id for r in errors.records]
+    assert sorted(ids) == list(range(n))  # each once
+    assert len(odd.records) == n // 2
+    assert 0 < most < ERROR_IDS_AT_LEAST + 2 * 128
 
 
 async def test_the_monitor_stage_never_stores_its_statistics_records(

@@ -9,7 +9,14 @@ import attrs
 import pytest
 
 from trio_sink import AccountingError, DeliveryReport, Record, TrioSinkError, Undelivered
-from trio_sink._ledger import CANCELLED, DEADLINE, IMMEDIATE, Ledger, Ticket
+from trio_sink._ledger import (
+    CANCELLED,
+    DEADLINE,
+    ERROR_IDS_AT_LEAST,
+    IMMEDIATE,
+    Ledger,
+    Ticket,
+)
 
 
 def _lost(rid: int, sink: str | None, stage: str = "sink", reason: str = DEADLINE) -> Undelivered:
@@ -462,3 +469,45 @@ def test_settle_without_a_hook_still_counts() -> None:
     ledger = Ledger(["a"])
     ledger.settle(Ticket(0, 1, 1))
     assert ledger.settled_batches == 1
+
+
+# -- the error group's copies -------------------------------------------------------------
+
+
+def records(ids: range) -> list[Record]:
+    return [Record(i, i, i) for i in ids]
+
+
+def test_sent_to_errors_passes_each_id_once() -> None:
+    ledger = Ledger(["a"])
+    ledger.open(Ticket(0, 10, 1))
+    assert [r.id for r in ledger.sent_to_errors(records(range(0, 6)))] == list(range(6))
+    assert [r.id for r in ledger.sent_to_errors(records(range(4, 10)))] == [6, 7, 8, 9]
+    assert ledger.sent_to_errors(records(range(10))) == []
+    assert ledger.error_ids_kept == 10
+
+
+def test_ids_of_settled_batches_are_forgotten_and_open_or_parked_ones_kept() -> None:
+    n = ERROR_IDS_AT_LEAST
+    ledger = Ledger(["a"])
+    settled, still_open = Ticket(0, n, 1), Ticket(n, 8, 1)
+    ledger.open(settled)
+    ledger.open(still_open)
+    ledger.received = n + 8
+    ledger.abandon(ledger.accounts["a"], "sink", "sink raised E: x", records(range(5)), parked=True)
+    ledger.sent_to_errors(records(range(n - 4)))
+    ledger.settle(settled)
+    assert ledger.open_tickets == {n: still_open}
+    ledger.sent_to_errors(records(range(n - 4, n + 8)))  # reaches the limit: forgets
+    assert ledger.error_ids_kept == 5 + 8  # the parked ones, and the open batch's
+    # Forgotten means: no longer in need of it. A parked or open id is still refused.
+    assert ledger.sent_to_errors(records(range(5))) == []
+    assert ledger.sent_to_errors(records(range(n, n + 8))) == []
+
+
+def test_a_ticket_with_the_first_id_of_an_open_one_does_not_close_it() -> None:
+    ledger = Ledger(["a"])
+    source = Ticket(0, 4, 2)
+    ledger.open(source)
+    ledger.settle(Ticket(0, 2, 1))  # the error group's copies, starting at the same id
+    assert ledger.open_tickets == {0: source}

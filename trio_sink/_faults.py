@@ -89,9 +89,9 @@ class ErrorFeed:
 
     Give each sink stage its own ``send.clone()``: the error sink's input then ends
     once every sink stage has ended (each closes its feed), so no late failure finds
-    the channel closed. Give them all one ``seen`` set: a record that failed at
-    several sinks is sent once (the error sink must not get one id twice, or a
-    deadline could report it twice for that sink).
+    the channel closed. A record that failed at several sinks is sent once (see
+    :meth:`Ledger.sent_to_errors`): the error sink must not get one id twice, or a
+    deadline could report it twice for that sink.
     """
 
     def __init__(
@@ -99,20 +99,16 @@ class ErrorFeed:
         send: trio.MemorySendChannel[SinkBatch],
         account: SinkAccount,
         ledger: Ledger,
-        seen: set[int] | None = None,
     ) -> None:
         self.send = send
         self.account = account
         self.ledger = ledger
-        self.seen: set[int] = set() if seen is None else seen
         self.full = False  # the last copies found no room (logged once a spell)
 
     def __call__(self, records: Sequence[Record]) -> None:
-        seen = self.seen
-        batch = tuple(r for r in records if r.id not in seen)
+        batch = tuple(self.ledger.sent_to_errors(records))
         if not batch:
             return
-        seen.update(r.id for r in batch)
         n = len(batch)
         account = self.account
         try:

@@ -176,6 +176,10 @@ class DeliveryReport:
             raise AccountingError("; ".join(problems))
 
 
+ERROR_IDS_AT_LEAST = 4096
+"""The size from which the ledger forgets the ids of settled error records."""
+
+
 class Ticket:
     """One source batch, owing one outcome per destination sub-batch.
 
@@ -269,14 +273,59 @@ class Ledger:
         self.settled_batches = 0
         self.sink_errors: dict[str, str] = {}
         self._on_settled = on_settled
+        # Source batches routed and not settled yet, by their first id.
+        self.open_tickets: dict[int, Ticket] = {}
+        # Ids of records sent to the error group that could still fail at a sink (and
+        # must not be sent there twice); see sent_to_errors.
+        self._error_ids: set[int] = set()
+        self._error_ids_limit = ERROR_IDS_AT_LEAST
+
+    def open(self, ticket: Ticket) -> None:
+        """``ticket``'s source batch was routed: its sub-batches are on their way."""
+        self.open_tickets[ticket.first_id] = ticket
 
     def settle(self, ticket: Ticket) -> None:
         """One sub-batch of ``ticket`` reached its final outcome."""
         ticket.pending -= 1
         if ticket.pending == 0:
             self.settled_batches += 1
+            open_tickets = self.open_tickets
+            if open_tickets.get(ticket.first_id) is ticket:
+                del open_tickets[ticket.first_id]
             if self._on_settled is not None:
                 self._on_settled(ticket)
+
+    # -- the error group's copies ------------------------------------------------------
+
+    def sent_to_errors(self, records: Iterable[Record]) -> list[Record]:
+        """The records of ``records`` not sent to the error group yet, now marked sent.
+
+        A record that failed at several sinks (or again, when replayed) goes there
+        once: the error sink must not get one id twice. An id is remembered only while
+        the record can still fail somewhere: its source batch is not settled, or it is
+        parked for replay. The rest are forgotten from time to time, so a long run with
+        steady failures keeps a bounded set.
+        """
+        ids = self._error_ids
+        fresh = [r for r in records if r.id not in ids]
+        ids.update(r.id for r in fresh)
+        if len(ids) >= self._error_ids_limit:
+            self._forget_settled_errors()
+        return fresh
+
+    def _forget_settled_errors(self) -> None:
+        # Amortised: the limit doubles with what is kept, so each id is looked at a
+        # bounded number of times.
+        floor = min(self.open_tickets, default=self.received)
+        boxes = [box for box in self.parked.values() if box]
+        kept = {i for i in self._error_ids if i >= floor or any(i in box for box in boxes)}
+        self._error_ids = kept
+        self._error_ids_limit = max(ERROR_IDS_AT_LEAST, 2 * len(kept))
+
+    @property
+    def error_ids_kept(self) -> int:
+        """How many ids of records sent to the error group are remembered now."""
+        return len(self._error_ids)
 
     def abandon(
         self,

@@ -468,16 +468,15 @@ class Pipeline:
         # The source stage and every sink stage but the monitor's.
         control.open_stages = 1 + len(dests)
         # The records of failed writes go to the error group's sink too: each other sink
-        # task gets a clone of its channel (whose input ends when all are closed) and one
-        # shared set, so that a record failing at several sinks is sent there once.
+        # task gets a clone of its channel (whose input ends when all are closed); the
+        # ledger sees that a record failing at several sinks is sent there once.
         error_slot = self._infra_slots["error"]
         error_dest = None if error_slot is None else dests.get(error_slot.name)
-        error_seen = router.error_seen
 
         def error_feed(slot: SinkSlot) -> ErrorFeed | None:
             if error_dest is None or slot is error_slot or slot is monitor_slot:
                 return None
-            return ErrorFeed(error_dest.send.clone(), error_dest.account, ledger, error_seen)
+            return ErrorFeed(error_dest.send.clone(), error_dest.account, ledger)
 
         log.info(
             "pipeline.start sinks=%d capacity=%d batch_size=%d drain_timeout=%s",

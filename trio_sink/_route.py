@@ -165,12 +165,12 @@ class Router:
         self.catch_all = any(when is None for when, _ in routes)
         self.infra = infra
         self.ledger = ledger
-        self.error_seen: set[int] = set()
-        """Ids sent to the error group: shared with the sinks' error feeds."""
 
     def route(self, first_id: int, raws: list[Any]) -> list[tuple[Dest, SinkBatch]]:
         """Parse and split one source batch; count what goes where."""
         n = len(raws)
+        ticket = Ticket(first_id, n, 0)
+        self.ledger.open(ticket)
         ids = range(first_id, first_id + n)
         misses: list[Record] = []
         residues: list[Record] = []
@@ -204,6 +204,11 @@ class Router:
             if sub:
                 subs.append((dests, sub))
         if errored:
+            # A record whose when raised may be routed elsewhere too, and fail there
+            # later: its copy must not reach the error group a second time. (A record
+            # whose parse failed goes nowhere else.)
+            if self.infra["error"] is not None:
+                self.ledger.sent_to_errors(errored.values())
             # Parse errors and when errors, back in source order.
             errors = sorted([*errors, *errored.values()], key=_get_id)
         if accepted is not None and len(accepted) < len(records):
@@ -217,7 +222,6 @@ class Router:
             self._group(subs, "error", errors)
 
         out: list[tuple[Dest, SinkBatch]] = []
-        ticket = Ticket(first_id, n, 0)
         for dests, records_for in subs:
             batch = tuple(records_for)
             size = len(batch)
@@ -300,10 +304,6 @@ class Router:
             self.ledger.discarded[group] += len(records)
         else:
             subs.append(((dest,), records))
-            if group == "error":
-                # A record already in the error group is not sent there again when a
-                # write of it fails later (see ErrorFeed).
-                self.error_seen.update(map(_get_id, records))
 
 
 SWITCH_EVERY = 512
