@@ -11,6 +11,7 @@ import itertools
 import logging
 import math
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import checked
+from helpers import GatedSink, checked
 
 import trio_sink._pipeline
 from trio_sink import (
@@ -289,6 +290,48 @@ async def test_a_failing_store_is_noted_and_the_sink_goes_on(
     assert "rescue store raised ClosedResourceError" in report.sink_errors["rescue"]
     failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rescue.failed")]
     assert failed[0].startswith("rescue.failed sink=db records=1 ")
+
+
+async def test_the_backlog_left_at_the_end_is_stored_from_a_worker_thread(
+    autojump_clock: trio.testing.MockClock,
+    threaded_store: RescueStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An immediate stop with 300 records waiting behind a hung sink: they are written
+    # to the store at the end of the run, not in the event loop's thread.
+    writers: list[bool] = []
+    write = threaded_store._write
+
+    def watched(entries: Any) -> Any:
+        writers.append(threading.current_thread() is threading.main_thread())
+        return write(entries)
+
+    monkeypatch.setattr(threaded_store, "_write", watched)
+    sink = GatedSink("db")
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(range(300), routes=[Route("r", sink)], rescue=threaded_store).run
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        handle.stop(immediate=True)
+        report = checked(await handle.wait())
+    assert len(report.undelivered) == 300
+    assert all(u.stored for u in report.undelivered)
+    assert writers == [False]
+    threaded_store.seal()
+    assert entry_ids(threaded_store, "db") == list(range(300))
+
+
+async def test_a_run_cancelled_from_outside_still_stores_its_backlog(
+    autojump_clock: trio.testing.MockClock, threaded_store: RescueStore
+) -> None:
+    sink = GatedSink("db")
+    pipeline = Pipeline(range(300), routes=[Route("r", sink)], rescue=threaded_store)
+    with trio.move_on_after(5) as scope:
+        await pipeline.run()
+    assert scope.cancelled_caught
+    threaded_store.seal()
+    assert entry_ids(threaded_store, "db") == list(range(300))
 
 
 # -- the circuit breaker -----------------------------------------------------------------

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, final
 
 import attrs
-from trio import Event
+from trio import CancelScope, Event
 
 from ._exceptions import AccountingError
 from ._record import Record
@@ -398,17 +398,21 @@ class Ledger:
             out.extend(box.values())
         return out
 
-    def rescue_rest(self, store: RescueStore) -> None:
-        """Write every undelivered record not stored yet to ``store`` (blocking: at the
-        end of a run), and mark them stored. The monitor's statistics records are not
-        data, and are not stored. If the store fails, the records stay unstored and
-        the failure is kept in ``sink_errors`` under ``"rescue"``."""
+    async def rescue_rest(self, store: RescueStore) -> None:
+        """Write every undelivered record not stored yet to ``store``, and mark them
+        stored. At the end of a run, once its tasks are done: the write runs in a worker
+        thread (a large backlog does not hold up the other tasks of the program),
+        shielded from cancellation (what is undelivered is kept, also when the run was
+        cancelled). The monitor's statistics records are not data, and are not stored.
+        If the store fails, the records stay unstored and the failure is kept in
+        ``sink_errors`` under ``"rescue"``."""
         todo = [k for k, u in enumerate(self.undelivered) if not u.stored and u.record.id >= 0]
         if not todo:
             return
         undelivered = self.undelivered
         try:
-            store.rescue([undelivered[k] for k in todo])
+            with CancelScope(shield=True):
+                await store.arescue([undelivered[k] for k in todo])
         except Exception as exc:
             log.error('rescue.failed records=%d error="%s"', len(todo), describe(exc), exc_info=exc)
             text = f"rescue store raised {describe(exc)}"

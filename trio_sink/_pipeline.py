@@ -526,7 +526,7 @@ class Pipeline:
             control.finished = True
             control.end_time = trio.current_time()
             if self._rescue is not None:
-                ledger.rescue_rest(self._rescue)
+                await ledger.rescue_rest(self._rescue)
             report = ledger.report(control.seconds_since_stop())
             handle._finish(report)
             if report.timed_out:
