@@ -1,14 +1,17 @@
 """trio_sink against the plain loop, hand-written asyncio/trio pipelines and peer libraries.
 
 Run: ``nox -s bench`` (installs ``.[bench]``), or ``python benchmarks/compare.py [--n 1000000]
-[--rounds 3] [--quick]`` (``--quick``: N = 200,000, 3 rounds, 2 s of latency).
+[--rounds 5] [--quick]`` (``--quick``: N = 200,000, 3 rounds, 2 s of latency).
 Every case (``cases.py``) parses the same N log lines and counts them in two sinks (all,
 ``level == "ERROR"``), once per round, each run in a fresh process: CPU time
 (``time.process_time``, all threads, imports excluded), wall time, peak RSS. Rounds are
 interleaved across cases; the table gives medians, the min-max spread and the ratio of
 medians to the plain loop. Also: trio_sink's drain time from Stop with an empty backlog and
 with 10,000 records queued; source-to-sink latency at one record per 10 ms (``probes.py``);
-peak RSS at N and 5N. Writes ``benchmarks/RESULTS.md``, ``results.png`` and the raw runs,
+peak RSS at N and 5N; instructions per record of the plain loop and trio_sink under callgrind
+(``instructions.py``, where valgrind is installed; not with ``--quick``); and a py-spy
+profile of trio_sink (``hotspots.py``, where py-spy is installed). Writes
+``benchmarks/RESULTS.md``, ``results.png`` and the raw runs,
 ``results.json`` (``--replot`` redraws the chart from them).
 """
 
@@ -22,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -284,7 +288,7 @@ def chart(results: list[Result], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None, help="records per run (1,000,000)")
-    parser.add_argument("--rounds", type=int, default=None, help="runs per case (3)")
+    parser.add_argument("--rounds", type=int, default=None, help="runs per case (5)")
     parser.add_argument("--latency-seconds", type=float, default=None, help="(5)")
     parser.add_argument("--quick", action="store_true", help="N=200,000, 3 rounds, 2 s latency")
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md goes")
@@ -298,7 +302,7 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     n = args.n or (200_000 if quick else 1_000_000)
-    rounds = args.rounds or 3
+    rounds = args.rounds or (3 if quick else 5)
     args.n = n
     args.latency_seconds = args.latency_seconds or (2.0 if quick else 5.0)
     if args.child_case or args.child_drain or args.child_latency:
@@ -362,6 +366,27 @@ def main() -> None:
             f"({(big['rss'] / small - 1) * 100:+.1f}%).",
         ]
 
+    instruction_rows: list[str] = []
+    if shutil.which("valgrind") and not quick:
+        print("instructions per record: plain loop and trio_sink (defaults), under callgrind")
+        from instructions import per_record
+
+        counts = per_record()
+        instruction_rows = [
+            "| case | instructions/record |",
+            "|---|---:|",
+            *(f"| {case} | {count:,.0f} |" for case, count in counts.items()),
+            "",
+            f"Ratio plain / trio_sink: **{counts['plain'] / counts['trio_sink']:.3f}x**.",
+        ]
+
+    profile_rows: list[str] = []
+    if shutil.which("py-spy"):
+        print("profile: py-spy samples of trio_sink (defaults)")
+        from hotspots import table as profile_table
+
+        profile_rows = profile_table(n, 1000, 12)
+
     chart_path = args.out / "results.png"
     save(results, args.out / "results.json")
 
@@ -414,6 +439,35 @@ def main() -> None:
     if memory_rows:
         doc += ["## Memory", "", "Peak RSS of trio_sink (defaults), one process each.", ""]
         doc += [*memory_rows, ""]
+    if instruction_rows:
+        doc += [
+            "## Instructions per record",
+            "",
+            "CPU time on a shared machine swings from run to run; instruction counts do not. "
+            "`benchmarks/instructions.py` runs each case under callgrind at 20,000 and "
+            "60,000 records (`PYTHONHASHSEED=0`) and divides the difference in instructions "
+            "by the difference in records: start-up and imports drop out. It sees no cache "
+            "misses, so it is a floor for the CPU-time ratio, not a replacement.",
+            "",
+            *instruction_rows,
+            "",
+        ]
+    if profile_rows:
+        doc += [
+            "## Profile",
+            "",
+            f"`benchmarks/hotspots.py`: py-spy samples (1,000 a second) of trio_sink with its "
+            f"defaults over N = {n:,}, each charged to the user's `parse` or `when`, else the "
+            "deepest line of trio_sink in the stack (the C work a line starts, such as "
+            "building Records or freeing a batch, is charged to that line), else Trio. "
+            "Sampling slows the run, so ns/record is higher than above; the shares are what "
+            "counts. Freeing a batch (`batch, ticket = item`) frees its records, payload "
+            "dicts and strings: the plain loop frees the same dicts and strings, one at a "
+            "time.",
+            "",
+            *profile_rows,
+            "",
+        ]
     (args.out / "RESULTS.md").write_text("\n".join(doc))
     chart(results, chart_path)
 

@@ -55,12 +55,23 @@ def instructions(case: str, n: int, batch_size: int) -> int:
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict layouts each run
+            # The same string hashes, so the same dict layouts, in every run.
+            env={**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")},
         )
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count in callgrind's output:\n{proc.stderr}")
     return int(found.group(1))
+
+
+def per_record(small: int = 20_000, large: int = 60_000, batch_size: int = 128) -> dict[str, float]:
+    """Instructions a record for each case: the difference between two sizes."""
+    out: dict[str, float] = {}
+    for case in CASES:
+        low = instructions(case, small, batch_size)
+        high = instructions(case, large, batch_size)
+        out[case] = (high - low) / (large - small)
+    return out
 
 
 def main() -> None:
@@ -74,13 +85,10 @@ def main() -> None:
     if args.child:
         child(args.child, args.n, args.batch_size)
         return
-    per_record: dict[str, float] = {}
-    for case in CASES:
-        small = instructions(case, args.small, args.batch_size)
-        large = instructions(case, args.large, args.batch_size)
-        per_record[case] = (large - small) / (args.large - args.small)
-        print(f"{case:<10} {per_record[case]:>9,.0f} instructions/record")
-    ratio = per_record["plain"] / per_record["trio_sink"]
+    counts = per_record(args.small, args.large, args.batch_size)
+    for case, count in counts.items():
+        print(f"{case:<10} {count:>9,.0f} instructions/record")
+    ratio = counts["plain"] / counts["trio_sink"]
     print(f"ratio      {ratio:>9.3f}x  (plain / trio_sink, batch_size {args.batch_size})")
 
 
