@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 import attrs
 import pytest
 
+import trio_sink
 from trio_sink import NO_RETRY, Infra, Miss, Pipeline, Record, Residue, Route, _record
-from trio_sink._record import ErrorRecord, with_error
+from trio_sink._record import with_error
 from trio_sink.sinks import CollectSink
 
 
@@ -139,7 +140,7 @@ async def test_the_records_a_pipeline_gives_an_error_are_tracked(
     )
     report = await pipeline.run()
     assert len(errors.records) == 12  # 4 parse errors, 8 failed writes
-    assert all(type(r) is ErrorRecord for r in errors.records)
+    assert all(type(r) is trio_sink.ErrorRecord for r in errors.records)
     assert all(gc.is_tracked(r) for r in errors.records)
     refs = [weakref.ref(r.error) for r in errors.records if r.error is not None]
     assert len(refs) == 12

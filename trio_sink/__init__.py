@@ -12,6 +12,7 @@ from ._ledger import DeliveryReport as DeliveryReport
 from ._ledger import Undelivered as Undelivered
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import PipelineHandle as PipelineHandle
+from ._record import ErrorRecord as ErrorRecord
 from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigError",
     "DeliveryReport",
     "DrainStatistics",
+    "ErrorRecord",
     "ExitStatus",
     "Infra",
     "Miss",
