@@ -1,12 +1,14 @@
 """Throughput of a trio_sink pipeline against the plain loop doing the same work.
 
-Run: ``python benchmarks/throughput.py [--n 1000000] [--rounds 3]`` (or ``nox -s bench``).
-Both run in this process, interleaved, on the same lines, the same parse and the same
-routing (all records to one sink, ``level == "ERROR"`` to another). Times are CPU time
-of this process (``time.process_time``), steadier than wall time on a shared machine;
-the figure that matters is the ratio of the medians. ``--memory`` also runs the
-pipeline at N and 4N in fresh processes and compares their peak RSS: it must not grow
-with N.
+Run: ``python benchmarks/throughput.py [--n 200000] [--rounds 30]`` (or ``nox -s bench``).
+Both run in this process on the same lines, the same parse and the same routing (all
+records to one sink, ``level == "ERROR"`` to another), in short rounds of one run each,
+the order alternating from round to round. Times are CPU time of this process
+(``time.process_time``). On a shared machine the speed of the CPU drifts from second to
+second, so the figure that matters is the median of the per-round ratios (each compares
+two runs a fraction of a second apart), given with its interquartile range.
+``--memory`` also runs the pipeline at N and 4N in fresh processes and compares their
+peak RSS: it must not grow with N.
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def peak_rss_mib(n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory", action="store_true", help="also compare peak RSS at N, 4N")
     parser.add_argument("--child-rss", action="store_true", help=argparse.SUPPRESS)
@@ -79,15 +81,19 @@ def main() -> None:
     assert plain_loop(10_000) == pipeline_run(10_000), "the two must do the same work"
     plain: list[float] = []
     piped: list[float] = []
-    for _ in range(args.rounds):
-        plain.append(timed(plain_loop, n))
-        piped.append(timed(lambda k: pipeline_run(k, args.batch_size), n))
-    p_rate = n / statistics.median(plain)
-    t_rate = n / statistics.median(piped)
+    for k in range(args.rounds):
+        pair = [(plain, plain_loop), (piped, lambda m: pipeline_run(m, args.batch_size))]
+        for times, fn in pair if k % 2 else reversed(pair):
+            times.append(timed(fn, n))
+    ratios = [p / t for p, t in zip(plain, piped, strict=True)]
+    low, _, high = statistics.quantiles(ratios, n=4)
     print(f"records: {n:,}  rounds: {args.rounds}  batch_size: {args.batch_size}")
-    print(f"plain loop     {p_rate:>12,.0f} records/s")
-    print(f"trio_sink      {t_rate:>12,.0f} records/s")
-    print(f"ratio          {t_rate / p_rate:>12.2f}x  (trio_sink / plain loop, medians)")
+    print(f"plain loop     {n / statistics.median(plain):>12,.0f} records/s (median)")
+    print(f"trio_sink      {n / statistics.median(piped):>12,.0f} records/s (median)")
+    print(
+        f"ratio          {statistics.median(ratios):>12.3f}x  (trio_sink / plain loop,"
+        f" median of per-round ratios; IQR {low:.3f}-{high:.3f})"
+    )
     if args.memory:
         small, large = peak_rss_mib(n), peak_rss_mib(4 * n)
         print(f"peak RSS       {small:,.1f} MiB at N={n:,}, {large:,.1f} MiB at N={4 * n:,}")
