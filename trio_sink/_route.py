@@ -20,7 +20,7 @@ from . import _record
 from ._drain import DrainControl
 from ._exceptions import ConfigError
 from ._ledger import Ledger, SinkAccount, Ticket
-from ._record import Miss, Record, Residue, with_error
+from ._record import ErrorRecord, Miss, Record, Residue, with_error
 from ._sink import SinkArg
 
 __all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "unrouted"]
@@ -186,7 +186,7 @@ class Router:
                 if isinstance(exc, Miss):
                     misses.append(Record(first_id + k, raw, raw))
                 else:
-                    errors.append(with_error(Record(first_id + k, raw, raw), exc))
+                    errors.append(ErrorRecord(first_id + k, raw, raw, error=exc))
             # No residue can be among the payloads before the first Residue is made.
             if failures or (_record.residue_made and Residue in map(type, payloads)):
                 records, payloads = self._sort_out(ids, raws, payloads, residues)
