@@ -334,6 +334,34 @@ async def test_a_run_cancelled_from_outside_still_stores_its_backlog(
     assert entry_ids(threaded_store, "db") == list(range(300))
 
 
+async def test_an_interrupted_end_of_run_store_write_still_finishes_the_report(
+    autojump_clock: trio.testing.MockClock,
+    store: RescueStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def interrupted(undelivered: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "arescue", interrupted)
+    sink = GatedSink("db")
+    pipeline = Pipeline(range(300), routes=[Route("r", sink)], rescue=store)
+    handles: list[PipelineHandle] = []
+
+    async def stopped_at_once() -> None:
+        async with trio.open_nursery() as nursery:
+            handles.append(await nursery.start(pipeline.run))
+            await trio.testing.wait_all_tasks_blocked()
+            handles[0].stop(immediate=True)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        await stopped_at_once()
+    assert info.group_contains(KeyboardInterrupt)
+    with trio.fail_after(1):  # the handle has its report: wait() does not hang
+        report = checked(await handles[0].wait())
+    assert len(report.undelivered) == 300
+    assert not any(u.stored for u in report.undelivered)  # what the report says is true
+
+
 # -- the circuit breaker -----------------------------------------------------------------
 
 

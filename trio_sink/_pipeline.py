@@ -525,10 +525,14 @@ class Pipeline:
         finally:
             control.finished = True
             control.end_time = trio.current_time()
-            if self._rescue is not None:
-                await ledger.rescue_rest(self._rescue)
-            report = ledger.report(control.seconds_since_stop())
-            handle._finish(report)
+            try:
+                if self._rescue is not None:
+                    await ledger.rescue_rest(self._rescue)
+            finally:
+                # Also if the store write was interrupted (KeyboardInterrupt): the report
+                # then says which records were stored.
+                report = ledger.report(control.seconds_since_stop())
+                handle._finish(report)
             if report.timed_out:
                 _log_deadline(report, ledger)
             log.info(
