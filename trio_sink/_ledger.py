@@ -317,8 +317,8 @@ class Ledger:
         # Amortised: the limit doubles with what is kept, so each id is looked at a
         # bounded number of times.
         floor = min(self.open_tickets, default=self.received)
-        boxes = [box for box in self.parked.values() if box]
-        kept = {i for i in self._error_ids if i >= floor or any(i in box for box in boxes)}
+        parked = set().union(*self.parked.values())
+        kept = {i for i in self._error_ids if i >= floor or i in parked}
         self._error_ids = kept
         self._error_ids_limit = max(ERROR_IDS_AT_LEAST, 2 * len(kept))
 
