@@ -11,6 +11,11 @@ import trio.testing
 from helpers import GatedSink, checked
 
 from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink, SourceError
+from trio_sink._drain import DrainControl
+from trio_sink._ledger import Ledger, Ticket
+from trio_sink._route import SinkBatch
+from trio_sink._sink import SinkSlot
+from trio_sink._sink_stage import run_sink_stage
 from trio_sink.sinks import CollectSink, SlowSink
 
 
@@ -372,3 +377,48 @@ async def test_slow_sink_with_room_leaves_fast_sink_at_full_speed(
     assert fast.delivered == list(range(20))
     assert trio.current_time() - start == 100.0  # 10 batches x 10 s in the slow sink
     assert report.delivered == {"slow": 20, "fast": 20, "timed": 20}
+
+
+# -- taking input: the count of buffered records picks a wait or no wait -------------
+
+
+@pytest.mark.parametrize("count_ahead", [True, False])
+async def test_sink_stage_takes_every_batch_whatever_its_buffered_count_says(
+    autojump_clock: trio.testing.MockClock, count_ahead: bool
+) -> None:
+    """The stage takes from its channel without waiting while ``buffered`` says it
+    holds records. The count can run ahead of the channel for a moment (a send waiting
+    for room is counted, and is uncounted only when its cancellation reaches its task):
+    the stage then waits for input instead. A batch in the channel is taken whatever
+    the count says."""
+    sink = CollectSink("c")
+    slot = SinkSlot(sink)
+    ledger = Ledger([slot.name])
+    control = DrainControl(None, ledger)
+    control.open_stages = 1
+    account = ledger.accounts[slot.name]
+    send, recv = trio.open_memory_channel[SinkBatch](4)
+    early = (Record(0, "a", "a"),)
+    late = (Record(1, "b", "b"), Record(2, "c", "c"))
+    if count_ahead:
+        account.buffered = 5  # counted, not in the channel yet
+    else:
+        send.send_nowait((early, Ticket(0, 1, 1)))  # in the channel, not counted
+
+    async def feed() -> None:
+        await trio.sleep(1.0)
+        if count_ahead:
+            send.send_nowait((early, Ticket(0, 1, 1)))
+            account.buffered -= 5 - len(early)
+        await trio.sleep(1.0)
+        account.buffered += len(late)
+        send.send_nowait((late, Ticket(1, 2, 1)))
+        send.close()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed)
+        await run_sink_stage(slot, account, control, recv)
+    assert [r.id for r in sink.records] == [0, 1, 2]
+    assert account.delivered == 3
+    assert account.buffered == (0 if count_ahead else -1)
+    assert trio.current_time() == 2.0

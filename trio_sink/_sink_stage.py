@@ -76,14 +76,16 @@ async def run_sink_stage(
             while True:
                 if account.paused:
                     await account.wait_resumed()
-                # Take what is buffered without a task switch; wait only when empty.
+                # Take what is buffered without a task switch; wait only when empty
+                # (the count says which, and saves a WouldBlock raised per wait).
                 try:
-                    item = recv.receive_nowait()
-                except trio.WouldBlock:
-                    try:
+                    if account.buffered:
+                        try:
+                            item = recv.receive_nowait()
+                        except trio.WouldBlock:
+                            item = await recv.receive()
+                    else:
                         item = await recv.receive()
-                    except trio.EndOfChannel:
-                        break
                 except trio.EndOfChannel:
                     break
                 hand = item
