@@ -126,8 +126,7 @@ class SourceStage:
                 self.failed(exc)
             self.buf = []
             if raws:
-                control.last_activity = trio.current_time()
-                await self.ship(raws)
+                await self.ship(raws)  # notes the time it ends, if track_idle
             if len(raws) < take:
                 break
             if limit is not None and self.ledger.received >= limit:
