@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import Any, final
+from typing import Any, NoReturn, final
 
 import attrs
 import trio
@@ -172,26 +172,23 @@ class Router:
         ticket = Ticket(first_id, n, 0)
         self.ledger.open(ticket)
         ids = range(first_id, first_id + n)
-        misses: list[Record] = []
-        residues: list[Record] = []
-        errors: list[Record] = []
+        # Filled on the slow path only (a failed parse, a residue).
+        misses: Sequence[Record] = ()
+        residues: Sequence[Record] = ()
+        errors: Sequence[Record] = ()
         payloads: list[Any]
         if self.parse is None:
             payloads = raws
-            records = list(map(Record, ids, raws, raws))
+            records = tuple(map(Record, ids, raws, raws))
         else:
             payloads, failures = apply_each(self.parse, raws)
-            for k, exc in failures:
-                raw = raws[k]
-                if isinstance(exc, Miss):
-                    misses.append(Record(first_id + k, raw, raw))
-                else:
-                    errors.append(ErrorRecord(first_id + k, raw, raw, error=exc))
+            if failures:
+                misses, errors = self._failed(first_id, raws, failures)
             # No residue can be among the payloads before the first Residue is made.
             if failures or (_record.residue_made and Residue in map(type, payloads)):
-                records, payloads = self._sort_out(ids, raws, payloads, residues)
+                records, payloads, residues = self._sort_out(ids, raws, payloads)
             else:
-                records = list(map(Record, ids, raws, payloads))
+                records = tuple(map(Record, ids, raws, payloads))
 
         subs: list[tuple[Sequence[Dest], Sequence[Record]]] = []
         accepted: set[int] | None = None if self.catch_all else set()
@@ -229,17 +226,37 @@ class Router:
                 dest.account.routed += size
                 out.append((dest, (batch, ticket)))
         self.ledger.dispatched += n
-        ticket.pending = len(out) + 1
-        self.ledger.settle(ticket)  # the +1: settles now if nothing was sent
+        if out:
+            ticket.pending = len(out)
+        else:  # nothing sent (every record counted as discarded): settled now
+            ticket.pending = 1
+            self.ledger.settle(ticket)
         return out
 
     @staticmethod
+    def _failed(
+        first_id: int, raws: list[Any], failures: list[tuple[int, Exception]]
+    ) -> tuple[list[Record], list[Record]]:
+        """The miss and error records of the raw items whose parse raised."""
+        misses: list[Record] = []
+        errors: list[Record] = []
+        for k, exc in failures:
+            raw = raws[k]
+            if isinstance(exc, Miss):
+                misses.append(Record(first_id + k, raw, raw))
+            else:
+                errors.append(ErrorRecord(first_id + k, raw, raw, error=exc))
+        return misses, errors
+
+    @staticmethod
     def _sort_out(
-        ids: range, raws: list[Any], payloads: list[Any], residues: list[Record]
-    ) -> tuple[list[Record], list[Any]]:
-        """The slow path, for a batch with failed parses or residues."""
+        ids: range, raws: list[Any], payloads: list[Any]
+    ) -> tuple[tuple[Record, ...], list[Any], list[Record]]:
+        """The slow path, for a batch with failed parses or residues: the records
+        of the parsed items, their payloads, and the residue records."""
         records: list[Record] = []
         kept: list[Any] = []
+        residues: list[Record] = []
         for i, raw, payload in zip(ids, raws, payloads, strict=True):
             if payload is _FAILED:
                 continue
@@ -248,16 +265,16 @@ class Router:
                 payload = payload.payload
             records.append(Record(i, raw, payload))
             kept.append(payload)
-        return records, kept
+        return tuple(records), kept, residues
 
     @staticmethod
     def _select(
         when: Callable[[Any], Any],
-        records: list[Record],
+        records: tuple[Record, ...],
         payloads: list[Any],
         errored: dict[int, Record],
         accepted: set[int] | None,
-    ) -> list[Record]:
+    ) -> tuple[Record, ...]:
         """The records whose payload ``when`` accepts. A record whose ``when`` raised
         (or returned a value without a truth value) is not selected, and gets an
         error record in ``errored`` unless it has one already."""
@@ -268,7 +285,7 @@ class Router:
             # short silently, and a falsy flag that is not == False (None, "") is not
             # taken; either way the batch goes down the slow path below.
             try:
-                sub = list(compress(records, flags))
+                sub = tuple(compress(records, flags))
                 plain = len(sub) + flags.count(False) == len(flags)
             except Exception:
                 plain = False
@@ -289,13 +306,13 @@ class Router:
                 errored[k] = with_error(r, error)
         if accepted is not None:
             accepted.update(compress(range(len(records)), truth))
-        return list(compress(records, truth))
+        return tuple(compress(records, truth))
 
     def _group(
         self,
         subs: list[tuple[Sequence[Dest], Sequence[Record]]],
         group: str,
-        records: list[Record],
+        records: Sequence[Record],
     ) -> None:
         if not records:
             return
@@ -351,36 +368,21 @@ class Fanout:
         waited = False
         for dest, msg in out:
             account = dest.account
-            size = len(msg[0])
             try:
+                dest.send.send_nowait(msg)
+            except trio.WouldBlock:
                 try:
-                    dest.send.send_nowait(msg)
-                except trio.WouldBlock:
-                    # Counted as buffered while it waits for room: once there, the
-                    # sink's task may take it before this task runs again.
-                    account.buffered += size
-                    if account.buffered > account.peak_buffered:
-                        account.peak_buffered = account.buffered
-                    self.blocked = True
-                    try:
-                        await dest.send.send(msg)
-                    except BaseException:
-                        account.buffered -= size
-                        raise
-                    finally:
-                        self.blocked = False
-                    waited = True
-                else:
-                    account.buffered += size
-            except trio.BrokenResourceError:
-                # The sink's task ended first. Either the stages were cancelled (this
-                # task too, though it has not reached a checkpoint since: an item that
-                # arrived with the Stop), and the Cancelled raised here has abandon()
-                # report the unsent sub-batches; or the sink's task crashed.
-                await trio.lowlevel.checkpoint_if_cancelled()
-                raise
-            if account.buffered > account.peak_buffered:
-                account.peak_buffered = account.buffered
+                    await self._send_waiting(dest, msg)
+                except trio.BrokenResourceError as exc:
+                    await self._sink_gone(exc)
+                waited = True
+            except trio.BrokenResourceError as exc:
+                await self._sink_gone(exc)
+            else:
+                buffered = account.buffered + len(msg[0])
+                account.buffered = buffered
+                if buffered > account.peak_buffered:
+                    account.peak_buffered = buffered
             self.sent += 1
         self.out = []
         if waited:
@@ -390,6 +392,33 @@ class Fanout:
         if self.unswitched >= SWITCH_EVERY:
             self.unswitched = 0
             await trio.lowlevel.checkpoint()
+
+    async def _send_waiting(self, dest: Dest, msg: SinkBatch) -> None:
+        """Send ``msg`` to a full buffer: wait for room (backpressure from that sink)."""
+        account = dest.account
+        size = len(msg[0])
+        # Counted as buffered while it waits for room: once there, the sink's task may
+        # take it before this task runs again.
+        account.buffered += size
+        if account.buffered > account.peak_buffered:
+            account.peak_buffered = account.buffered
+        self.blocked = True
+        try:
+            await dest.send.send(msg)
+        except BaseException:
+            account.buffered -= size
+            raise
+        finally:
+            self.blocked = False
+
+    @staticmethod
+    async def _sink_gone(exc: trio.BrokenResourceError) -> NoReturn:
+        """A sink's task ended first. Either the stages were cancelled (this task too,
+        though it has not reached a checkpoint since: an item that arrived with the
+        Stop), and the Cancelled raised here has abandon() report the unsent
+        sub-batches; or the sink's task crashed (``exc`` propagates)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        raise exc
 
     def abandon(self, reason: str) -> None:
         ledger = self.control.ledger
