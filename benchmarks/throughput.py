@@ -7,6 +7,8 @@ the order alternating from round to round. Times are CPU time of this process
 (``time.process_time``). On a shared machine the speed of the CPU drifts from second to
 second, so the figure that matters is the median of the per-round ratios (each compares
 two runs a fraction of a second apart), given with its interquartile range.
+``--hand-written`` adds the hand-written trio and asyncio pipelines of ``cases.py``
+(batches of 128, no accounting, queued records lost at a Stop) to the same rounds.
 ``--memory`` also runs the pipeline at N and 4N in fresh processes and compares their
 peak RSS: it must not grow with N.
 """
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -47,9 +50,9 @@ def pipeline_run(n: int, batch_size: int = 128) -> tuple[int, int]:
     return everything.count, errors.count
 
 
-def timed(fn: object, n: int) -> float:
+def timed(fn: Callable[[int], object], n: int) -> float:
     start = time.process_time()
-    fn(n)  # type: ignore[operator]
+    fn(n)
     return time.process_time() - start
 
 
@@ -69,6 +72,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory", action="store_true", help="also compare peak RSS at N, 4N")
+    parser.add_argument(
+        "--hand-written",
+        action="store_true",
+        help="also run the hand-written trio and asyncio pipelines (batches of 128) in the rounds",
+    )
     parser.add_argument("--child-rss", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.n
@@ -79,21 +87,28 @@ def main() -> None:
         return
 
     assert plain_loop(10_000) == pipeline_run(10_000), "the two must do the same work"
-    plain: list[float] = []
-    piped: list[float] = []
+    cases: list[tuple[str, Callable[[int], object]]] = [
+        ("plain loop", plain_loop),
+        ("trio_sink", lambda m: pipeline_run(m, args.batch_size)),
+    ]
+    if args.hand_written:
+        from cases import asyncio_batched, trio_batched
+
+        cases += [("trio batched", trio_batched), ("asyncio batched", asyncio_batched)]
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
     for k in range(args.rounds):
-        pair = [(plain, plain_loop), (piped, lambda m: pipeline_run(m, args.batch_size))]
-        for times, fn in pair if k % 2 else reversed(pair):
-            times.append(timed(fn, n))
-    ratios = [p / t for p, t in zip(plain, piped, strict=True)]
-    low, _, high = statistics.quantiles(ratios, n=4)
+        for name, fn in cases if k % 2 else reversed(cases):
+            times[name].append(timed(fn, n))
     print(f"records: {n:,}  rounds: {args.rounds}  batch_size: {args.batch_size}")
-    print(f"plain loop     {n / statistics.median(plain):>12,.0f} records/s (median)")
-    print(f"trio_sink      {n / statistics.median(piped):>12,.0f} records/s (median)")
-    print(
-        f"ratio          {statistics.median(ratios):>12.3f}x  (trio_sink / plain loop,"
-        f" median of per-round ratios; IQR {low:.3f}-{high:.3f})"
-    )
+    for name, _ in cases:
+        print(f"{name:<16} {n / statistics.median(times[name]):>10,.0f} records/s (median)")
+    for name, _ in cases[1:]:
+        ratios = [p / t for p, t in zip(times["plain loop"], times[name], strict=True)]
+        low, _, high = statistics.quantiles(ratios, n=4)
+        print(
+            f"{'ratio ' + name:<22} {statistics.median(ratios):>6.3f}x  ({name} / plain loop,"
+            f" median of per-round ratios; IQR {low:.3f}-{high:.3f})"
+        )
     if args.memory:
         small, large = peak_rss_mib(n), peak_rss_mib(4 * n)
         print(f"peak RSS       {small:,.1f} MiB at N={n:,}, {large:,.1f} MiB at N={4 * n:,}")
