@@ -5,9 +5,10 @@ Run: ``nox -s bench`` (installs ``.[bench]``), or ``python benchmarks/compare.py
 Every case (``cases.py``) parses the same N log lines and counts them in two sinks (all,
 ``level == "ERROR"``), once per round, each run in a fresh process: CPU time
 (``time.process_time``, all threads, imports excluded), wall time, peak RSS. Rounds are
-interleaved across cases; the table gives medians, the min-max spread and the ratio of
-medians to the plain loop. Also: trio_sink's drain time from Stop with an empty backlog and
-with 10,000 records queued; source-to-sink latency at one record per 10 ms (``probes.py``);
+interleaved across cases, and each run of a case is paired with a run of the plain loop
+next to it; the table gives medians, the min-max spread and the median of the paired
+ratios. Also: trio_sink's drain time from Stop with an empty backlog and with 10,000
+records queued; source-to-sink latency at one record per 10 ms (``probes.py``);
 peak RSS at N and 5N; instructions per record of the plain loop and trio_sink under callgrind
 (``instructions.py``, where valgrind is installed; not with ``--quick``); and a py-spy
 profile of trio_sink (``hotspots.py``, where py-spy is installed). Writes
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -58,6 +60,8 @@ def child(args: argparse.Namespace) -> None:
     out: dict[str, Any]
     if args.child_case:
         case = by_name(args.child_case)
+        for module in case.imports:
+            importlib.import_module(module)
         cpu, wall = time.process_time(), time.perf_counter()
         counts = case.run(args.n)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -106,6 +110,12 @@ class Result:
     wall: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
     problem: str | None = None
+    paired: list[float] = field(default_factory=list)
+    """CPU time of the plain-loop run next to each of this case's runs."""
+
+    def ratios(self) -> list[float]:
+        """Per run: its speed over the plain loop's in the run next to it."""
+        return [plain / cpu for plain, cpu in zip(self.paired, self.cpu, strict=True)]
 
     def rates(self) -> list[float]:
         return [self.n / t for t in self.cpu]
@@ -124,27 +134,43 @@ def unavailable(case: Case) -> str | None:
 
 
 def run_cases(n: int, rounds: int) -> list[Result]:
+    """Every case once a round, each run next to a run of the plain loop (before it in
+    odd rounds, after it in even ones): the speed of a shared machine drifts, and two runs
+    a second apart see the same speed far more often than runs a minute apart."""
     expected = list(expected_counts(n))
     results = [Result(case, n, problem=unavailable(case)) for case in CASES]
+    plain = results[0]
+    assert plain.case.name == "plain loop", plain
+
+    def run(res: Result, label: str) -> dict[str, Any] | None:
+        print(f"  {label}: {res.case.name} ...", end=" ", flush=True)
+        try:
+            out = spawn("--child-case", res.case.name, "--n", str(n))
+        except (ChildFailed, subprocess.TimeoutExpired) as exc:
+            res.problem = f"could not run: {exc}"
+            print(res.problem)
+            return None
+        if out["counts"] != expected:
+            res.problem = f"wrong counts {out['counts']}, expected {expected}"
+            print(res.problem)
+            return None
+        res.cpu.append(out["cpu"])
+        res.wall.append(out["wall"])
+        res.rss.append(out["rss"])
+        print(f"{n / out['cpu']:,.0f} records/s (CPU)")
+        return out
+
     for r in range(rounds):
-        for res in results:
+        label = f"round {r + 1}/{rounds}"
+        for res in results[1:]:
             if res.problem:
                 continue
-            print(f"  round {r + 1}/{rounds}: {res.case.name} ...", end=" ", flush=True)
-            try:
-                out = spawn("--child-case", res.case.name, "--n", str(n))
-            except (ChildFailed, subprocess.TimeoutExpired) as exc:
-                res.problem = f"could not run: {exc}"
-                print(res.problem)
+            first, second = (plain, res) if r % 2 == 0 else (res, plain)
+            if (a := run(first, label)) is None or (b := run(second, label)) is None:
+                if plain.problem:
+                    return results
                 continue
-            if out["counts"] != expected:
-                res.problem = f"wrong counts {out['counts']}, expected {expected}"
-                print(res.problem)
-                continue
-            res.cpu.append(out["cpu"])
-            res.wall.append(out["wall"])
-            res.rss.append(out["rss"])
-            print(f"{n / out['cpu']:,.0f} records/s (CPU)")
+            res.paired.append((a if first is plain else b)["cpu"])
     return results
 
 
@@ -175,10 +201,10 @@ def throughput_table(results: list[Result]) -> list[str]:
         if res.problem or not res.cpu:
             rows.append(f"| {res.case.name} | — | — | — | — | — | — | {res.problem} |")
             continue
-        ratios = [(plain_cpu / cpu) for plain_cpu, cpu in zip(plain.cpu, res.cpu, strict=False)]
+        ratios = res.ratios() if res is not plain else [1.0]
         rows.append(
             f"| {res.case.name} | {res.rate():,.0f} | {spread(res.rates())} "
-            f"| {res.rate() / plain.rate():.2f}x | {min(ratios):.2f}-{max(ratios):.2f} "
+            f"| {statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} "
             f"| {res.wall_rate():,.0f} | {statistics.median(res.rss):,.0f} | {res.case.gives_up} |"
         )
     return rows
@@ -205,7 +231,14 @@ def environment() -> list[str]:
 def save(results: list[Result], path: Path) -> None:
     """The raw runs, for ``--replot``."""
     raw = {
-        r.case.name: {"n": r.n, "cpu": r.cpu, "wall": r.wall, "rss": r.rss, "problem": r.problem}
+        r.case.name: {
+            "n": r.n,
+            "cpu": r.cpu,
+            "wall": r.wall,
+            "rss": r.rss,
+            "problem": r.problem,
+            "paired": r.paired,
+        }
         for r in results
     }
     path.write_text(json.dumps(raw, indent=1) + "\n")
@@ -404,9 +437,9 @@ def main() -> None:
         "per round (rounds interleaved across cases), so peak RSS is per case and includes "
         "the interpreter and the imports of that case. Records/s is N over the CPU time of "
         "the run (`time.process_time`: every thread of the process; imports excluded); "
-        '"x plain loop" is the ratio of medians; the per-round ratio compares each round\'s '
-        "run with the plain loop's run of the same round. All cases count the same "
-        "totals (checked).",
+        "each run of a case is next to a run of the plain loop (before or after it, by "
+        'turns), and "x plain loop" is the median of the ratios of the two, given with '
+        "their range. All cases count the same totals (checked).",
         "",
         *table,
         "",
