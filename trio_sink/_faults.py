@@ -123,9 +123,7 @@ class ErrorFeed:
         else:
             self.full = False
             account.routed += n
-            account.buffered += n
-            if account.buffered > account.peak_buffered:
-                account.peak_buffered = account.buffered
+            account.add_buffered(n)
 
     def close(self) -> None:
         self.send.close()

@@ -232,6 +232,13 @@ class SinkAccount:
         self.replayed = 0  # records delivered from the rescue store during the run
         self.breaker: BreakerState | None = None  # its circuit breaker, if it has one
 
+    def add_buffered(self, n: int) -> None:
+        """``n`` more records in its channel (or waiting for room there)."""
+        buffered = self.buffered + n
+        self.buffered = buffered
+        if buffered > self.peak_buffered:
+            self.peak_buffered = buffered
+
     def pause(self) -> None:
         if not self.paused:
             self.paused = True

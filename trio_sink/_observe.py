@@ -141,9 +141,7 @@ class Monitor:
         else:
             self.full = False
             account.routed += 1
-            account.buffered += 1
-            if account.buffered > account.peak_buffered:
-                account.peak_buffered = account.buffered
+            account.add_buffered(1)
 
 
 async def supervise(

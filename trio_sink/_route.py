@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import Any, NoReturn, final
+from typing import Any, final
 
 import attrs
 import trio
@@ -367,22 +367,21 @@ class Fanout:
         self.sent = 0
         waited = False
         for dest, msg in out:
-            account = dest.account
             try:
-                dest.send.send_nowait(msg)
-            except trio.WouldBlock:
                 try:
+                    dest.send.send_nowait(msg)
+                except trio.WouldBlock:
                     await self._send_waiting(dest, msg)
-                except trio.BrokenResourceError as exc:
-                    await self._sink_gone(exc)
-                waited = True
-            except trio.BrokenResourceError as exc:
-                await self._sink_gone(exc)
-            else:
-                buffered = account.buffered + len(msg[0])
-                account.buffered = buffered
-                if buffered > account.peak_buffered:
-                    account.peak_buffered = buffered
+                    waited = True
+                else:
+                    dest.account.add_buffered(len(msg[0]))
+            except trio.BrokenResourceError:
+                # The sink's task ended first. Either the stages were cancelled (this
+                # task too, though it has not reached a checkpoint since: an item that
+                # arrived with the Stop), and the Cancelled raised here has abandon()
+                # report the unsent sub-batches; or the sink's task crashed.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                raise
             self.sent += 1
         self.out = []
         if waited:
@@ -399,9 +398,7 @@ class Fanout:
         size = len(msg[0])
         # Counted as buffered while it waits for room: once there, the sink's task may
         # take it before this task runs again.
-        account.buffered += size
-        if account.buffered > account.peak_buffered:
-            account.peak_buffered = account.buffered
+        account.add_buffered(size)
         self.blocked = True
         try:
             await dest.send.send(msg)
@@ -410,15 +407,6 @@ class Fanout:
             raise
         finally:
             self.blocked = False
-
-    @staticmethod
-    async def _sink_gone(exc: trio.BrokenResourceError) -> NoReturn:
-        """A sink's task ended first. Either the stages were cancelled (this task too,
-        though it has not reached a checkpoint since: an item that arrived with the
-        Stop), and the Cancelled raised here has abandon() report the unsent
-        sub-batches; or the sink's task crashed (``exc`` propagates)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        raise exc
 
     def abandon(self, reason: str) -> None:
         ledger = self.control.ledger
