@@ -142,23 +142,23 @@ def run_cases(n: int, rounds: int) -> list[Result]:
     plain = results[0]
     assert plain.case.name == "plain loop", plain
 
-    def run(res: Result, label: str) -> dict[str, Any] | None:
+    def run(res: Result, label: str) -> bool:
         print(f"  {label}: {res.case.name} ...", end=" ", flush=True)
         try:
             out = spawn("--child-case", res.case.name, "--n", str(n))
         except (ChildFailed, subprocess.TimeoutExpired) as exc:
             res.problem = f"could not run: {exc}"
             print(res.problem)
-            return None
+            return False
         if out["counts"] != expected:
             res.problem = f"wrong counts {out['counts']}, expected {expected}"
             print(res.problem)
-            return None
+            return False
         res.cpu.append(out["cpu"])
         res.wall.append(out["wall"])
         res.rss.append(out["rss"])
         print(f"{n / out['cpu']:,.0f} records/s (CPU)")
-        return out
+        return True
 
     for r in range(rounds):
         label = f"round {r + 1}/{rounds}"
@@ -166,11 +166,10 @@ def run_cases(n: int, rounds: int) -> list[Result]:
             if res.problem:
                 continue
             first, second = (plain, res) if r % 2 == 0 else (res, plain)
-            if (a := run(first, label)) is None or (b := run(second, label)) is None:
-                if plain.problem:
-                    return results
-                continue
-            res.paired.append((a if first is plain else b)["cpu"])
+            if run(first, label) and run(second, label):
+                res.paired.append(plain.cpu[-1])
+            elif plain.problem:
+                return results
     return results
 
 
@@ -194,7 +193,7 @@ def throughput_table(results: list[Result]) -> list[str]:
     assert not plain.problem, plain.problem
     rows = [
         "| case | records/s (CPU, median) | spread (min / max) | x plain loop | "
-        "per-round ratio (min-max) | records/s (wall) | peak RSS MiB | gives up vs trio_sink |",
+        "paired ratios (min-max) | records/s (wall) | peak RSS MiB | gives up vs trio_sink |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for res in results:
