@@ -9,14 +9,9 @@ import attrs
 import pytest
 
 from trio_sink import AccountingError, DeliveryReport, Record, TrioSinkError, Undelivered
-from trio_sink._ledger import (
-    CANCELLED,
-    DEADLINE,
-    ERROR_IDS_AT_LEAST,
-    IMMEDIATE,
-    Ledger,
-    Ticket,
-)
+from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
+
+DEADLINE, IMMEDIATE, CANCELLED = "drain deadline", "immediate stop", "cancelled"
 
 
 def _lost(rid: int, sink: str | None, stage: str = "sink", reason: str = DEADLINE) -> Undelivered:

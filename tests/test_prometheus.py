@@ -350,10 +350,10 @@ def test_undelivered_by_reason_sums_to_the_sinks_undelivered() -> None:
 
 
 def test_the_known_reasons_are_the_ledgers_kinds() -> None:
-    from trio_sink._ledger import reason_kind
+    from trio_sink._report import STAT_KEYS, kind_of
 
     kinds = {
-        reason_kind(r)
+        STAT_KEYS[kind_of(r)]
         for r in (
             "drain deadline",
             "immediate stop",

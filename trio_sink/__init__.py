@@ -5,11 +5,8 @@ A record is delivered, or it is reported by id: nothing in between.
 
 from ._exceptions import AccountingError as AccountingError
 from ._exceptions import ConfigError as ConfigError
-from ._exceptions import SourceError as SourceError
 from ._exceptions import TrioSinkError as TrioSinkError
 from ._exceptions import UnknownSinkError as UnknownSinkError
-from ._ledger import DeliveryReport as DeliveryReport
-from ._ledger import Undelivered as Undelivered
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import PipelineHandle as PipelineHandle
 from ._record import ErrorRecord as ErrorRecord
@@ -17,6 +14,10 @@ from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import Residue as Residue
 from ._replay import replay as replay
+from ._report import DeliveryReport as DeliveryReport
+from ._report import ReasonKind as ReasonKind
+from ._report import SourceError as SourceError
+from ._report import Undelivered as Undelivered
 from ._rescue import RescueReader as RescueReader
 from ._rescue import RescueReadStats as RescueReadStats
 from ._rescue import RescueStatistics as RescueStatistics
@@ -56,6 +57,7 @@ __all__ = [
     "Pipeline",
     "PipelineHandle",
     "PipelineStatistics",
+    "ReasonKind",
     "Record",
     "RescueEntry",
     "RescueFormatError",

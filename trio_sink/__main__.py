@@ -21,8 +21,8 @@ from typing import TextIO
 
 import trio
 
-from ._ledger import DeliveryReport
 from ._replay import replay
+from ._report import DeliveryReport
 from ._rescue import RescueStore
 from ._rescue_format import RescueFormatError
 from .sinks import JsonlFileSink

@@ -17,7 +17,9 @@ from typing import TypeVar
 
 import trio
 
-from ._ledger import CANCELLED, DEADLINE, IMMEDIATE, Ledger, describe
+from ._exceptions import describe
+from ._ledger import Ledger
+from ._report import CANCELLED, DEADLINE, IMMEDIATE
 
 __all__ = ["DrainControl", "describe", "take_buffered"]
 
@@ -56,7 +58,7 @@ class DrainControl:
         self.stop_kind: str | None = None
         self.stop_time: float | None = None
         self.end_time: float | None = None
-        self.deadline_reason = DEADLINE
+        self.deadline_reason = DEADLINE.text
         self.finished = False
         self.source_error: BaseException | None = None
         # The source's pause switch: an event that exists while paused, set on resume
@@ -134,7 +136,7 @@ class DrainControl:
             deadline = self.stop_time + self.drain_timeout
         if deadline < self.scope.deadline:
             self.scope.deadline = deadline
-            self.deadline_reason = IMMEDIATE if immediate else DEADLINE
+            self.deadline_reason = IMMEDIATE.text if immediate else DEADLINE.text
 
     def _log_started(self, kind: str) -> None:
         ledger = self.ledger
@@ -159,7 +161,7 @@ class DrainControl:
         if isinstance(exc, trio.Cancelled) or (
             isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
         ):
-            return CANCELLED
+            return CANCELLED.text
         return f"pipeline failed: {describe(exc)}"
 
     def seconds_since_stop(self) -> float:

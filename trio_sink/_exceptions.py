@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._ledger import DeliveryReport
-
 
 class TrioSinkError(Exception):
     """The root of every error that trio_sink raises on purpose.
@@ -34,21 +29,6 @@ class AccountingError(TrioSinkError):
     """
 
 
-class SourceError(TrioSinkError):
-    """The source raised: the run stopped gracefully, drained, and ended with this error.
-
-    ``__cause__`` is the source's exception and :attr:`report` the run's
-    :class:`DeliveryReport`: every record the source produced before it failed was
-    delivered or reported, as in any other run.
-    """
-
-    report: DeliveryReport
-
-    def __init__(self, message: str, report: DeliveryReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
 class UnknownSinkError(TrioSinkError, LookupError):
     """A control call named a sink that the pipeline does not have.
 
@@ -64,3 +44,11 @@ class UnknownSinkError(TrioSinkError, LookupError):
         super().__init__(f"the pipeline has no sink named {sink!r}; its sinks are: {names}")
         self.sink = sink
         self.known = known
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, also for an exception whose ``str()`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: (str() of the exception raised)"

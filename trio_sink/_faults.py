@@ -47,9 +47,10 @@ from pathlib import Path
 
 import trio
 
-from ._drain import describe
-from ._ledger import UNHEALTHY, Ledger, SinkAccount, Ticket, Undelivered
+from ._exceptions import describe
+from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record, with_error
+from ._report import Undelivered
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry
 from ._rescue_segments import _Chunk
@@ -462,7 +463,7 @@ class SinkFaults:
                 held.append(item)
                 account.buffered -= len(item[0])
         records = [r for batch, _ in held for r in batch]
-        reason = f"{UNHEALTHY}: {breaker.last_error}"
+        reason = f"sink unhealthy: {breaker.last_error}"
         if self.parking is None:
             self.ledger.abandon(account, "sink", reason, records)
             self._settle_held()

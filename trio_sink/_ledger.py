@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
-from typing import TYPE_CHECKING, final
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 from trio import CancelScope, Event
 
-from ._exceptions import AccountingError
+from ._exceptions import describe
 from ._record import Record
+from ._report import (
+    DEADLINE,
+    IMMEDIATE,
+    STAT_KEYS,
+    DeliveryReport,
+    Undelivered,
+    kind_of,
+)
 
 if TYPE_CHECKING:
     from ._rescue import RescueStore
@@ -25,156 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trio_sink.rescue")
 
 
-def describe(exc: BaseException) -> str:
-    """``"TypeName: message"``, also for an exception whose ``str()`` raises."""
-    try:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception:
-        return f"{type(exc).__name__}: (str() of the exception raised)"
-
-
 __all__ = ["DeliveryReport", "Ledger", "Ticket", "Undelivered"]
-
-# Reasons, as they appear in Undelivered.reason.
-DEADLINE = "drain deadline"
-IMMEDIATE = "immediate stop"
-CANCELLED = "cancelled"
-
-SINK_ERROR = "sink error"
-PIPELINE_FAILED = "pipeline failed"
-UNHEALTHY = "sink unhealthy"
-"""The start of the reason of a batch that went to the rescue store, unwritten, while
-its sink's circuit breaker was open: ``"sink unhealthy: <last error>"``."""
-REASON_KINDS = (DEADLINE, IMMEDIATE, CANCELLED, SINK_ERROR, PIPELINE_FAILED)
-"""Every value of :func:`reason_kind`."""
-
-
-def reason_kind(reason: str) -> str:
-    """The kind of a reason, a short key of few values (for statistics and metrics):
-    a sink's exception text becomes ``"sink error"``, as does a batch set aside while
-    its sink's breaker was open (``"sink unhealthy: ..."``)."""
-    if reason.startswith(("sink raised", UNHEALTHY)):
-        return SINK_ERROR
-    if reason.startswith("pipeline failed"):
-        return PIPELINE_FAILED
-    return reason
-
-
-@final
-@attrs.frozen
-class Undelivered:
-    """A record that did not reach one of its sinks, and why."""
-
-    record: Record
-    """The record, with its id."""
-    sink: str | None
-    """The sink it was meant for, or None when it was still before routing."""
-    stage: str
-    """Where it was when it was given up: ``"source"``, ``"route"`` or ``"sink"``."""
-    reason: str
-    """A short text: ``"drain deadline"``, ``"immediate stop"``, ``"cancelled"``, the
-    sink's exception as ``"sink raised TypeName: message"``, or ``"sink unhealthy:
-    TypeName: message"`` for a batch set aside while the sink's circuit breaker was open
-    (with the last error that the sink raised)."""
-    error: BaseException | None = attrs.field(default=None, eq=False, repr=False)
-    """The sink's exception, when a write raised; None otherwise."""
-    stored: bool = False
-    """Kept in the pipeline's rescue store, for replay (see ``Pipeline(rescue=...)``)."""
-
-
-def _frozen_map(d: Mapping[str, int]) -> Mapping[str, int]:
-    return MappingProxyType(dict(d))
-
-
-def _frozen_text_map(d: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(d))
-
-
-def _as_tuple(items: Iterable[Undelivered]) -> Sequence[Undelivered]:
-    return tuple(items)
-
-
-@final
-@attrs.frozen
-class DeliveryReport:
-    """What became of every record of one run. Built when the run ends, also when it was
-    cancelled from outside or failed."""
-
-    received: int
-    """Records the source produced."""
-    routed: Mapping[str, int] = attrs.field(converter=_frozen_map)
-    """Per sink name: records routed to it."""
-    delivered: Mapping[str, int] = attrs.field(converter=_frozen_map)
-    """Per sink name, business and infra sinks alike: records whose write returned.
-    Every configured sink has an entry, 0 included."""
-    undelivered: Sequence[Undelivered] = attrs.field(converter=_as_tuple)
-    """Every record not delivered to a sink it was meant for, by id, with where and why."""
-    discarded: Mapping[str, int] = attrs.field(converter=_frozen_map)
-    """Per infra group that had no sink (``"default"``, ``"miss"``, ...): records counted
-    there and dropped on purpose. Under ``"monitor"`` also the statistics records that
-    found the monitor sink's buffer full, or that it had not written one interval after
-    the data was done (dropped rather than wait: they are not data); under ``"error"``
-    the copies of failed records that found the error sink's buffer full."""
-    timed_out: bool
-    """The drain deadline (an immediate stop's included) passed with records left."""
-    drain_seconds: float
-    """From the first Stop (or the end of the source) to the end of the run, on Trio's
-    clock."""
-    dispatched: int = 0
-    """Records that left the route stage for at least one sink or discarded group. The
-    rest of ``received`` is reported in ``undelivered`` with ``sink`` None."""
-    sink_errors: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_text_map)
-    """Per sink name: an exception its ``flush()`` or ``aclose()`` raised, as text.
-    Records it had already delivered stay delivered."""
-    generated: int = 0
-    """Records the pipeline made itself: the statistics records sent to the ``monitor``
-    group. Their ids are negative (-1, -2, ...), so they never clash with the source's;
-    those sent to the monitor sink are counted in its ``routed`` like any other record,
-    the rest in ``discarded["monitor"]``."""
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is undelivered."""
-        return not self.undelivered
-
-    def check(self) -> None:
-        """Raise :class:`AccountingError` unless every record is accounted for.
-
-        For every sink S, ``delivered[S] + |undelivered with sink S| == routed[S]``, with
-        no record reported twice for the same sink; and every record the source produced
-        was dispatched by the route stage or reported with ``sink`` None.
-        """
-        problems: list[str] = []
-        per_sink: Counter[str | None] = Counter(u.sink for u in self.undelivered)
-        for name in sorted({*self.routed, *self.delivered}):
-            routed = self.routed.get(name, 0)
-            delivered = self.delivered.get(name, 0)
-            lost = per_sink.get(name, 0)
-            if delivered < 0 or delivered + lost != routed:
-                problems.append(
-                    f"sink {name!r}: delivered {delivered} + undelivered {lost} != routed {routed}"
-                )
-        unknown = {name for name in per_sink if name is not None} - set(self.routed)
-        if unknown:
-            problems.append(f"undelivered names unknown sinks {sorted(unknown)}")
-        seen: set[tuple[str | None, int]] = set()
-        for u in self.undelivered:
-            key = (u.sink, u.record.id)
-            if key in seen:
-                problems.append(f"record {u.record.id} reported twice for sink {u.sink!r}")
-            seen.add(key)
-            if not -self.generated <= u.record.id < self.received:
-                problems.append(
-                    f"record id {u.record.id} outside {-self.generated}..{self.received - 1}"
-                )
-        unrouted = per_sink.get(None, 0)
-        if self.dispatched + unrouted != self.received:
-            problems.append(
-                f"dispatched {self.dispatched} + unrouted {unrouted} != received {self.received}"
-            )
-        if problems:
-            raise AccountingError("; ".join(problems))
-
 
 ERROR_IDS_AT_LEAST = 4096
 """The size from which the ledger forgets the ids of settled error records."""
@@ -371,10 +229,10 @@ class Ledger:
             self.unrouted += n
         elif n:
             account.undelivered += n
-            account.by_reason[reason_kind(reason)] += n
+            account.by_reason[STAT_KEYS[kind_of(reason)]] += n
             if stored:
                 account.stored += n
-        if reason in (DEADLINE, IMMEDIATE):
+        if reason in (DEADLINE.text, IMMEDIATE.text):
             self.deadline_abandoned += n
         return n
 
@@ -392,7 +250,7 @@ class Ledger:
             account.stored -= n
             by_reason = account.by_reason
             for u in out:
-                kind = reason_kind(u.reason)
+                kind = STAT_KEYS[u.kind]
                 by_reason[kind] -= 1
                 if by_reason[kind] <= 0:
                     del by_reason[kind]

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import trio
 
-from ._drain import DrainControl, describe
+from ._drain import DrainControl
+from ._exceptions import describe
 from ._ledger import SinkAccount, Ticket
 from ._record import Record
 from ._route import SinkBatch

@@ -23,10 +23,11 @@ import trio
 from trio_util import AsyncValue
 
 from ._drain import DrainControl
-from ._exceptions import ConfigError, SourceError, UnknownSinkError
+from ._exceptions import ConfigError, UnknownSinkError
 from ._faults import ErrorFeed
-from ._ledger import DEADLINE, IMMEDIATE, DeliveryReport, Ledger, SinkAccount
+from ._ledger import Ledger, SinkAccount
 from ._observe import Monitor, snapshot, supervise
+from ._report import DEADLINE, IMMEDIATE, DeliveryReport, SourceError
 from ._rescue import RescueStore
 from ._retry import CircuitBreaker, RetryPolicy
 from ._route import (
@@ -556,7 +557,7 @@ def _log_deadline(report: DeliveryReport, ledger: Ledger) -> None:
     if not drain_log.isEnabledFor(logging.WARNING):
         return
     lost: Counter[tuple[str | None, str]] = Counter(
-        (u.sink, u.reason) for u in report.undelivered if u.reason in (DEADLINE, IMMEDIATE)
+        (u.sink, u.reason) for u in report.undelivered if u.kind in (DEADLINE.kind, IMMEDIATE.kind)
     )
     for (sink, reason), n in lost.items():
         paused = sink is not None and ledger.accounts[sink].paused

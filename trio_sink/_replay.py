@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import msgspec
 import trio
 
-from ._drain import describe
-from ._exceptions import ConfigError
-from ._ledger import DeliveryReport, Ledger, SinkAccount
+from ._exceptions import ConfigError, describe
+from ._ledger import Ledger, SinkAccount
 from ._record import Record
+from ._report import DeliveryReport
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry, _wall
 from ._rescue_segments import _Chunk, _Segment, _Tally

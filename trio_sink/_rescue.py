@@ -57,8 +57,8 @@ from typing import IO, Final, Literal, TypeVar, final
 import attrs
 import trio
 
-from ._exceptions import ConfigError
-from ._ledger import Undelivered, describe
+from ._exceptions import ConfigError, describe
+from ._report import Undelivered
 from ._rescue_format import RescueEntry, _checked_entries, _Encoder, _wall
 from ._rescue_segments import (
     _FINAL,

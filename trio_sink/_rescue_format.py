@@ -21,10 +21,9 @@ from typing import Any, Final
 
 import msgspec
 
-from ._drain import describe
-from ._exceptions import ConfigError, TrioSinkError
-from ._ledger import Undelivered
+from ._exceptions import ConfigError, TrioSinkError, describe
 from ._record import Record
+from ._report import Undelivered
 
 __all__ = ["SCHEMA_VERSION", "RescueEntry", "RescueFormatError"]
 

@@ -19,8 +19,7 @@ from typing import Any, Final, Literal, TypeVar, final
 import attrs
 import trio
 
-from ._drain import describe
-from ._exceptions import ConfigError, TrioSinkError
+from ._exceptions import ConfigError, TrioSinkError, describe
 
 __all__ = [
     "NO_RETRY",

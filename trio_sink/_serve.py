@@ -20,9 +20,9 @@ from typing import final
 
 import trio
 
-from ._exceptions import ConfigError, SourceError
-from ._ledger import DeliveryReport
+from ._exceptions import ConfigError
 from ._pipeline import Pipeline, PipelineHandle
+from ._report import DeliveryReport, SourceError
 
 __all__ = ["ExitStatus", "exit_status", "serve"]
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import trio
 
-from ._drain import DrainControl, describe, take_buffered
+from ._drain import DrainControl, take_buffered
+from ._exceptions import describe
 from ._faults import ErrorHook, SinkFaults
 from ._ledger import Ledger, SinkAccount
 from ._record import Record

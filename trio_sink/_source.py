@@ -19,7 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ._drain import DrainControl, describe
+from ._drain import DrainControl
+from ._exceptions import describe
 from ._route import Fanout, unrouted
 
 __all__ = ["Source", "SourceStage", "run_source_stage"]

@@ -38,9 +38,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .._drain import describe
-from .._exceptions import ConfigError
-from .._ledger import REASON_KINDS
+from .._exceptions import ConfigError, describe
+from .._report import REASON_KINDS
 from .._route import is_async_callable
 from .._stats import PipelineStatistics, SinkStatistics
 

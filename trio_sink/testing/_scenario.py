@@ -17,7 +17,6 @@ import trio.testing
 
 from .. import DeliveryReport, Pipeline, PipelineHandle, SourceError
 from .._exceptions import AccountingError
-from .._ledger import DEADLINE, IMMEDIATE
 
 if TYPE_CHECKING:
     from .strategies import Stop, StopPlan
@@ -260,19 +259,20 @@ def _check(
         )
 
     reasons = {u.reason for u in report.undelivered}
-    given_up = reasons & {DEADLINE, IMMEDIATE}
+    kinds = {u.kind for u in report.undelivered}
+    given_up = kinds & {"deadline", "immediate"}
     if report.timed_out != bool(given_up):
         raise fail(
             "timed_out",
             f"timed_out is {report.timed_out}, undelivered reasons are {sorted(reasons)}",
         )
-    if DEADLINE in reasons and drain_timeout is None:
+    if "deadline" in kinds and drain_timeout is None:
         raise fail("timed_out", "records given up at a drain deadline, but there is none")
-    if IMMEDIATE in reasons and immediate is None:
+    if "immediate" in kinds and immediate is None:
         raise fail("timed_out", "records given up at an immediate stop, but none was made")
     if (
         immediate is not None
-        and DEADLINE in reasons
+        and "deadline" in kinds
         and (drain_timeout is None or stopped_at + drain_timeout > start + immediate + EPS)
     ):
         raise fail(
