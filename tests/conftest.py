@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import os
 
+# Every ledger of the suite checks its accounts after every move (and so do the
+# subprocesses the tests start, which inherit the variable).
+os.environ.setdefault("TRIO_SINK_STRICT_LEDGER", "1")
+
 from hypothesis import HealthCheck, settings
 
 # "dev": quick local runs. "ci": Hypothesis's own ci profile (derandomized, no deadline),

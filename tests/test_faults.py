@@ -37,12 +37,12 @@ from trio_sink import (
     Sink,
     replay,
 )
-from trio_sink._drain import DrainControl, take_buffered
-from trio_sink._faults import ErrorFeed
+from trio_sink._control import StopControl, take_buffered
+from trio_sink._feeds import ErrorFeed, SinkBatch
 from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
-from trio_sink._route import SinkBatch
+from trio_sink._report import DEADLINE, Reason
 from trio_sink._sink import SinkSlot
-from trio_sink._sink_stage import run_sink_stage
+from trio_sink._writer import SinkWriter
 from trio_sink.sinks import CollectSink, SlowSink
 from trio_sink.testing import FlakySink, Pause, RecordingSink, ScriptedSource
 
@@ -801,20 +801,18 @@ async def test_the_statistics_add_up_after_every_task_step(
 
 
 async def run_stage(sink: object, batches: Sequence[Sequence[int]], **kwargs: Any) -> Ledger:
-    """Run one sink stage on ``batches`` of record ids, outside a pipeline."""
+    """Run one sink's writer on ``batches`` of record ids, outside a pipeline."""
     slot = SinkSlot(sink)
     ledger = Ledger([slot.name])
-    control = DrainControl(None, ledger)
-    control.open_stages = 1
     account = ledger.accounts[slot.name]
     send, recv = trio.open_memory_channel[SinkBatch](len(batches))
     for ids in batches:
         batch = tuple(Record(i, f"raw {i}", i) for i in ids)
-        account.routed += len(batch)
-        account.buffered += len(batch)
+        ledger.admit(account, len(batch))
         send.send_nowait((batch, Ticket(ids[0], len(ids), 1)))
     send.close()
-    await run_sink_stage(slot, account, control, recv, **kwargs)
+    control = StopControl(None, ledger)
+    await SinkWriter(slot, account, ledger, control=control, **kwargs).run(recv)
     return ledger
 
 
@@ -838,7 +836,7 @@ async def test_the_error_hook_gets_copies_of_the_failed_records_with_their_error
 ) -> None:
     sink = FlakySink(name="db", fail_on={1}, permanent={2})
     hook = Hook()
-    ledger = await run_stage(sink, [[0, 1], [2], [3], [4]], report_error=hook)
+    ledger = await run_stage(sink, [[0, 1], [2], [3], [4]], errors=hook)
     assert [[r.id for r in got] for got in hook.got] == [[2], [3]]
     assert [type(r.error).__name__ for got in hook.got for r in got] == [
         "OSError",
@@ -854,7 +852,7 @@ async def test_an_error_hook_that_raises_is_disabled_and_logged(
 ) -> None:
     sink = FlakySink(name="db", fail_on={0, 1})
     hook = Hook(fail=True)
-    ledger = await run_stage(sink, [[0], [1], [2]], report_error=hook)
+    ledger = await run_stage(sink, [[0], [1], [2]], errors=hook)
     assert len(hook.got) == 1
     assert hook.closed == 1
     assert [r.getMessage().split()[0] for r in caplog.records if r.levelno == logging.ERROR] == [
@@ -960,7 +958,7 @@ async def test_the_monitor_stage_never_stores_its_statistics_records(
     autojump_clock: trio.testing.MockClock, store: RescueStore
 ) -> None:
     sink = FlakySink(name="mon", fail_on=lambda k, batch: True)
-    ledger = await run_stage(sink, [[-1], [-2]], feeds_monitor=False, rescue=store)
+    ledger = await run_stage(sink, [[-1], [-2]], data=False, rescue=store)
     assert ledger.accounts["mon"].undelivered == 2
     assert not any(u.stored for u in ledger.undelivered)
     store.seal()
@@ -995,21 +993,24 @@ async def test_the_example_in_the_docs_runs_as_it_says(
 # -- the ledger's parked records -----------------------------------------------------------
 
 
-def test_parked_records_are_reported_until_unparked() -> None:
+def test_parked_records_are_reported_until_replayed() -> None:
     ledger = Ledger(["db"])
-    ledger.received = ledger.dispatched = 4
+    ticket = Ticket(ledger.receive(4), 4, 0)
     account = ledger.accounts["db"]
-    account.routed = 4
+    ledger.route(account, 4)
+    ledger.dispatch(ticket, 1)
+    ledger.send(account, 4)
+    ledger.take(account, 4)
     records = [Record(i, i, i) for i in range(4)]
-    ledger.abandon(account, "sink", "sink unhealthy: OSError: x", records[:3], parked=True)
-    ledger.abandon(account, "sink", "drain deadline", records[3:], stored=True)
+    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
+    ledger.abandon(account, "in_flight", "sink", unhealthy, records[:3], parked=True)
+    ledger.abandon(account, "in_flight", "sink", DEADLINE, records[3:], stored=True)
     assert (account.undelivered, account.stored) == (4, 4)
     assert account.by_reason == {"sink error": 3, "drain deadline": 1}
-    back = ledger.unpark(account, [2, 0, 7])
-    assert [u.record.id for u in back] == [2, 0]
-    account.delivered += len(back)
+    assert ledger.replayed(account, [2, 0, 7]) == 2
+    assert (account.delivered, account.replayed) == (2, 2)
     assert (account.undelivered, account.stored) == (2, 2)
     assert account.by_reason == {"sink error": 1, "drain deadline": 1}
     report = checked(ledger.report(0.0))
     assert [(u.record.id, u.stored) for u in report.undelivered] == [(3, True), (1, True)]
-    assert ledger.unpark(account, [2]) == []
+    assert ledger.replayed(account, [2]) == 0

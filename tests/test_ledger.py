@@ -1,330 +1,32 @@
-"""The ledger and the DeliveryReport: counts, check(), abandon, ticket settlement."""
+"""The ledger: every move of a count, the identity it keeps, tickets, error ids."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import attrs
 import pytest
 
-from trio_sink import AccountingError, DeliveryReport, Record, TrioSinkError, Undelivered
-from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
-
-DEADLINE, IMMEDIATE, CANCELLED = "drain deadline", "immediate stop", "cancelled"
-
-
-def _lost(rid: int, sink: str | None, stage: str = "sink", reason: str = DEADLINE) -> Undelivered:
-    return Undelivered(Record(rid, f"raw{rid}", f"raw{rid}"), sink, stage, reason)
-
-
-def _consistent() -> DeliveryReport:
-    """Five records: 0..3 dispatched (0, 1 to "a"; 2, 3 to "a" and "b"), 4 lost before routing.
-
-    "a": 4 routed, 3 delivered, record 3 undelivered.
-    "b": 2 routed, 1 delivered, record 2 undelivered.
-    """
-    return DeliveryReport(
-        received=5,
-        routed={"a": 4, "b": 2},
-        delivered={"a": 3, "b": 1},
-        undelivered=[_lost(3, "a"), _lost(2, "b"), _lost(4, None, stage="source")],
-        discarded={"default": 0},
-        timed_out=True,
-        drain_seconds=1.5,
-        dispatched=4,
-    )
-
-
-# -- check(): passes ----------------------------------------------------------------------
-
-
-def test_check_passes_on_a_consistent_report() -> None:
-    _consistent().check()
-
-
-def test_check_passes_on_an_empty_run() -> None:
-    DeliveryReport(
-        received=0,
-        routed={"a": 0},
-        delivered={"a": 0},
-        undelivered=[],
-        discarded={},
-        timed_out=False,
-        drain_seconds=0.0,
-    ).check()
-
-
-def test_check_passes_when_everything_was_discarded() -> None:
-    DeliveryReport(
-        received=3,
-        routed={},
-        delivered={},
-        undelivered=[],
-        discarded={"default": 3},
-        timed_out=False,
-        drain_seconds=0.0,
-        dispatched=3,
-    ).check()
-
-
-def test_check_allows_one_record_undelivered_to_several_sinks() -> None:
-    # The same id for two different sinks is not a double report.
-    DeliveryReport(
-        received=1,
-        routed={"a": 1, "b": 1},
-        delivered={"a": 0, "b": 0},
-        undelivered=[_lost(0, "a"), _lost(0, "b")],
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-        dispatched=1,
-    ).check()
-
-
-# -- check(): each broken case -----------------------------------------------------------
-
-
-def test_accounting_error_is_a_trio_sink_error() -> None:
-    assert issubclass(AccountingError, TrioSinkError)
-
-
-def test_check_fails_when_delivered_plus_undelivered_is_not_routed() -> None:
-    report = attrs.evolve(_consistent(), delivered={"a": 4, "b": 1})
-    with pytest.raises(
-        AccountingError, match=r"sink 'a': delivered 4 \+ undelivered 1 != routed 4"
-    ):
-        report.check()
-
-
-def test_check_fails_when_too_few_are_accounted_for() -> None:
-    report = attrs.evolve(_consistent(), routed={"a": 4, "b": 3})
-    with pytest.raises(
-        AccountingError, match=r"sink 'b': delivered 1 \+ undelivered 1 != routed 3"
-    ):
-        report.check()
-
-
-def test_check_fails_for_a_sink_delivered_but_never_routed() -> None:
-    report = attrs.evolve(_consistent(), delivered={"a": 3, "b": 1, "c": 2})
-    with pytest.raises(
-        AccountingError, match=r"sink 'c': delivered 2 \+ undelivered 0 != routed 0"
-    ):
-        report.check()
-
-
-def test_check_fails_for_negative_delivered_even_when_the_sum_matches() -> None:
-    # -1 + 1 == 0: the sum alone would pass.
-    report = DeliveryReport(
-        received=1,
-        routed={"a": 0},
-        delivered={"a": -1},
-        undelivered=[_lost(0, "a")],
-        discarded={},
-        timed_out=False,
-        drain_seconds=0.0,
-        dispatched=1,
-    )
-    with pytest.raises(AccountingError, match="sink 'a'"):
-        report.check()
-
-
-def test_check_fails_when_a_record_is_reported_twice_for_one_sink() -> None:
-    # Counts add up (2 routed, 0 delivered, 2 undelivered), but it is the same record twice.
-    report = DeliveryReport(
-        received=2,
-        routed={"a": 2},
-        delivered={"a": 0},
-        undelivered=[_lost(1, "a"), _lost(1, "a")],
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-        dispatched=2,
-    )
-    with pytest.raises(AccountingError, match="record 1 reported twice for sink 'a'"):
-        report.check()
-
-
-def test_check_fails_when_a_record_is_reported_twice_before_routing() -> None:
-    report = DeliveryReport(
-        received=2,
-        routed={},
-        delivered={},
-        undelivered=[_lost(0, None), _lost(0, None)],
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-        dispatched=0,
-    )
-    with pytest.raises(AccountingError, match="record 0 reported twice for sink None"):
-        report.check()
-
-
-def test_check_fails_when_undelivered_names_an_unknown_sink() -> None:
-    base = _consistent()
-    report = attrs.evolve(base, undelivered=[*base.undelivered, _lost(0, "ghost")])
-    with pytest.raises(AccountingError, match=r"undelivered names unknown sinks \['ghost'\]"):
-        report.check()
-
-
-@pytest.mark.parametrize("rid", [5, 99, -1])
-def test_check_fails_for_a_record_id_outside_the_received_range(rid: int) -> None:
-    report = DeliveryReport(
-        received=5,
-        routed={"a": 5},
-        delivered={"a": 4},
-        undelivered=[_lost(rid, "a")],
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-        dispatched=5,
-    )
-    with pytest.raises(AccountingError, match=rf"record id {rid} outside 0\.\.4"):
-        report.check()
-
-
-def test_check_fails_when_dispatched_plus_unrouted_is_not_received() -> None:
-    report = attrs.evolve(_consistent(), dispatched=3)
-    with pytest.raises(AccountingError, match=r"dispatched 3 \+ unrouted 1 != received 5"):
-        report.check()
-
-
-def test_check_fails_when_records_vanished_before_routing() -> None:
-    # A record neither dispatched nor reported: the source produced 6, only 5 are counted.
-    report = attrs.evolve(_consistent(), received=6)
-    with pytest.raises(AccountingError, match=r"dispatched 4 \+ unrouted 1 != received 6"):
-        report.check()
-
-
-def test_check_reports_every_problem_at_once() -> None:
-    base = _consistent()
-    report = attrs.evolve(
-        base,
-        delivered={"a": 0, "b": 1},
-        undelivered=[*base.undelivered, _lost(9, "ghost")],
-        dispatched=0,
-    )
-    with pytest.raises(AccountingError) as info:
-        report.check()
-    message = str(info.value)
-    assert "sink 'a'" in message
-    assert "unknown sinks ['ghost']" in message
-    assert "record id 9 outside 0..4" in message
-    assert "!= received 5" in message
-    assert "sink 'b'" not in message
-
-
-# -- the report as a value ---------------------------------------------------------------
-
-
-def test_ok_is_true_only_when_nothing_is_undelivered() -> None:
-    assert not _consistent().ok
-    clean = attrs.evolve(
-        _consistent(),
-        delivered={"a": 4, "b": 2},
-        undelivered=[],
-        dispatched=5,
-        timed_out=False,
-    )
-    clean.check()
-    assert clean.ok
-
-
-def test_ok_is_false_for_a_record_lost_before_routing() -> None:
-    report = DeliveryReport(
-        received=1,
-        routed={},
-        delivered={},
-        undelivered=[_lost(0, None, stage="source")],
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-    )
-    report.check()
-    assert not report.ok
-
-
-@pytest.mark.parametrize("field", ["routed", "delivered", "discarded", "sink_errors"])
-def test_report_mappings_are_read_only(field: str) -> None:
-    report = attrs.evolve(_consistent(), sink_errors={"a": "flush raised OSError: disk"})
-    assert isinstance(getattr(report, field), Mapping)
-    mapping: Any = getattr(report, field)
-    key = next(iter(mapping))
-    with pytest.raises(TypeError):
-        mapping[key] = 0
-    with pytest.raises(TypeError):
-        mapping["new"] = 0
-    with pytest.raises(TypeError):
-        del mapping[key]
-
-
-def test_report_copies_the_mappings_it_is_given() -> None:
-    routed = {"a": 1}
-    delivered = {"a": 1}
-    discarded = {"default": 2}
-    errors = {"a": "aclose raised OSError: x"}
-    report = DeliveryReport(
-        received=3,
-        routed=routed,
-        delivered=delivered,
-        undelivered=[],
-        discarded=discarded,
-        timed_out=False,
-        drain_seconds=0.0,
-        dispatched=3,
-        sink_errors=errors,
-    )
-    routed["a"] = 9
-    delivered["b"] = 9
-    discarded["miss"] = 9
-    errors.clear()
-    assert dict(report.routed) == {"a": 1}
-    assert dict(report.delivered) == {"a": 1}
-    assert dict(report.discarded) == {"default": 2}
-    assert dict(report.sink_errors) == {"a": "aclose raised OSError: x"}
-    report.check()
-
-
-def test_report_undelivered_is_an_immutable_copy() -> None:
-    lost = [_lost(0, "a")]
-    report = DeliveryReport(
-        received=1,
-        routed={"a": 1},
-        delivered={"a": 0},
-        undelivered=lost,
-        discarded={},
-        timed_out=True,
-        drain_seconds=0.0,
-        dispatched=1,
-    )
-    lost.append(_lost(0, "a"))
-    assert len(report.undelivered) == 1
-    assert isinstance(report.undelivered, tuple)
-    report.check()
-
-
-def test_report_is_frozen() -> None:
-    report = _consistent()
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        report.received = 0  # type: ignore[misc]
-    assert report.received == 5
-
-
-def test_undelivered_is_frozen_and_keeps_the_error_out_of_equality() -> None:
-    u1 = Undelivered(Record(0, "r", "r"), "a", "sink", "sink raised OSError: x", OSError("x"))
-    u2 = Undelivered(Record(0, "r", "r"), "a", "sink", "sink raised OSError: x", OSError("x"))
-    assert u1 == u2
-    assert isinstance(u1.error, OSError)
-    assert Undelivered(Record(0, "r", "r"), "a", "sink", "x").error is None
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        u1.sink = "b"  # type: ignore[misc]
-
-
-# -- Ledger -------------------------------------------------------------------------------
+from trio_sink import AccountingError, Record
+from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, SinkAccount, Ticket
+from trio_sink._report import CANCELLED, DEADLINE, IMMEDIATE, Reason, sink_error
 
 
 def _records(first: int, n: int) -> list[Record]:
     return [Record(i, i, i) for i in range(first, first + n)]
+
+
+def _places(a: SinkAccount) -> tuple[int, ...]:
+    return (a.routed, a.waiting, a.buffered, a.in_flight, a.delivered, a.undelivered)
+
+
+def _taken(ledger: Ledger, account: SinkAccount, n: int) -> None:
+    """Route ``n`` records to ``account``'s sink, send them, and take them."""
+    ledger.route(account, n)
+    ledger.send(account, n)
+    ledger.take(account, n)
+
+
+@pytest.fixture(autouse=True)
+def strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Ledger, "strict", True)
 
 
 def test_ledger_has_an_account_per_sink_starting_at_zero() -> None:
@@ -338,97 +40,267 @@ def test_ledger_has_an_account_per_sink_starting_at_zero() -> None:
     report.check()
 
 
-def test_ledger_abandon_counts_per_sink() -> None:
-    ledger = Ledger(["a", "b"])
-    ledger.received = ledger.dispatched = 5
-    a, b = ledger.accounts["a"], ledger.accounts["b"]
-    a.routed = 5
-    b.routed = 2
-    a.delivered = 2
-    assert ledger.abandon(a, "sink", DEADLINE, _records(2, 3)) == 3
-    assert ledger.abandon(b, "route", CANCELLED, _records(0, 2)) == 2
-    assert (a.undelivered, b.undelivered) == (3, 2)
-    report = ledger.report(2.0)
-    assert [(u.record.id, u.sink, u.stage) for u in report.undelivered] == [
-        (2, "a", "sink"),
-        (3, "a", "sink"),
-        (4, "a", "sink"),
-        (0, "b", "route"),
-        (1, "b", "route"),
-    ]
-    assert report.drain_seconds == 2.0
-    report.check()
+# -- the moves ------------------------------------------------------------------------------
 
 
-def test_ledger_abandon_before_routing_names_no_sink() -> None:
+def test_a_batch_moves_from_routed_to_delivered_one_place_at_a_time() -> None:
     ledger = Ledger(["a"])
-    ledger.received = 2
-    n = ledger.abandon(None, "source", IMMEDIATE, iter(_records(0, 2)))
-    assert n == 2
+    a = ledger.accounts["a"]
+    assert ledger.receive(5) == 0
+    assert ledger.receive(3) == 5
+    ticket = Ticket(0, 5, 0)
+    ledger.open(ticket)
+    ledger.route(a, 5)
+    assert _places(a) == (5, 5, 0, 0, 0, 0)
+    ledger.dispatch(ticket, 1)
+    assert (ledger.dispatched, ticket.pending) == (5, 1)
+    ledger.send(a, 5)
+    assert _places(a) == (5, 0, 5, 0, 0, 0)
+    assert a.peak_buffered == 5
+    ledger.take(a, 5)
+    assert _places(a) == (5, 0, 0, 5, 0, 0)
+    ledger.deliver(a, 5)
+    assert _places(a) == (5, 0, 0, 0, 5, 0)
+    ledger.settle(ticket)
+    assert ledger.open_tickets == {}
+    assert a.pending == 0
+
+
+def test_a_cancelled_send_waits_again() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    ledger.route(a, 4)
+    ledger.send(a, 4)
+    ledger.unsend(a, 4)
+    assert _places(a) == (4, 4, 0, 0, 0, 0)
+    assert a.peak_buffered == 4
+
+
+def test_a_batch_of_discarded_records_settles_at_once() -> None:
+    settled: list[Ticket] = []
+    ledger = Ledger(["a"], on_settled=settled.append)
+    ticket = Ticket(ledger.receive(3), 3, 0)
+    ledger.open(ticket)
+    ledger.discard("default", 3)
+    ledger.dispatch(ticket, 0)
+    assert settled == [ticket]
+    assert ledger.discarded == {"default": 3}
+    ledger.report(0.0).check()
+
+
+def test_admit_counts_a_side_feed_straight_into_the_channel() -> None:
+    ledger = Ledger(["error"])
+    a = ledger.accounts["error"]
+    ledger.admit(a, 3)
+    ledger.admit(a, 2)
+    assert _places(a) == (5, 0, 5, 0, 0, 0)
+    assert a.peak_buffered == 5
+
+
+@pytest.mark.parametrize("place", ["waiting", "buffered", "in_flight"])
+def test_abandon_moves_records_from_their_place_to_undelivered(place: str) -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    ledger.route(a, 3)
+    if place != "waiting":
+        ledger.send(a, 3)
+    if place == "in_flight":
+        ledger.take(a, 3)
+    assert ledger.abandon(a, place, "sink", DEADLINE, _records(0, 3)) == 3  # type: ignore[arg-type]
+    assert _places(a) == (3, 0, 0, 0, 0, 3)
+    assert a.by_reason == {"drain deadline": 3}
+
+
+def test_abandon_before_routing_names_no_sink() -> None:
+    ledger = Ledger(["a"])
+    ledger.receive(2)
+    assert ledger.abandon(None, None, "source", IMMEDIATE, iter(_records(0, 2))) == 2
     assert ledger.accounts["a"].undelivered == 0
     report = ledger.report(0.0)
     assert [u.sink for u in report.undelivered] == [None, None]
-    assert [u.reason for u in report.undelivered] == [IMMEDIATE, IMMEDIATE]
+    assert [(u.reason, u.kind) for u in report.undelivered] == [("immediate stop", "immediate")] * 2
     report.check()
 
 
-def test_ledger_abandon_keeps_the_sink_exception() -> None:
+def test_abandon_keeps_the_sink_exception_and_the_kind() -> None:
     ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    _taken(ledger, a, 1)
     exc = OSError("disk full")
-    ledger.abandon(
-        ledger.accounts["a"], "sink", "sink raised OSError: disk full", _records(0, 1), exc
-    )
+    ledger.abandon(a, "in_flight", "sink", sink_error(exc), _records(0, 1), exc)
     (u,) = ledger.report(0.0).undelivered
-    assert u.error is exc
-    assert u.reason == "sink raised OSError: disk full"
+    assert (u.error, u.reason, u.kind) == (exc, "sink raised OSError: disk full", "sink_error")
+    assert a.by_reason == {"sink error": 1}
 
 
 @pytest.mark.parametrize("reason", [DEADLINE, IMMEDIATE])
-def test_ledger_abandon_counts_deadline_reasons(reason: str) -> None:
+def test_abandon_counts_deadline_reasons(reason: Reason) -> None:
     ledger = Ledger(["a"])
-    ledger.abandon(ledger.accounts["a"], "sink", reason, _records(0, 3))
-    ledger.abandon(None, "source", reason, _records(3, 2))
+    _taken(ledger, ledger.accounts["a"], 3)
+    ledger.abandon(ledger.accounts["a"], "in_flight", "sink", reason, _records(0, 3))
+    ledger.abandon(None, None, "source", reason, _records(3, 2))
     assert ledger.deadline_abandoned == 5
     assert ledger.report(0.0).timed_out
 
 
-@pytest.mark.parametrize("reason", [CANCELLED, "sink raised ValueError: x", "pipeline failed: X"])
-def test_ledger_abandon_other_reasons_are_not_a_timeout(reason: str) -> None:
+@pytest.mark.parametrize(
+    "reason", [CANCELLED, sink_error(ValueError("x")), Reason("pipeline_failed", "pipeline failed")]
+)
+def test_abandon_for_other_reasons_is_not_a_timeout(reason: Reason) -> None:
     ledger = Ledger(["a"])
-    ledger.abandon(ledger.accounts["a"], "sink", reason, _records(0, 3))
+    _taken(ledger, ledger.accounts["a"], 3)
+    ledger.abandon(ledger.accounts["a"], "in_flight", "sink", reason, _records(0, 3))
     assert ledger.deadline_abandoned == 0
     report = ledger.report(0.0)
     assert not report.timed_out
     assert len(report.undelivered) == 3
 
 
-def test_ledger_abandon_of_nothing_counts_nothing() -> None:
+def test_abandon_of_nothing_counts_nothing() -> None:
     ledger = Ledger(["a"])
-    assert ledger.abandon(ledger.accounts["a"], "sink", DEADLINE, []) == 0
+    assert ledger.abandon(ledger.accounts["a"], "in_flight", "sink", DEADLINE, []) == 0
     assert ledger.deadline_abandoned == 0
     assert not ledger.report(0.0).timed_out
 
 
+def test_drop_takes_statistics_records_back_from_routed_into_discarded() -> None:
+    ledger = Ledger(["mon"])
+    mon = ledger.accounts["mon"]
+    ledger.admit(mon, 3)
+    ledger.take(mon, 1)
+    ledger.drop(mon, "in_flight", "monitor", 1)
+    ledger.drop(mon, "buffered", "monitor", 2)
+    assert _places(mon) == (0, 0, 0, 0, 0, 0)
+    assert ledger.discarded == {"monitor": 3}
+
+
+def test_parked_records_delivered_by_replay_leave_undelivered() -> None:
+    ledger = Ledger(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 4)
+    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
+    ledger.abandon(db, "in_flight", "sink", unhealthy, _records(0, 3), parked=True)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(3, 1), stored=True)
+    assert (db.undelivered, db.stored) == (4, 4)
+    assert ledger.replayed(db, [2, 0, 9]) == 2
+    assert (db.delivered, db.replayed, db.undelivered, db.stored) == (2, 2, 2, 2)
+    assert db.by_reason == {"sink error": 1, "drain deadline": 1}
+    assert ledger.replayed(db, [2]) == 0
+
+
+def test_repark_reports_parked_records_again_with_their_new_reason() -> None:
+    ledger = Ledger(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 2)
+    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
+    ledger.abandon(db, "in_flight", "sink", unhealthy, _records(0, 2), parked=True)
+    exc = ValueError("rejected")
+    assert ledger.repark(db, [1], sink_error(exc), exc) == 1
+    assert (db.undelivered, db.stored) == (2, 2)
+    report = ledger.report(0.0)
+    assert sorted((u.record.id, u.kind, u.stored) for u in report.undelivered) == [
+        (0, "unhealthy", True),
+        (1, "sink_error", True),
+    ]
+
+
+def test_stored_marks_count_only_data_records() -> None:
+    ledger = Ledger(["a", "mon"])
+    a, mon = ledger.accounts["a"], ledger.accounts["mon"]
+    _taken(ledger, a, 2)
+    ledger.admit(mon, 1)
+    ledger.take(mon, 1)
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(0, 2))
+    ledger.abandon(mon, "in_flight", "sink", DEADLINE, [Record(-1, "s", "s")])
+    places = ledger.unstored()
+    assert places == [0, 1]  # not the statistics record
+    ledger.mark_stored(places)
+    assert (a.stored, mon.stored) == (2, 0)
+    assert [u.stored for u in ledger.undelivered] == [True, True, False]
+
+
+def test_note_error_keeps_each_text_once() -> None:
+    ledger = Ledger(["a"])
+    ledger.note_error("rescue", "rescue store raised OSError: x")
+    ledger.note_error("rescue", "rescue store raised OSError: x")
+    ledger.note_error("rescue", "rescue store raised OSError: y")
+    assert ledger.sink_errors == {
+        "rescue": "rescue store raised OSError: x; rescue store raised OSError: y"
+    }
+
+
 def test_ledger_report_is_a_snapshot() -> None:
     ledger = Ledger(["a"])
-    ledger.received = ledger.dispatched = 2
-    ledger.accounts["a"].routed = 2
-    ledger.accounts["a"].delivered = 1
-    ledger.abandon(ledger.accounts["a"], "sink", DEADLINE, _records(1, 1))
-    ledger.discarded["default"] += 4
-    ledger.sink_errors["a"] = "flush raised OSError: x"
+    a = ledger.accounts["a"]
+    ticket = Ticket(ledger.receive(2), 2, 0)
+    _taken(ledger, a, 2)
+    ledger.dispatch(ticket, 1)
+    ledger.deliver(a, 1)
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(1, 1))
+    ledger.discard("default", 4)
+    ledger.note_error("a", "flush raised OSError: x")
     report = ledger.report(0.5)
-    ledger.accounts["a"].delivered = 7
-    ledger.discarded["default"] += 1
-    ledger.abandon(ledger.accounts["a"], "sink", DEADLINE, _records(0, 1))
+    ledger.discard("default", 1)
     ledger.sink_errors.clear()
-    ledger.received = 100
+    ledger.receive(100)
     assert report.received == 2
     assert dict(report.delivered) == {"a": 1}
     assert dict(report.discarded) == {"default": 4}
     assert len(report.undelivered) == 1
     assert dict(report.sink_errors) == {"a": "flush raised OSError: x"}
     report.check()
+
+
+# -- strict: the identity after every move ----------------------------------------------------
+
+
+def test_strict_ledger_refuses_a_move_that_breaks_the_identity() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    ledger.route(a, 2)
+    with pytest.raises(AccountingError, match="sink 'a': a negative count"):
+        ledger.take(a, 1)  # nothing was sent
+
+
+def test_strict_ledger_refuses_delivering_more_than_in_hand() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    _taken(ledger, a, 1)
+    with pytest.raises(AccountingError, match="in_flight=-1"):
+        ledger.deliver(a, 2)
+
+
+def test_strict_ledger_refuses_a_count_changed_by_hand() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    a.routed += 1  # what no module but the ledger may do
+    with pytest.raises(AccountingError, match="routed != the sum of its places"):
+        ledger.route(a, 1)
+
+
+def test_the_suite_runs_with_a_strict_ledger() -> None:
+    import os
+
+    assert os.environ.get("TRIO_SINK_STRICT_LEDGER") == "1"
+
+
+def test_no_module_but_the_ledger_writes_a_count() -> None:
+    """A count is changed by a ledger method, never by hand elsewhere in the package."""
+    import re
+    from pathlib import Path
+
+    import trio_sink
+
+    counters = "|".join((*SinkAccount.__slots__, "received", "dispatched", "generated"))
+    write = re.compile(rf"\.({counters})\s*(\+=|-=|=(?!=))")
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in Path(trio_sink.__file__).parent.rglob("*.py")
+        if path.name != "_ledger.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if write.search(line) and not re.match(r"\s*self\.\w+\s*[-+]?=", line)
+    ]
+    assert found == []
 
 
 # -- Tickets ------------------------------------------------------------------------------
@@ -488,8 +360,10 @@ def test_ids_of_settled_batches_are_forgotten_and_open_or_parked_ones_kept() -> 
     settled, still_open = Ticket(0, n, 1), Ticket(n, 8, 1)
     ledger.open(settled)
     ledger.open(still_open)
-    ledger.received = n + 8
-    ledger.abandon(ledger.accounts["a"], "sink", "sink raised E: x", records(range(5)), parked=True)
+    ledger.receive(n + 8)
+    a = ledger.accounts["a"]
+    _taken(ledger, a, 5)
+    ledger.abandon(a, "in_flight", "sink", sink_error(OSError("x")), records(range(5)), parked=True)
     ledger.sent_to_errors(records(range(n - 4)))
     ledger.settle(settled)
     assert ledger.open_tickets == {n: still_open}

@@ -22,7 +22,8 @@ from trio_sink import (
     RetryPolicy,
     TrioSinkError,
 )
-from trio_sink._retry import BreakerState, find_probe, probe_sink, write_with_retry
+from trio_sink._breaker import BreakerState, find_probe, probe_sink
+from trio_sink._retry import write_with_retry
 from trio_sink.sinks import CollectSink
 from trio_sink.testing import FailingProbe, FlakySink, HangingSink
 

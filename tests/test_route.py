@@ -25,8 +25,9 @@ from trio_sink import (
     Route,
     TrioSinkError,
 )
+from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
-from trio_sink._route import _FAILED, INFRA_GROUPS, Dest, Router, SinkBatch, apply_each
+from trio_sink._route import _FAILED, INFRA_GROUPS, Dest, Router, apply_each
 from trio_sink.sinks import CollectSink, NullSink
 
 When = Callable[[Any], Any] | None

@@ -11,11 +11,11 @@ import trio.testing
 from helpers import GatedSink, checked
 
 from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink, SourceError
-from trio_sink._drain import DrainControl
+from trio_sink._control import StopControl
+from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
-from trio_sink._route import SinkBatch
 from trio_sink._sink import SinkSlot
-from trio_sink._sink_stage import run_sink_stage
+from trio_sink._writer import SinkWriter
 from trio_sink.sinks import CollectSink, SlowSink
 
 
@@ -394,31 +394,30 @@ async def test_sink_stage_takes_every_batch_whatever_its_buffered_count_says(
     sink = CollectSink("c")
     slot = SinkSlot(sink)
     ledger = Ledger([slot.name])
-    control = DrainControl(None, ledger)
-    control.open_stages = 1
     account = ledger.accounts[slot.name]
     send, recv = trio.open_memory_channel[SinkBatch](4)
     early = (Record(0, "a", "a"),)
     late = (Record(1, "b", "b"), Record(2, "c", "c"))
     if count_ahead:
-        account.buffered = 5  # counted, not in the channel yet
+        ledger.route(account, 5)
+        ledger.send(account, 5)  # counted, not in the channel yet (a send waits for room)
     else:
-        send.send_nowait((early, Ticket(0, 1, 1)))  # in the channel, not counted
+        ledger.admit(account, 1)
+        send.send_nowait((early, Ticket(0, 1, 1)))
 
     async def feed() -> None:
         await trio.sleep(1.0)
         if count_ahead:
             send.send_nowait((early, Ticket(0, 1, 1)))
-            account.buffered -= 5 - len(early)
+            ledger.unsend(account, 5 - len(early))  # the rest of the count was cancelled
         await trio.sleep(1.0)
-        account.buffered += len(late)
+        ledger.admit(account, len(late))
         send.send_nowait((late, Ticket(1, 2, 1)))
         send.close()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed)
-        await run_sink_stage(slot, account, control, recv)
+        await SinkWriter(slot, account, ledger, control=StopControl(None, ledger)).run(recv)
     assert [r.id for r in sink.records] == [0, 1, 2]
-    assert account.delivered == 3
-    assert account.buffered == (0 if count_ahead else -1)
+    assert (account.delivered, account.buffered, account.in_flight) == (3, 0, 0)
     assert trio.current_time() == 2.0

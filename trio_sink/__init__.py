@@ -3,12 +3,13 @@
 A record is delivered, or it is reported by id: nothing in between.
 """
 
+from ._breaker import CircuitBreaker as CircuitBreaker
 from ._exceptions import AccountingError as AccountingError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import TrioSinkError as TrioSinkError
 from ._exceptions import UnknownSinkError as UnknownSinkError
+from ._handle import PipelineHandle as PipelineHandle
 from ._pipeline import Pipeline as Pipeline
-from ._pipeline import PipelineHandle as PipelineHandle
 from ._record import ErrorRecord as ErrorRecord
 from ._record import Miss as Miss
 from ._record import Record as Record
@@ -25,7 +26,6 @@ from ._rescue import RescueStore as RescueStore
 from ._rescue_format import RescueEntry as RescueEntry
 from ._rescue_format import RescueFormatError as RescueFormatError
 from ._retry import NO_RETRY as NO_RETRY
-from ._retry import CircuitBreaker as CircuitBreaker
 from ._retry import PermanentError as PermanentError
 from ._retry import RetryPolicy as RetryPolicy
 from ._route import Infra as Infra

@@ -1,38 +1,38 @@
-"""The ledger: who was given what, and what became of it.
+"""The ledger: who was given what, and what became of it. The only code that counts.
 
-Counts move once per batch, never once per record; only records that end up
-undelivered are materialised one by one, and only when that happens.
+Every record routed to a sink is, at any moment, in exactly one of five places::
+
+    routed == waiting + buffered + in_flight + delivered + undelivered
+
+``waiting``: routed, held by the source stage until the sink's channel has room;
+``buffered``: in the sink's channel; ``in_flight``: in the sink's hands (being
+written, retried or set aside); then ``delivered`` or ``undelivered`` for good. Each
+method of :class:`Ledger` is one move between these places, made once per batch (never
+once per record), so the identity holds between any two calls. With ``strict`` on (the
+test suite turns it on through the ``TRIO_SINK_STRICT_LEDGER`` environment variable),
+the ledger checks it after every move and raises :class:`AccountingError` at the first
+one that breaks it.
+
+Only records that end up undelivered are materialised one by one, and only then.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import ClassVar, Literal
 
 import attrs
-from trio import CancelScope, Event
 
-from ._exceptions import describe
+from ._exceptions import AccountingError
 from ._record import Record
-from ._report import (
-    DEADLINE,
-    IMMEDIATE,
-    STAT_KEYS,
-    DeliveryReport,
-    Undelivered,
-    kind_of,
-)
+from ._report import DEADLINE, IMMEDIATE, STAT_KEYS, DeliveryReport, Reason, Undelivered
 
-if TYPE_CHECKING:
-    from ._rescue import RescueStore
-    from ._retry import BreakerState
+__all__ = ["ERROR_IDS_AT_LEAST", "Ledger", "Place", "SinkAccount", "Ticket"]
 
-log = logging.getLogger("trio_sink.rescue")
-
-
-__all__ = ["DeliveryReport", "Ledger", "Ticket", "Undelivered"]
+Place = Literal["waiting", "buffered", "in_flight"]
+"""Where records were when a sink gave them up."""
 
 ERROR_IDS_AT_LEAST = 4096
 """The size from which the ledger forgets the ids of settled error records."""
@@ -54,70 +54,66 @@ class Ticket:
 
 
 class SinkAccount:
-    """The counts and controls of one sink; its task and the source stage update them
-    per batch."""
+    """The counts of one sink. Read them; only the :class:`Ledger` changes them."""
 
     __slots__ = (
-        "breaker",
         "buffered",
         "by_reason",
         "delivered",
         "in_flight",
         "name",
-        "paused",
         "peak_buffered",
         "replayed",
-        "resumed",
         "retries",
         "routed",
         "stored",
         "undelivered",
+        "waiting",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.routed = 0
+        self.waiting = 0  # routed, not yet in its channel (the channel is full)
+        self.buffered = 0  # in its channel
+        self.in_flight = 0  # in its task's hands
         self.delivered = 0
         self.undelivered = 0
-        self.buffered = 0  # records in its channel
         self.peak_buffered = 0
-        self.in_flight = 0  # records of the write being made
-        self.by_reason: Counter[str] = Counter()
-        self.paused = False
-        self.resumed: Event | None = None  # set on resume; exists while paused
+        self.by_reason: Counter[str] = Counter()  # undelivered, by statistics key
         self.retries = 0  # writes retried after a failure
         self.stored = 0  # undelivered records kept in the rescue store
         self.replayed = 0  # records delivered from the rescue store during the run
-        self.breaker: BreakerState | None = None  # its circuit breaker, if it has one
 
-    def add_buffered(self, n: int) -> None:
-        """``n`` more records in its channel (or waiting for room there)."""
-        buffered = self.buffered + n
-        self.buffered = buffered
-        if buffered > self.peak_buffered:
-            self.peak_buffered = buffered
+    @property
+    def pending(self) -> int:
+        """Records routed to it and not settled yet."""
+        return self.waiting + self.buffered + self.in_flight
 
-    def pause(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.resumed = Event()
+    def problem(self) -> str | None:
+        """What is wrong with the counts, or None when they add up."""
+        parts = (self.waiting, self.buffered, self.in_flight, self.delivered, self.undelivered)
+        if min(parts) < 0 or self.stored < 0 or self.stored > self.undelivered:
+            return f"sink {self.name!r}: a negative count or stored > undelivered: {self._text()}"
+        if self.routed != sum(parts):
+            return f"sink {self.name!r}: routed != the sum of its places: {self._text()}"
+        if sum(self.by_reason.values()) != self.undelivered:
+            return f"sink {self.name!r}: by reason {dict(self.by_reason)} != {self._text()}"
+        return None
 
-    def resume(self) -> None:
-        if self.paused:
-            self.paused = False
-            assert self.resumed is not None
-            self.resumed.set()
-            self.resumed = None
+    def _text(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__ if k != "by_reason")
 
-    async def wait_resumed(self) -> None:
-        """Return once the sink is not paused (at once if it is not). A pause that
-        comes back before the waiting task runs again is waited for too."""
-        while self.resumed is not None:
-            await self.resumed.wait()
+
+def _strict_from_environment() -> bool:
+    return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
 
 
 class Ledger:
-    """The mutable counts of one run; :meth:`report` freezes them."""
+    """The counts of one run, and every move they make; :meth:`report` freezes them."""
+
+    strict: ClassVar[bool] = _strict_from_environment()
+    """Check the accounts after every move (slower; for tests)."""
 
     def __init__(
         self,
@@ -130,7 +126,7 @@ class Ledger:
         self.discarded: Counter[str] = Counter()
         self.undelivered: list[Undelivered] = []
         # Per sink name, by record id: undelivered records set aside in the rescue
-        # store that the sink's task may still deliver (see unpark).
+        # store that the sink's task may still deliver (see replayed).
         self.parked: dict[str, dict[int, Undelivered]] = {}
         self.deadline_abandoned = 0
         self.unrouted = 0  # undelivered before routing (sink None)
@@ -145,9 +141,221 @@ class Ledger:
         self._error_ids: set[int] = set()
         self._error_ids_limit = ERROR_IDS_AT_LEAST
 
+    def account(self, name: str) -> SinkAccount:
+        """The account of sink ``name``, opened if it has none yet (a replay meets sink
+        names as it reads them)."""
+        account = self.accounts.get(name)
+        if account is None:
+            account = self.accounts[name] = SinkAccount(name)
+        return account
+
+    def _checked(self, account: SinkAccount) -> None:
+        problem = account.problem()
+        if problem is not None:
+            raise AccountingError(problem)
+
+    # -- the source and the route stage ------------------------------------------------
+
+    def receive(self, n: int) -> int:
+        """``n`` items came from the source: the first id of the ids they get."""
+        first = self.received
+        self.received = first + n
+        return first
+
     def open(self, ticket: Ticket) -> None:
-        """``ticket``'s source batch was routed: its sub-batches are on their way."""
+        """``ticket``'s source batch is being routed: its sub-batches are on their way."""
         self.open_tickets[ticket.first_id] = ticket
+
+    def route(self, account: SinkAccount, n: int) -> None:
+        """``n`` records were routed to ``account``'s sink: they wait to be sent."""
+        account.routed += n
+        account.waiting += n
+        if self.strict:
+            self._checked(account)
+
+    def discard(self, group: str, n: int) -> None:
+        """``n`` records went to infra group ``group``, which has no sink (or no room)."""
+        self.discarded[group] += n
+
+    def dispatch(self, ticket: Ticket, sent: int) -> None:
+        """``ticket``'s records left the route stage, in ``sent`` sub-batches (0: every
+        record was discarded, and the batch is settled now)."""
+        self.dispatched += ticket.count
+        if sent:
+            ticket.pending = sent
+        else:
+            ticket.pending = 1
+            self.settle(ticket)
+
+    def send(self, account: SinkAccount, n: int) -> None:
+        """``n`` waiting records went into the sink's channel (or wait for room in a
+        send that once there, the sink's task may take before the sender runs again)."""
+        account.waiting -= n
+        buffered = account.buffered + n
+        account.buffered = buffered
+        if buffered > account.peak_buffered:
+            account.peak_buffered = buffered
+        if self.strict:
+            self._checked(account)
+
+    def unsend(self, account: SinkAccount, n: int) -> None:
+        """A send of ``n`` records was cancelled: they wait again."""
+        account.buffered -= n
+        account.waiting += n
+        if self.strict:
+            self._checked(account)
+
+    def admit(self, account: SinkAccount, n: int) -> None:
+        """``n`` records went straight into the sink's channel (a side feed, a replay)."""
+        account.routed += n
+        buffered = account.buffered + n
+        account.buffered = buffered
+        if buffered > account.peak_buffered:
+            account.peak_buffered = buffered
+        if self.strict:
+            self._checked(account)
+
+    def generate(self) -> int:
+        """The id of a new statistics record: -1, -2, ..."""
+        self.generated += 1
+        return -self.generated
+
+    # -- a sink's task -----------------------------------------------------------------
+
+    def take(self, account: SinkAccount, n: int) -> None:
+        """The sink's task took ``n`` records from its channel."""
+        account.buffered -= n
+        account.in_flight += n
+        if self.strict:
+            self._checked(account)
+
+    def deliver(self, account: SinkAccount, n: int) -> None:
+        """``n`` records in the task's hands were delivered."""
+        account.in_flight -= n
+        account.delivered += n
+        if self.strict:
+            self._checked(account)
+
+    def retried(self, account: SinkAccount) -> None:
+        """A write to the sink is tried again after a failure."""
+        account.retries += 1
+
+    def abandon(
+        self,
+        account: SinkAccount | None,
+        place: Place | None,
+        stage: str,
+        reason: Reason,
+        records: Iterable[Record],
+        error: BaseException | None = None,
+        *,
+        stored: bool = False,
+        parked: bool = False,
+    ) -> int:
+        """Report ``records`` undelivered to ``account``'s sink, from ``place``; with
+        ``account`` None (and ``place`` None), records given up before routing.
+        Returns how many.
+
+        ``stored``: they are in the rescue store already. ``parked``: stored, and kept
+        by record id until the end of the run, so that :meth:`replayed` can take them
+        back when the sink's task delivers them after all.
+        """
+        text = reason.text
+        kind = reason.kind
+        if account is None:
+            before = len(self.undelivered)
+            self.undelivered.extend(
+                Undelivered(r, None, stage, text, error, stored, kind=kind) for r in records
+            )
+            n = len(self.undelivered) - before
+            self.unrouted += n
+        else:
+            name = account.name
+            if parked:
+                box = self.parked.setdefault(name, {})
+                before = len(box)
+                for r in records:
+                    box[r.id] = Undelivered(r, name, stage, text, error, True, kind=kind)
+                n = len(box) - before
+                stored = True
+            else:
+                before = len(self.undelivered)
+                self.undelivered.extend(
+                    Undelivered(r, name, stage, text, error, stored, kind=kind) for r in records
+                )
+                n = len(self.undelivered) - before
+            if n:
+                assert place is not None
+                setattr(account, place, getattr(account, place) - n)
+                account.undelivered += n
+                account.by_reason[STAT_KEYS[kind]] += n
+                if stored:
+                    account.stored += n
+            if self.strict:
+                self._checked(account)
+        if reason is DEADLINE or reason is IMMEDIATE:
+            self.deadline_abandoned += n
+        return n
+
+    def drop(self, account: SinkAccount, place: Place, group: str, n: int) -> None:
+        """The sink of infra group ``group`` gives up ``n`` records that are not data (a
+        monitor's statistics records): they are counted as discarded instead of
+        undelivered, and taken back from its ``routed``."""
+        setattr(account, place, getattr(account, place) - n)
+        account.routed -= n
+        self.discarded[group] += n
+        if self.strict:
+            self._checked(account)
+
+    def replayed(self, account: SinkAccount, ids: Iterable[int]) -> int:
+        """The parked records of ``account`` with these ids (those that are parked) were
+        delivered by the sink's task after all: undelivered no longer. Returns how many."""
+        n = len(self._unpark(account, ids))
+        account.delivered += n
+        account.replayed += n
+        if self.strict:
+            self._checked(account)
+        return n
+
+    def repark(
+        self,
+        account: SinkAccount,
+        ids: Iterable[int],
+        reason: Reason,
+        error: BaseException | None,
+    ) -> int:
+        """The parked records of ``account`` with these ids failed for good and were
+        stored again, with ``reason``: they stay undelivered, no longer parked."""
+        back = self._unpark(account, ids)
+        n = len(back)
+        name, text, kind = account.name, reason.text, reason.kind
+        self.undelivered.extend(
+            Undelivered(u.record, name, "sink", text, error, True, kind=kind) for u in back
+        )
+        account.undelivered += n
+        account.stored += n
+        if n:
+            account.by_reason[STAT_KEYS[kind]] += n
+        if self.strict:
+            self._checked(account)
+        return n
+
+    def _unpark(self, account: SinkAccount, ids: Iterable[int]) -> list[Undelivered]:
+        box = self.parked.get(account.name)
+        if not box:
+            return []
+        out = [box.pop(i) for i in ids if i in box]
+        n = len(out)
+        if n:
+            account.undelivered -= n
+            account.stored -= n
+            by_reason = account.by_reason
+            for u in out:
+                key = STAT_KEYS[u.kind]
+                by_reason[key] -= 1
+                if by_reason[key] <= 0:
+                    del by_reason[key]
+        return out
 
     def settle(self, ticket: Ticket) -> None:
         """One sub-batch of ``ticket`` reached its final outcome."""
@@ -159,6 +367,16 @@ class Ledger:
                 del open_tickets[ticket.first_id]
             if self._on_settled is not None:
                 self._on_settled(ticket)
+
+    def note_error(self, key: str, text: str) -> None:
+        """Keep an error that is not a record's (a ``flush()``, an ``aclose()``, the
+        rescue store) in the report's ``sink_errors`` under ``key``; once per text."""
+        errors = self.sink_errors
+        old = errors.get(key)
+        if old is None:
+            errors[key] = text
+        elif text not in old.split("; "):
+            errors[key] = f"{old}; {text}"
 
     # -- the error group's copies ------------------------------------------------------
 
@@ -192,69 +410,21 @@ class Ledger:
         """How many ids of records sent to the error group are remembered now."""
         return len(self._error_ids)
 
-    def abandon(
-        self,
-        account: SinkAccount | None,
-        stage: str,
-        reason: str,
-        records: Iterable[Record],
-        error: BaseException | None = None,
-        *,
-        stored: bool = False,
-        parked: bool = False,
-    ) -> int:
-        """Report ``records`` as undelivered to ``account`` (None: before routing).
+    # -- the end -----------------------------------------------------------------------
 
-        ``stored``: they are in the rescue store already. ``parked``: stored, and kept
-        by record id until the end of the run, so that :meth:`unpark` can take them
-        back when the sink's task delivers them after all.
-        """
-        sink = None if account is None else account.name
-        if parked:
-            assert account is not None
-            assert sink is not None
-            box = self.parked.setdefault(sink, {})
-            before = len(box)
-            for r in records:
-                box[r.id] = Undelivered(r, sink, stage, reason, error, True)
-            n = len(box) - before
-            stored = True
-        else:
-            before = len(self.undelivered)
-            self.undelivered.extend(
-                Undelivered(r, sink, stage, reason, error, stored) for r in records
-            )
-            n = len(self.undelivered) - before
-        if account is None:
-            self.unrouted += n
-        elif n:
-            account.undelivered += n
-            account.by_reason[STAT_KEYS[kind_of(reason)]] += n
-            if stored:
-                account.stored += n
-        if reason in (DEADLINE.text, IMMEDIATE.text):
-            self.deadline_abandoned += n
-        return n
+    def unstored(self) -> list[int]:
+        """Where, in :attr:`undelivered`, the data records not stored yet are (the
+        monitor's statistics records, with negative ids, are not data)."""
+        return [k for k, u in enumerate(self.undelivered) if not u.stored and u.record.id >= 0]
 
-    def unpark(self, account: SinkAccount, ids: Iterable[int]) -> list[Undelivered]:
-        """Take back the parked records of ``account`` with these ids (those that are
-        parked): they are no longer undelivered. The caller counts what became of
-        them (delivered, or reported again with :meth:`abandon`)."""
-        box = self.parked.get(account.name)
-        if not box:
-            return []
-        out = [box.pop(i) for i in ids if i in box]
-        n = len(out)
-        if n:
-            account.undelivered -= n
-            account.stored -= n
-            by_reason = account.by_reason
-            for u in out:
-                kind = STAT_KEYS[u.kind]
-                by_reason[kind] -= 1
-                if by_reason[kind] <= 0:
-                    del by_reason[kind]
-        return out
+    def mark_stored(self, places: Sequence[int]) -> None:
+        """The undelivered records at ``places`` (from :meth:`unstored`) were stored."""
+        undelivered = self.undelivered
+        accounts = self.accounts
+        for k in places:
+            u = undelivered[k] = attrs.evolve(undelivered[k], stored=True)
+            if u.sink is not None and u.sink in accounts:
+                accounts[u.sink].stored += 1
 
     def all_undelivered(self) -> list[Undelivered]:
         """Every undelivered record: the list, then the parked ones sink by sink."""
@@ -262,33 +432,6 @@ class Ledger:
         for box in self.parked.values():
             out.extend(box.values())
         return out
-
-    async def rescue_rest(self, store: RescueStore) -> None:
-        """Write every undelivered record not stored yet to ``store``, and mark them
-        stored. At the end of a run, once its tasks are done: the write runs in a worker
-        thread (a large backlog does not hold up the other tasks of the program),
-        shielded from cancellation (what is undelivered is kept, also when the run was
-        cancelled). The monitor's statistics records are not data, and are not stored.
-        If the store fails, the records stay unstored and the failure is kept in
-        ``sink_errors`` under ``"rescue"``."""
-        todo = [k for k, u in enumerate(self.undelivered) if not u.stored and u.record.id >= 0]
-        if not todo:
-            return
-        undelivered = self.undelivered
-        try:
-            with CancelScope(shield=True):
-                await store.arescue([undelivered[k] for k in todo])
-        except Exception as exc:
-            log.error('rescue.failed records=%d error="%s"', len(todo), describe(exc), exc_info=exc)
-            text = f"rescue store raised {describe(exc)}"
-            errors = self.sink_errors
-            errors["rescue"] = f"{errors['rescue']}; {text}" if "rescue" in errors else text
-            return
-        accounts = self.accounts
-        for k in todo:
-            u = undelivered[k] = attrs.evolve(undelivered[k], stored=True)
-            if u.sink is not None and u.sink in accounts:
-                accounts[u.sink].stored += 1
 
     def report(self, drain_seconds: float) -> DeliveryReport:
         accounts = self.accounts.values()

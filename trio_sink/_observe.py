@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 import trio
 
-from ._drain import DrainControl
+from ._breaker import BreakerState
+from ._control import Pause, StopControl
 from ._exceptions import describe
-from ._ledger import SinkAccount, Ticket
+from ._feeds import LossyFeed
+from ._ledger import Ledger
 from ._record import Record
-from ._route import SinkBatch
 from ._source import SourceStage
 from ._stats import (
     DrainStatistics,
@@ -30,7 +31,7 @@ from ._stats import (
     SourceStatistics,
 )
 
-__all__ = ["Monitor", "snapshot", "supervise"]
+__all__ = ["Monitor", "Watch", "snapshot", "supervise"]
 
 MONITOR_GROUP = "monitor"
 
@@ -38,33 +39,56 @@ drain_log = logging.getLogger("trio_sink.drain")
 log = logging.getLogger("trio_sink.pipeline")
 
 
-def snapshot(control: DrainControl, stage: SourceStage) -> PipelineStatistics:
+class Watch:
+    """What the supervisor watches: the stages still feeding the sinks, and a wake-up
+    call. Stages tell it when they end (:meth:`stage_ended`); the source, when it
+    produced something (:meth:`wake`, for ``stop_when_idle``)."""
+
+    def __init__(self, open_stages: int) -> None:
+        self.open_stages = open_stages
+        # Set, and replaced, whenever the supervisor should look again.
+        self.wakeup = trio.Event()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def stage_ended(self) -> None:
+        self.open_stages -= 1
+        if self.open_stages == 0:
+            self.wake()
+
+
+def snapshot(
+    control: StopControl,
+    ledger: Ledger,
+    stage: SourceStage,
+    pauses: dict[str, Pause],
+    breakers: dict[str, BreakerState],
+) -> PipelineStatistics:
     """A frozen snapshot of the run's counters. Sync; no checkpoint."""
-    ledger = control.ledger
     now = trio.current_time()
-    waiting = stage.fanout.waiting()
     sinks = {}
     pending_left = 0
     for name, a in ledger.accounts.items():
-        w = waiting.get(name, 0)
+        breaker = breakers.get(name)
         sinks[name] = SinkStatistics(
             name=name,
             routed=a.routed,
             delivered=a.delivered,
             undelivered=a.undelivered,
-            waiting=w,
+            waiting=a.waiting,
             buffered=a.buffered,
             in_flight=a.in_flight,
             peak_buffered=a.peak_buffered,
-            paused=a.paused,
+            paused=pauses[name].paused,
             undelivered_by_reason=a.by_reason,
-            health=_health(a),
+            health="healthy" if breaker is None else _HEALTH[breaker.state],
             retries=a.retries,
             stored=a.stored,
             replayed=a.replayed,
-            breaker_opened=0 if a.breaker is None else a.breaker.times_opened,
+            breaker_opened=0 if breaker is None else breaker.times_opened,
         )
-        pending_left += w + a.buffered + a.in_flight
+        pending_left += a.pending
     state: PipelineState
     if control.finished:
         state = "stopped"
@@ -93,7 +117,7 @@ def snapshot(control: DrainControl, stage: SourceStage) -> PipelineStatistics:
             dispatched=ledger.dispatched,
             undelivered=ledger.unrouted,
             pulled=len(stage.buf),
-            paused=control.source_paused,
+            paused=stage.pause.paused,
         ),
         sinks=sinks,
         discarded=ledger.discarded,
@@ -104,49 +128,28 @@ def snapshot(control: DrainControl, stage: SourceStage) -> PipelineStatistics:
 _HEALTH = {"closed": "healthy", "open": "unhealthy", "half-open": "probing"}
 
 
-def _health(account: SinkAccount) -> str:
-    breaker = account.breaker
-    return "healthy" if breaker is None else _HEALTH[breaker.state]
-
-
 class Monitor:
-    """The monitor group's sink, as the supervisor feeds it: one record a snapshot."""
+    """The monitor group's sink, as the supervisor feeds it: one record a snapshot, sent
+    without waiting (a record that finds no room is counted as discarded: waiting would
+    let the monitor hold the pipeline; a newer snapshot follows)."""
 
-    def __init__(
-        self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch], interval: float
-    ) -> None:
-        self.account = account
-        self.send = send
+    def __init__(self, feed: LossyFeed, interval: float) -> None:
+        self.feed = feed
         self.interval = interval
-        self.full = False  # the last record found no room (logged once a spell)
         # Around the monitor's task: after the final record, it gets one interval to
         # write what it holds, so that a slow or hung monitor never holds the run.
         self.scope = trio.CancelScope()
 
-    def emit(self, control: DrainControl, stats: PipelineStatistics) -> None:
-        """Send one statistics record, or report it if the monitor's buffer is full.
-        Sync: never waits for the monitor sink."""
-        ledger = control.ledger
-        ledger.generated += 1
-        record = Record(-ledger.generated, stats, stats)
-        account = self.account
-        try:
-            self.send.send_nowait(((record,), Ticket(record.id, 1, 1)))
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            # No room (or the monitor's task has ended): counted and dropped on purpose,
-            # a newer snapshot follows. Waiting would let the monitor hold the pipeline.
-            ledger.discarded[MONITOR_GROUP] += 1
-            if not self.full:
-                self.full = True
-                log.warning("monitor.full sink=%s buffered=%d", account.name, account.buffered)
-        else:
-            self.full = False
-            account.routed += 1
-            account.add_buffered(1)
+    def emit(self, stats: PipelineStatistics) -> None:
+        """Send one statistics record. Sync: never waits for the monitor sink."""
+        rid = self.feed.ledger.generate()
+        self.feed.offer((Record(rid, stats, stats),))
 
 
 async def supervise(
-    control: DrainControl,
+    control: StopControl,
+    watch: Watch,
+    stage: SourceStage,
     take_snapshot: Callable[[], PipelineStatistics],
     *,
     monitor: Monitor | None,
@@ -159,41 +162,43 @@ async def supervise(
     next_monitor = math.inf if monitor is None else now + monitor.interval
     next_progress = math.inf
     try:
-        while control.open_stages > 0:
-            control.wakeup = trio.Event()
+        while watch.open_stages > 0:
+            watch.wakeup = trio.Event()
             if control.stopping and next_progress == math.inf and progress_interval:
                 assert control.stop_time is not None
                 next_progress = control.stop_time + progress_interval
             next_idle = math.inf
-            if stop_when_idle is not None and not control.stopping and not control.source_paused:
-                if control.shipping:
-                    control.idle_deferred = True
-                else:
-                    next_idle = control.last_activity + stop_when_idle
+            if (
+                stop_when_idle is not None
+                and not control.stopping
+                and not stage.pause.paused
+                and not stage.shipping  # it wakes this task when it has shipped
+            ):
+                next_idle = stage.last_activity + stop_when_idle
             with trio.move_on_at(min(next_monitor, next_progress, next_idle)):
-                await control.wakeup.wait()
+                await watch.wakeup.wait()
             now = trio.current_time()
             if (
                 stop_when_idle is not None
                 and not control.stopping
-                and not control.source_paused
-                and not control.shipping
-                and now >= control.last_activity + stop_when_idle
+                and not stage.pause.paused
+                and not stage.shipping
+                and now >= stage.last_activity + stop_when_idle
             ):
-                log.info("pipeline.idle seconds=%.3f", now - control.last_activity)
+                log.info("pipeline.idle seconds=%.3f", now - stage.last_activity)
                 control.stop("idle")
             if now >= next_progress and progress_interval:
-                _log_progress(control, take_snapshot())
+                _log_progress(take_snapshot())
                 next_progress = _next_tick(next_progress, progress_interval, now)
             if monitor is not None and now >= next_monitor:
-                _emit(monitor, control, take_snapshot)
+                _emit(monitor, take_snapshot)
                 next_monitor = _next_tick(next_monitor, monitor.interval, now)
         if monitor is not None:
-            _emit(monitor, control, take_snapshot)  # the final record
+            _emit(monitor, take_snapshot)  # the final record
             monitor.scope.deadline = trio.current_time() + monitor.interval
     finally:
         if monitor is not None:
-            monitor.send.close()
+            monitor.feed.close()
 
 
 def _next_tick(tick: float, interval: float, now: float) -> float:
@@ -202,18 +207,16 @@ def _next_tick(tick: float, interval: float, now: float) -> float:
     return tick + interval * (math.floor((now - tick) / interval) + 1)
 
 
-def _emit(
-    monitor: Monitor, control: DrainControl, take_snapshot: Callable[[], PipelineStatistics]
-) -> None:
+def _emit(monitor: Monitor, take_snapshot: Callable[[], PipelineStatistics]) -> None:
     try:
         stats = take_snapshot()
     except Exception as exc:  # pragma: no cover - a snapshot only reads counters
         log.error('monitor.snapshot_failed error="%s"', describe(exc), exc_info=exc)
         return
-    monitor.emit(control, stats)
+    monitor.emit(stats)
 
 
-def _log_progress(control: DrainControl, stats: PipelineStatistics) -> None:
+def _log_progress(stats: PipelineStatistics) -> None:
     if not drain_log.isEnabledFor(logging.INFO):
         return
     drain = stats.drain

@@ -21,19 +21,20 @@ import msgspec
 import trio
 
 from ._exceptions import ConfigError, describe
-from ._ledger import Ledger, SinkAccount
+from ._ledger import Ledger, Ticket
 from ._record import Record
-from ._report import DeliveryReport
+from ._report import DeliveryReport, Reason
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry, _wall
 from ._rescue_segments import _Chunk, _Segment, _Tally
 from ._sink import SinkSlot
+from ._writer import SinkWriter
 
 __all__ = ["replay"]
 
 log = logging.getLogger("trio_sink.rescue")
 
-NO_ROUTE = "not routed (replay does not route)"
+NO_ROUTE = Reason("not_routed", "not routed (replay does not route)")
 
 
 async def replay(
@@ -125,9 +126,7 @@ async def replay(
 
 def _closing_failed(ledger: Ledger, name: str, what: str, exc: Exception) -> None:
     log.error('replay.%s_failed sink=%s error="%s"', what, name, describe(exc), exc_info=exc)
-    text = f"{what} raised {describe(exc)}"
-    errors = ledger.sink_errors
-    errors[name] = f"{errors[name]}; {text}" if name in errors else text
+    ledger.note_error(name, f"{what} raised {describe(exc)}")
 
 
 class _Replay:
@@ -147,16 +146,16 @@ class _Replay:
         self.sink_name = sink_name
         self.batch_size = batch_size
         self.redirect: SinkSlot | None = None
-        self.next_id = 0
+        self.writers: dict[str, SinkWriter] = {}
         self.tally = _Tally()
         """What this replay read: its own, so that reads at once do not mix in."""
 
-    def account(self, name: str) -> SinkAccount:
-        accounts = self.ledger.accounts
-        account = accounts.get(name)
-        if account is None:
-            account = accounts[name] = SinkAccount(name)
-        return account
+    def writer(self, slot: SinkSlot) -> SinkWriter:
+        writer = self.writers.get(slot.name)
+        if writer is None:
+            account = self.ledger.account(slot.name)
+            writer = self.writers[slot.name] = SinkWriter(slot, account, self.ledger)
+        return writer
 
     async def segment(self, segment: _Segment) -> None:
         """Replay one segment, a batch at a time, from its consumed offset."""
@@ -195,53 +194,53 @@ class _Replay:
         keep: list[bytes | RescueEntry | None] = []
         # Per sink: its slot, its records, and each record's place in keep and entry.
         groups: dict[str, tuple[SinkSlot, list[Record], list[tuple[int, RescueEntry]]]] = {}
+        nowhere: dict[str, list[Record]] = {}  # for sinks this replay does not have
+        first: int | None = None
+        dispatched = 0
         for item in chunk.items:
             entry = item.entry
             if self.sink_name is not None and entry.sink != self.sink_name:
                 keep.append(item.line)
                 continue
-            record = Record(self.next_id, entry.raw, entry.payload, entry.rest)
-            self.next_id += 1
-            ledger.received += 1
+            rid = ledger.receive(1)
+            record = Record(rid, entry.raw, entry.payload, entry.rest)
+            keep.append(item.line)
             if entry.sink is None:
-                ledger.abandon(None, "replay", NO_ROUTE, (record,))
-                keep.append(item.line)
+                ledger.abandon(None, None, "replay", NO_ROUTE, (record,))
                 continue
+            if first is None:
+                first = rid
+            dispatched += 1
             slot = self.redirect or self.by_name.get(entry.sink)
-            ledger.dispatched += 1
             if slot is None:
-                account = self.account(entry.sink)
-                account.routed += 1
-                ledger.abandon(account, "replay", f"no sink named {entry.sink!r}", (record,))
-                keep.append(item.line)
+                nowhere.setdefault(entry.sink, []).append(record)
                 continue
-            self.account(slot.name).routed += 1
             group = groups.get(slot.name)
             if group is None:
                 group = groups[slot.name] = (slot, [], [])
             group[1].append(record)
-            group[2].append((len(keep), entry))
-            keep.append(None)
+            group[2].append((len(keep) - 1, entry))
+            keep[-1] = None
+        if first is None:
+            return keep
+        ticket = Ticket(first, dispatched, 0)
+        ledger.dispatch(ticket, len(groups) + len(nowhere))
+        for name, records in nowhere.items():
+            account = ledger.account(name)
+            ledger.admit(account, len(records))
+            reason = Reason("no_sink", f"no sink named {name!r}")
+            ledger.abandon(account, "buffered", "replay", reason, records)
+            ledger.settle(ticket)
         for slot, records, places in groups.values():
-            account = self.account(slot.name)
-            try:
-                await slot.write(records)
-            except Exception as exc:
-                reason = f"sink raised {describe(exc)}"
-                log.error(
-                    'replay.write_failed sink=%s records=%d error="%s"',
-                    slot.name,
-                    len(records),
-                    describe(exc),
-                    exc_info=exc,
-                )
-                ledger.abandon(account, "sink", reason, records, exc)
+            writer = self.writer(slot)
+            ledger.admit(writer.account, len(records))
+            exc = await writer.write_batch(records)
+            ledger.settle(ticket)
+            if exc is not None:
                 now = _wall()
                 error = describe(exc)
                 for place, entry in places:
                     keep[place] = msgspec.structs.replace(
-                        entry, stage="sink", reason=reason, error=error, time=now
+                        entry, stage="sink", reason=f"sink raised {error}", error=error, time=now
                     )
-            else:
-                account.delivered += len(records)
         return keep

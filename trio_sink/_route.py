@@ -17,18 +17,16 @@ import attrs
 import trio
 
 from . import _record
-from ._drain import DrainControl
 from ._exceptions import ConfigError
+from ._feeds import SinkBatch
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import ErrorRecord, Miss, Record, Residue, with_error
+from ._report import Reason
 from ._sink import SinkArg
 
 __all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "unrouted"]
 
 INFRA_GROUPS = ("default", "miss", "residue", "error", "monitor")
-
-SinkBatch = tuple[tuple[Record, ...], Ticket]
-"""What a sink's channel carries: a read-only sub-batch and its source batch's ticket."""
 
 
 def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
@@ -219,18 +217,14 @@ class Router:
             self._group(subs, "error", errors)
 
         out: list[tuple[Dest, SinkBatch]] = []
+        ledger = self.ledger
         for dests, records_for in subs:
             batch = tuple(records_for)
             size = len(batch)
             for dest in dests:
-                dest.account.routed += size
+                ledger.route(dest.account, size)
                 out.append((dest, (batch, ticket)))
-        self.ledger.dispatched += n
-        if out:
-            ticket.pending = len(out)
-        else:  # nothing sent (every record counted as discarded): settled now
-            ticket.pending = 1
-            self.ledger.settle(ticket)
+        ledger.dispatch(ticket, len(out))
         return out
 
     @staticmethod
@@ -318,7 +312,7 @@ class Router:
             return
         dest = self.infra[group]
         if dest is None:
-            self.ledger.discarded[group] += len(records)
+            self.ledger.discard(group, len(records))
         else:
             subs.append(((dest,), records))
 
@@ -342,14 +336,13 @@ class Fanout:
     routed (before routing: ``sink`` None) and the sub-batches not yet sent.
     """
 
-    def __init__(self, router: Router, control: DrainControl, dests: Sequence[Dest]) -> None:
+    def __init__(self, router: Router, dests: Sequence[Dest]) -> None:
         self.router = router
-        self.control = control
+        self.ledger = router.ledger
         self.dests = dests
         self.hand: tuple[int, list[Any]] | None = None
         self.out: list[tuple[Dest, SinkBatch]] = []
         self.sent = 0
-        self.blocked = False  # a send of out[sent] is waiting for room
         self.unswitched = 0  # records shipped since this task last switched
 
     async def ship(self, first_id: int, raws: list[Any]) -> None:
@@ -366,6 +359,7 @@ class Fanout:
         self.hand = None
         self.sent = 0
         waited = False
+        ledger = self.ledger
         for dest, msg in out:
             try:
                 try:
@@ -374,7 +368,7 @@ class Fanout:
                     await self._send_waiting(dest, msg)
                     waited = True
                 else:
-                    dest.account.add_buffered(len(msg[0]))
+                    ledger.send(dest.account, len(msg[0]))
             except trio.BrokenResourceError:
                 # The sink's task ended first. Either the stages were cancelled (this
                 # task too, though it has not reached a checkpoint since: an item that
@@ -398,34 +392,24 @@ class Fanout:
         size = len(msg[0])
         # Counted as buffered while it waits for room: once there, the sink's task may
         # take it before this task runs again.
-        account.add_buffered(size)
-        self.blocked = True
+        self.ledger.send(account, size)
         try:
             await dest.send.send(msg)
         except BaseException:
-            account.buffered -= size
+            self.ledger.unsend(account, size)
             raise
-        finally:
-            self.blocked = False
 
-    def abandon(self, reason: str) -> None:
-        ledger = self.control.ledger
+    def abandon(self, reason: Reason) -> None:
+        """Report the batch being routed (before routing: ``sink`` None) and the
+        sub-batches not yet sent."""
+        ledger = self.ledger
         if self.hand is not None:
-            ledger.abandon(None, "route", reason, unrouted(*self.hand))
+            ledger.abandon(None, None, "route", reason, unrouted(*self.hand))
             self.hand = None
         for dest, (sub, ticket) in self.out[self.sent :]:
-            ledger.abandon(dest.account, "route", reason, sub)
+            ledger.abandon(dest.account, "waiting", "route", reason, sub)
             ledger.settle(ticket)
         self.out = []
-
-    def waiting(self) -> dict[str, int]:
-        """Per sink name: records routed to it and not sent yet (its buffer is full).
-        A sub-batch whose send waits for room counts as buffered already."""
-        waiting: dict[str, int] = {}
-        for dest, (sub, _) in self.out[self.sent + self.blocked :]:
-            name = dest.account.name
-            waiting[name] = waiting.get(name, 0) + len(sub)
-        return waiting
 
     def close(self) -> None:
         """Close every sink channel: the sinks see the end of their input."""

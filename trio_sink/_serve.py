@@ -21,7 +21,8 @@ from typing import final
 import trio
 
 from ._exceptions import ConfigError
-from ._pipeline import Pipeline, PipelineHandle
+from ._handle import PipelineHandle
+from ._pipeline import Pipeline
 from ._report import DeliveryReport, SourceError
 
 __all__ = ["ExitStatus", "exit_status", "serve"]

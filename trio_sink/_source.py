@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import trio
 
-from ._drain import DrainControl
+from ._control import Pause, StopControl
 from ._exceptions import describe
 from ._route import Fanout, unrouted
 
@@ -52,12 +52,16 @@ class Source(Generic[T]):
         """Tear down at the end of the run. Default: nothing."""
 
 
+def _nothing() -> None:
+    pass
+
+
 class SourceStage:
     """The state of the source stage of one run: what it holds, and its settings."""
 
     def __init__(
         self,
-        control: DrainControl,
+        control: StopControl,
         fanout: Fanout,
         batch_size: int,
         batch_timeout: float,
@@ -66,7 +70,7 @@ class SourceStage:
         track_idle: bool = False,
     ) -> None:
         self.control = control
-        self.ledger = control.ledger
+        self.ledger = fanout.router.ledger
         self.fanout = fanout
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
@@ -75,35 +79,59 @@ class SourceStage:
         self.end_kind = "source exhausted"
         # Items pulled from an async source and not yet cut into a batch.
         self.buf: list[Any] = []
+        self.error: BaseException | None = None
+        """What the source raised, if it did (even if a deadline then cut the stage
+        short)."""
+        self.pause = Pause()
+        control.on_stop.append(self.pause.release)  # a paused source sees the Stop
+        # For stop_when_idle: when the source last produced an item, or was last held
+        # by a sink's full buffer; whether it is held now; who to tell.
+        self.last_activity = trio.current_time()
+        self.shipping = False
+        self.on_activity: Callable[[], object] = _nothing
+        self.on_end: Callable[[], object] = _nothing
+        """Called when the stage ends, whatever the reason."""
+
+    def pause_source(self) -> None:
+        if self.pause.pause():
+            log.info("pipeline.source_paused received=%d", self.ledger.received)
+
+    def resume_source(self, *, log_it: bool = True) -> None:
+        if self.pause.resume():
+            self.last_activity = trio.current_time()  # idle time counts from here
+            self.on_activity()
+            if log_it:
+                log.info("pipeline.source_resumed received=%d", self.ledger.received)
+
+    async def wait_resumed(self) -> None:
+        """Wait while the source is paused; return at once on Stop."""
+        resumed = self.pause.resumed
+        if resumed is not None and not self.control.stopping:
+            await resumed.wait()
 
     async def ship(self, raws: list[Any]) -> None:
         """Give ``raws`` their ids (they are received from here on) and ship them."""
-        first = self.ledger.received
-        self.ledger.received = first + len(raws)
-        control = self.control
-        control.shipping = True  # a source held by backpressure is not idle
+        first = self.ledger.receive(len(raws))
+        self.shipping = True  # a source held by backpressure is not idle
         try:
             await self.fanout.ship(first, raws)
         finally:
-            control.shipping = False
+            self.shipping = False
             if self.track_idle:
-                control.last_activity = trio.current_time()
-                if control.idle_deferred:  # the supervisor waits for this ship to end
-                    control.idle_deferred = False
-                    control.wake()
+                self.last_activity = trio.current_time()
+                self.on_activity()
 
     def failed(self, exc: BaseException) -> None:
         log.error('source.failed error="%s"', describe(exc), exc_info=exc)
-        self.control.source_error = exc
+        self.error = exc
         self.control.stop("source failed")
 
     def abandon(self, exc: BaseException) -> None:
         reason = self.control.reason_for(exc)
         self.fanout.abandon(reason)
         if self.buf:
-            first = self.ledger.received
-            self.ledger.received = first + len(self.buf)
-            self.ledger.abandon(None, "source", reason, unrouted(first, self.buf))
+            first = self.ledger.receive(len(self.buf))
+            self.ledger.abandon(None, None, "source", reason, unrouted(first, self.buf))
             self.buf = []
 
     # -- sync iterables -------------------------------------------------------
@@ -113,8 +141,8 @@ class SourceStage:
         limit = self.limit
         control = self.control
         while not control.stopping:
-            if control.source_resumed is not None:
-                await control.wait_source_resumed()
+            if self.pause.paused:
+                await self.wait_resumed()
                 continue
             take = size if limit is None else min(size, limit - self.ledger.received)
             # extend keeps the items it took if the iterator raises midway; held in
@@ -158,7 +186,7 @@ class SourceStage:
                     buf = self.buf
                     buf.append(raw)
                     if track_idle:
-                        control.last_activity = trio.current_time()
+                        self.last_activity = trio.current_time()
                     if len(buf) == 1:
                         self.first_at = trio.current_time()
                         self.have_items.set()
@@ -170,8 +198,8 @@ class SourceStage:
                     if len(buf) >= size:
                         self.full.set()
                         await self.space.wait()
-                    if control.source_resumed is not None:
-                        await control.wait_source_resumed()
+                    if self.pause.paused:
+                        await self.wait_resumed()
         except Exception as exc:
             self.failed(exc)
         finally:
@@ -205,7 +233,7 @@ async def run_source_stage(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the source stage. If the source raises, its exception is kept in
-    ``control.source_error`` (even if a deadline then cuts the stage short).
+    ``stage.error`` (even if a deadline then cuts the stage short).
 
     When it ends, for whatever reason, every sink channel is closed: the end of input.
     """
@@ -248,8 +276,8 @@ async def run_source_stage(
         if ended:
             # The source's end (or failure) is the Stop of batch mode. Not when the
             # stage was cancelled: that is no Stop, and must not start a drain deadline.
-            control.stop(stage.end_kind if control.source_error is None else "source failed")
-        control.stage_ended()
+            control.stop(stage.end_kind if stage.error is None else "source failed")
+        stage.on_end()
         await _close_all(closers)
 
 

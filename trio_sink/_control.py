@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import trio
 
-from ._exceptions import describe
 from ._ledger import Ledger
-from ._report import CANCELLED, DEADLINE, IMMEDIATE
+from ._report import CANCELLED, DEADLINE, IMMEDIATE, Reason, pipeline_failed
 
-__all__ = ["DrainControl", "describe", "take_buffered"]
+__all__ = ["Pause", "StopControl", "take_buffered"]
 
 drain_log = logging.getLogger("trio_sink.drain")
 pipeline_log = logging.getLogger("trio_sink.pipeline")
@@ -45,9 +44,53 @@ def take_buffered(recv: trio.MemoryReceiveChannel[T]) -> Iterator[T]:
         recv.close()
 
 
-class DrainControl:
-    """Stop flags, the two scopes and the reasons, shared by the stages of one run;
-    also the source's pause switch and the run's activity marks."""
+class Pause:
+    """A pause switch: written by the handle's control calls, read by one task."""
+
+    __slots__ = ("resumed",)
+
+    def __init__(self) -> None:
+        # Set on resume (or on Stop, for the source); exists while paused.
+        self.resumed: trio.Event | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.resumed is not None
+
+    def pause(self) -> bool:
+        """Pause; False when it was paused already."""
+        if self.resumed is not None:
+            return False
+        self.resumed = trio.Event()
+        return True
+
+    def resume(self) -> bool:
+        """Resume; False when it was not paused."""
+        resumed, self.resumed = self.resumed, None
+        if resumed is None:
+            return False
+        resumed.set()
+        return True
+
+    def release(self) -> None:
+        """Wake whoever waits, still paused (at a Stop: a paused source must see it)."""
+        if self.resumed is not None:
+            self.resumed.set()
+
+    async def wait(self) -> None:
+        """Return once not paused (at once if not). A pause that comes back before the
+        waiting task runs again is waited for too."""
+        while self.resumed is not None:
+            await self.resumed.wait()
+
+
+class StopControl:
+    """Stop, and the drain deadline: the state every stage consults when it ends.
+
+    Written by :meth:`stop` (the handle, the source's end, the supervisor) and by the
+    run itself when it ends (``finished``, ``end_time``); the ledger is read only, for
+    the log lines of a Stop.
+    """
 
     def __init__(self, drain_timeout: float | None, ledger: Ledger) -> None:
         self.drain_timeout = drain_timeout
@@ -58,54 +101,11 @@ class DrainControl:
         self.stop_kind: str | None = None
         self.stop_time: float | None = None
         self.end_time: float | None = None
-        self.deadline_reason = DEADLINE.text
+        self.deadline_reason = DEADLINE
         self.finished = False
-        self.source_error: BaseException | None = None
-        # The source's pause switch: an event that exists while paused, set on resume
-        # (and on Stop, so that a paused source sees the Stop at once).
-        self.source_resumed: trio.Event | None = None
-        # When the source last produced an item, or was last held by a sink's full
-        # buffer (for stop_when_idle); and whether it is held now.
-        self.last_activity = trio.current_time()
-        self.shipping = False
-        self.idle_deferred = False  # the supervisor wants a wake-up when shipping ends
-        # Set, and replaced, whenever the supervisor should look again.
-        self.wakeup = trio.Event()
-        # Stages that feed the sinks or are sinks, the monitor's excepted: when they have
-        # all ended, the monitor gets its final record.
-        self.open_stages = 0
-
-    @property
-    def source_paused(self) -> bool:
-        return self.source_resumed is not None
-
-    def pause_source(self) -> None:
-        if not self.finished and self.source_resumed is None:
-            self.source_resumed = trio.Event()
-            pipeline_log.info("pipeline.source_paused received=%d", self.ledger.received)
-
-    def resume_source(self) -> None:
-        resumed, self.source_resumed = self.source_resumed, None
-        if resumed is not None:
-            resumed.set()
-            self.last_activity = trio.current_time()  # idle time counts from here
-            self.wake()
-            if not self.finished:
-                pipeline_log.info("pipeline.source_resumed received=%d", self.ledger.received)
-
-    async def wait_source_resumed(self) -> None:
-        """Wait while the source is paused; return at once on Stop."""
-        resumed = self.source_resumed
-        if resumed is not None and not self.stopping:
-            await resumed.wait()
-
-    def wake(self) -> None:
-        self.wakeup.set()
-
-    def stage_ended(self) -> None:
-        self.open_stages -= 1
-        if self.open_stages == 0:
-            self.wake()
+        self.on_stop: list[Callable[[], object]] = []
+        """Called once, at the first Stop (a paused source must see it, the supervisor
+        must look again)."""
 
     @property
     def deadline(self) -> float | None:
@@ -123,9 +123,8 @@ class DrainControl:
             self.stop_kind = kind
             self.stop_time = now
             self.pull_scope.cancel()
-            if self.source_resumed is not None:
-                self.source_resumed.set()  # a paused sync source sees the Stop
-            self.wake()
+            for hook in self.on_stop:
+                hook()
             self._log_started(kind)
         if immediate:
             deadline = now
@@ -136,7 +135,7 @@ class DrainControl:
             deadline = self.stop_time + self.drain_timeout
         if deadline < self.scope.deadline:
             self.scope.deadline = deadline
-            self.deadline_reason = IMMEDIATE.text if immediate else DEADLINE.text
+            self.deadline_reason = IMMEDIATE if immediate else DEADLINE
 
     def _log_started(self, kind: str) -> None:
         ledger = self.ledger
@@ -151,18 +150,18 @@ class DrainControl:
                 drain_log.info(
                     "drain.started sink=%s pending=%d",
                     account.name,
-                    account.routed - account.delivered - account.undelivered,
+                    account.pending,
                 )
 
-    def reason_for(self, exc: BaseException) -> str:
+    def reason_for(self, exc: BaseException) -> Reason:
         """Why a stage that is ending with ``exc`` gives up what it holds."""
         if self.scope.cancel_called:
             return self.deadline_reason
         if isinstance(exc, trio.Cancelled) or (
             isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
         ):
-            return CANCELLED.text
-        return f"pipeline failed: {describe(exc)}"
+            return CANCELLED
+        return pipeline_failed(exc)
 
     def seconds_since_stop(self) -> float:
         if self.stop_time is None:
