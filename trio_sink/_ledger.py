@@ -434,7 +434,16 @@ class Ledger:
         return out
 
     def report(self, drain_seconds: float) -> DeliveryReport:
+        """The report of the run so far. In strict mode, at the end of a run (nothing
+        pending), it first checks that every account adds up and every source batch
+        was settled."""
         accounts = self.accounts.values()
+        if self.strict and not any(a.pending for a in accounts):
+            problems = [p for p in map(SinkAccount.problem, accounts) if p is not None]
+            if self.open_tickets:
+                problems.append(f"source batches never settled: {sorted(self.open_tickets)}")
+            if problems:
+                raise AccountingError("; ".join(problems))
         return DeliveryReport(
             received=self.received,
             routed={a.name: a.routed for a in accounts},
