@@ -40,7 +40,6 @@ from trio_sink import (
 from trio_sink._control import StopControl, take_buffered
 from trio_sink._feeds import ErrorFeed, SinkBatch
 from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
-from trio_sink._report import DEADLINE, Reason
 from trio_sink._sink import SinkSlot
 from trio_sink._writer import SinkWriter
 from trio_sink.sinks import CollectSink, SlowSink
@@ -988,29 +987,3 @@ async def test_the_example_in_the_docs_runs_as_it_says(
     assert report.ok
     with RescueStore(tmp_path / "rescue") as store:
         assert store.pending() == 0
-
-
-# -- the ledger's parked records -----------------------------------------------------------
-
-
-def test_parked_records_are_reported_until_replayed() -> None:
-    ledger = Ledger(["db"])
-    ticket = Ticket(ledger.receive(4), 4, 0)
-    account = ledger.accounts["db"]
-    ledger.route(account, 4)
-    ledger.dispatch(ticket, 1)
-    ledger.send(account, 4)
-    ledger.take(account, 4)
-    records = [Record(i, i, i) for i in range(4)]
-    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
-    ledger.abandon(account, "in_flight", "sink", unhealthy, records[:3], parked=True)
-    ledger.abandon(account, "in_flight", "sink", DEADLINE, records[3:], stored=True)
-    assert (account.undelivered, account.stored) == (4, 4)
-    assert account.by_reason == {"sink error": 3, "drain deadline": 1}
-    assert ledger.replayed(account, [2, 0, 7]) == 2
-    assert (account.delivered, account.replayed) == (2, 2)
-    assert (account.undelivered, account.stored) == (2, 2)
-    assert account.by_reason == {"sink error": 1, "drain deadline": 1}
-    report = checked(ledger.report(0.0))
-    assert [(u.record.id, u.stored) for u in report.undelivered] == [(3, True), (1, True)]
-    assert ledger.replayed(account, [2]) == 0

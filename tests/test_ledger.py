@@ -17,6 +17,13 @@ def _places(a: SinkAccount) -> tuple[int, ...]:
     return (a.routed, a.waiting, a.buffered, a.in_flight, a.delivered, a.undelivered)
 
 
+class Dest:
+    """A destination as the route stage hands it to the ledger."""
+
+    def __init__(self, account: SinkAccount) -> None:
+        self.account = account
+
+
 def _taken(ledger: Ledger, account: SinkAccount, n: int) -> None:
     """Route ``n`` records to ``account``'s sink, send them, and take them."""
     ledger.route(account, n)
@@ -26,7 +33,7 @@ def _taken(ledger: Ledger, account: SinkAccount, n: int) -> None:
 
 @pytest.fixture(autouse=True)
 def strict(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Ledger, "strict", True)
+    monkeypatch.setattr("trio_sink._ledger.STRICT", True)
 
 
 def test_ledger_has_an_account_per_sink_starting_at_zero() -> None:
@@ -50,20 +57,28 @@ def test_a_batch_moves_from_routed_to_delivered_one_place_at_a_time() -> None:
     assert ledger.receive(3) == 5
     ticket = Ticket(0, 5, 0)
     ledger.open(ticket)
-    ledger.route(a, 5)
+    ledger.dispatch(ticket, [(Dest(a), (_records(0, 5), ticket))])
     assert _places(a) == (5, 5, 0, 0, 0, 0)
-    ledger.dispatch(ticket, 1)
     assert (ledger.dispatched, ticket.pending) == (5, 1)
     ledger.send(a, 5)
     assert _places(a) == (5, 0, 5, 0, 0, 0)
     assert a.peak_buffered == 5
     ledger.take(a, 5)
     assert _places(a) == (5, 0, 0, 5, 0, 0)
-    ledger.deliver(a, 5)
+    ledger.deliver(a, 5, ticket)
     assert _places(a) == (5, 0, 0, 0, 5, 0)
-    ledger.settle(ticket)
     assert ledger.open_tickets == {}
     assert a.pending == 0
+
+
+def test_dispatch_counts_each_destination_of_a_batch() -> None:
+    ledger = Ledger(["a", "b"])
+    a, b = ledger.accounts["a"], ledger.accounts["b"]
+    ticket = Ticket(ledger.receive(3), 3, 0)
+    everything, some = (_records(0, 3), ticket), (_records(1, 1), ticket)
+    ledger.dispatch(ticket, [(Dest(a), everything), (Dest(b), everything), (Dest(b), some)])
+    assert (_places(a), _places(b)) == ((3, 3, 0, 0, 0, 0), (4, 4, 0, 0, 0, 0))
+    assert (ledger.dispatched, ticket.pending) == (3, 3)
 
 
 def test_a_cancelled_send_waits_again() -> None:
@@ -82,7 +97,7 @@ def test_a_batch_of_discarded_records_settles_at_once() -> None:
     ticket = Ticket(ledger.receive(3), 3, 0)
     ledger.open(ticket)
     ledger.discard("default", 3)
-    ledger.dispatch(ticket, 0)
+    ledger.dispatch(ticket, [])
     assert settled == [ticket]
     assert ledger.discarded == {"default": 3}
     ledger.report(0.0).check()
@@ -233,8 +248,9 @@ def test_ledger_report_is_a_snapshot() -> None:
     ledger = Ledger(["a"])
     a = ledger.accounts["a"]
     ticket = Ticket(ledger.receive(2), 2, 0)
-    _taken(ledger, a, 2)
-    ledger.dispatch(ticket, 1)
+    ledger.dispatch(ticket, [(Dest(a), (_records(0, 2), ticket))])
+    ledger.send(a, 2)
+    ledger.take(a, 2)
     ledger.deliver(a, 1)
     ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(1, 1))
     ledger.discard("default", 4)

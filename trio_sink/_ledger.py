@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, Literal
+from collections.abc import Callable, Iterable, Sequence, Sized
+from typing import Literal, Protocol
 
 import attrs
 
@@ -29,13 +29,20 @@ from ._exceptions import AccountingError
 from ._record import Record
 from ._report import DEADLINE, IMMEDIATE, STAT_KEYS, DeliveryReport, Reason, Undelivered
 
-__all__ = ["ERROR_IDS_AT_LEAST", "Ledger", "Place", "SinkAccount", "Ticket"]
+__all__ = ["ERROR_IDS_AT_LEAST", "STRICT", "Ledger", "Place", "SinkAccount", "Ticket"]
 
 Place = Literal["waiting", "buffered", "in_flight"]
 """Where records were when a sink gave them up."""
 
 ERROR_IDS_AT_LEAST = 4096
 """The size from which the ledger forgets the ids of settled error records."""
+
+
+class Routed(Protocol):
+    """A destination of the route stage: it knows its sink's account."""
+
+    @property
+    def account(self) -> SinkAccount: ...
 
 
 class Ticket:
@@ -105,21 +112,27 @@ class SinkAccount:
         return ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__ if k != "by_reason")
 
 
-def _strict_from_environment() -> bool:
-    return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
+STRICT = os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
+"""Whether ledgers check their accounts after every move unless told otherwise."""
 
 
 class Ledger:
-    """The counts of one run, and every move they make; :meth:`report` freezes them."""
+    """The counts of one run, and every move they make; :meth:`report` freezes them.
 
-    strict: ClassVar[bool] = _strict_from_environment()
-    """Check the accounts after every move (slower; for tests)."""
+    ``strict``: check the accounts after every move (slower; for tests). By default,
+    :data:`STRICT`.
+    """
 
     def __init__(
         self,
         sinks: Iterable[str],
         on_settled: Callable[[Ticket], None] | None = None,
+        *,
+        strict: bool | None = None,
     ) -> None:
+        # An attribute of the instance, not of the class: read on every move, and
+        # CPython reads an instance's own attribute fastest.
+        self.strict = STRICT if strict is None else strict
         self.received = 0
         self.dispatched = 0
         self.accounts = {name: SinkAccount(name) for name in sinks}
@@ -177,12 +190,21 @@ class Ledger:
         """``n`` records went to infra group ``group``, which has no sink (or no room)."""
         self.discarded[group] += n
 
-    def dispatch(self, ticket: Ticket, sent: int) -> None:
-        """``ticket``'s records left the route stage, in ``sent`` sub-batches (0: every
-        record was discarded, and the batch is settled now)."""
+    def dispatch(self, ticket: Ticket, out: Sequence[tuple[Routed, tuple[Sized, object]]]) -> None:
+        """``ticket``'s records left the route stage, as the sub-batches of ``out`` (one
+        per destination, each waiting to be sent to its sink's channel). With none
+        (every record was discarded) the batch is settled now."""
+        strict = self.strict
+        for dest, (batch, _) in out:
+            account = dest.account
+            n = len(batch)
+            account.routed += n
+            account.waiting += n
+            if strict:
+                self._checked(account)
         self.dispatched += ticket.count
-        if sent:
-            ticket.pending = sent
+        if out:
+            ticket.pending = len(out)
         else:
             ticket.pending = 1
             self.settle(ticket)
@@ -229,12 +251,15 @@ class Ledger:
         if self.strict:
             self._checked(account)
 
-    def deliver(self, account: SinkAccount, n: int) -> None:
-        """``n`` records in the task's hands were delivered."""
+    def deliver(self, account: SinkAccount, n: int, ticket: Ticket | None = None) -> None:
+        """``n`` records in the task's hands were delivered: a sub-batch of ``ticket``,
+        which it settles, when given."""
         account.in_flight -= n
         account.delivered += n
         if self.strict:
             self._checked(account)
+        if ticket is not None:
+            self.settle(ticket)
 
     def retried(self, account: SinkAccount) -> None:
         """A write to the sink is tried again after a failure."""

@@ -21,7 +21,7 @@ import msgspec
 import trio
 
 from ._exceptions import ConfigError, describe
-from ._ledger import Ledger, Ticket
+from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
 from ._report import DeliveryReport, Reason
 from ._rescue import RescueStore
@@ -129,6 +129,13 @@ def _closing_failed(ledger: Ledger, name: str, what: str, exc: Exception) -> Non
     ledger.note_error(name, f"{what} raised {describe(exc)}")
 
 
+class _Nowhere:
+    """The destination of entries for a sink this replay does not have."""
+
+    def __init__(self, account: SinkAccount) -> None:
+        self.account = account
+
+
 class _Replay:
     """The state of one replay: the ledger, the routing, the next record id."""
 
@@ -224,16 +231,20 @@ class _Replay:
         if first is None:
             return keep
         ticket = Ticket(first, dispatched, 0)
-        ledger.dispatch(ticket, len(groups) + len(nowhere))
+        writers = {name: self.writer(slot) for name, (slot, _, _) in groups.items()}
+        lost = {name: _Nowhere(ledger.account(name)) for name in nowhere}
+        ledger.dispatch(
+            ticket,
+            [(writers[name], (records, ticket)) for name, (_, records, _) in groups.items()]
+            + [(lost[name], (records, ticket)) for name, records in nowhere.items()],
+        )
         for name, records in nowhere.items():
-            account = ledger.account(name)
-            ledger.admit(account, len(records))
             reason = Reason("no_sink", f"no sink named {name!r}")
-            ledger.abandon(account, "buffered", "replay", reason, records)
+            ledger.abandon(lost[name].account, "waiting", "replay", reason, records)
             ledger.settle(ticket)
-        for slot, records, places in groups.values():
-            writer = self.writer(slot)
-            ledger.admit(writer.account, len(records))
+        for name, (_, records, places) in groups.items():
+            writer = writers[name]
+            ledger.send(writer.account, len(records))
             exc = await writer.write_batch(records)
             ledger.settle(ticket)
             if exc is not None:

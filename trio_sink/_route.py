@@ -217,14 +217,11 @@ class Router:
             self._group(subs, "error", errors)
 
         out: list[tuple[Dest, SinkBatch]] = []
-        ledger = self.ledger
         for dests, records_for in subs:
-            batch = tuple(records_for)
-            size = len(batch)
+            msg = (tuple(records_for), ticket)
             for dest in dests:
-                ledger.route(dest.account, size)
-                out.append((dest, (batch, ticket)))
-        ledger.dispatch(ticket, len(out))
+                out.append((dest, msg))
+        self.ledger.dispatch(ticket, out)
         return out
 
     @staticmethod

@@ -141,7 +141,7 @@ class SourceStage:
         limit = self.limit
         control = self.control
         while not control.stopping:
-            if self.pause.paused:
+            if self.pause.resumed is not None:
                 await self.wait_resumed()
                 continue
             take = size if limit is None else min(size, limit - self.ledger.received)
@@ -198,7 +198,7 @@ class SourceStage:
                     if len(buf) >= size:
                         self.full.set()
                         await self.space.wait()
-                    if self.pause.paused:
+                    if self.pause.resumed is not None:
                         await self.wait_resumed()
         except Exception as exc:
             self.failed(exc)

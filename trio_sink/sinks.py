@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import IO, Any, final
 import msgspec
 import trio
 
+from ._checks import check_seconds
 from ._record import Record
 from ._sink import Sink, SinkLike
 
@@ -64,9 +64,8 @@ class SlowSink(Sink):
     """
 
     def __init__(self, inner: SinkLike, *, per_record: float = 0.0, per_batch: float = 0.0) -> None:
-        for arg, value in (("per_record", per_record), ("per_batch", per_batch)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{arg} must be a finite number of seconds >= 0, got {value!r}")
+        check_seconds("per_record", per_record)
+        check_seconds("per_batch", per_batch)
         self.inner = inner
         self.name = inner.name
         self.per_record = per_record
