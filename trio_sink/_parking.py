@@ -12,7 +12,7 @@ import trio
 
 from ._report import Undelivered
 from ._rescue import RescueStore
-from ._rescue_segments import _Chunk
+from ._rescue_segments import Chunk
 
 __all__ = ["Parking"]
 
@@ -82,7 +82,7 @@ class Parking:
                 self.segments.append(_Sealed(_final_name(self.open)))
             self.open = path
 
-    async def next_chunk(self) -> _Chunk | None:
+    async def next_chunk(self) -> Chunk | None:
         """The next chunk of parked entries, oldest first; None when none is left.
         Seals the writer's segment first when it is the one to read. A checkpoint;
         cancelled, nothing changed."""
@@ -105,7 +105,7 @@ class Parking:
         self.pending = 0
         return None
 
-    async def consume(self, chunk: _Chunk) -> None:
+    async def consume(self, chunk: Chunk) -> None:
         """Mark ``chunk`` consumed in the store (a segment read to its end is deleted).
         Shielded from cancellation: once the records were written, the store must
         agree. Raises what the file system raises; the chunk counts as consumed

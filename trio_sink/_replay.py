@@ -25,8 +25,8 @@ from ._ledger import Ledger, SinkAccount
 from ._record import Record
 from ._report import DeliveryReport
 from ._rescue import RescueStore
-from ._rescue_format import RescueEntry, _wall
-from ._rescue_segments import _Chunk, _Segment, _Tally
+from ._rescue_format import RescueEntry, wall_time
+from ._rescue_segments import Chunk, Segment, Tally
 from ._sink import SinkSlot
 
 __all__ = ["replay"]
@@ -148,7 +148,7 @@ class _Replay:
         self.batch_size = batch_size
         self.redirect: SinkSlot | None = None
         self.next_id = 0
-        self.tally = _Tally()
+        self.tally = Tally()
         """What this replay read: its own, so that reads at once do not mix in."""
 
     def account(self, name: str) -> SinkAccount:
@@ -158,7 +158,7 @@ class _Replay:
             account = accounts[name] = SinkAccount(name)
         return account
 
-    async def segment(self, segment: _Segment) -> None:
+    async def segment(self, segment: Segment) -> None:
         """Replay one segment, a batch at a time, from its consumed offset."""
         store = self.store
         offset = segment.start
@@ -187,7 +187,7 @@ class _Replay:
             if offset >= chunk.size:
                 return
 
-    async def deliver(self, chunk: _Chunk) -> list[bytes | RescueEntry | None]:
+    async def deliver(self, chunk: Chunk) -> list[bytes | RescueEntry | None]:
         """Write the chunk's records to their sinks. Per line, in order: None when it
         was consumed (delivered), else what stays in the store (its line as it is, or
         the entry with its new reason)."""
@@ -236,7 +236,7 @@ class _Replay:
                     exc_info=exc,
                 )
                 ledger.abandon(account, "sink", reason, records, exc)
-                now = _wall()
+                now = wall_time()
                 error = describe(exc)
                 for place, entry in places:
                     keep[place] = msgspec.structs.replace(

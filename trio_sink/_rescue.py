@@ -59,23 +59,23 @@ import trio
 
 from ._exceptions import ConfigError, describe
 from ._report import Undelivered
-from ._rescue_format import RescueEntry, _checked_entries, _Encoder, _wall
+from ._rescue_format import Encoder, RescueEntry, checked_entries, wall_time
 from ._rescue_segments import (
-    _FINAL,
-    _REPLAY_LOCK,
-    _Chunk,
-    _create_segment,
-    _final_path,
-    _fsync_dir,
-    _list_segments,
-    _mark_consumed,
-    _read_chunk,
-    _scan,
-    _scan_open,
-    _Segment,
-    _Tally,
-    _tidy,
-    _try_lock,
+    FINAL,
+    REPLAY_LOCK,
+    Chunk,
+    Segment,
+    Tally,
+    create_segment,
+    final_path,
+    fsync_dir,
+    list_segments,
+    mark_consumed,
+    read_chunk,
+    scan,
+    scan_open,
+    tidy,
+    try_lock,
 )
 
 __all__ = ["RescueReadStats", "RescueReader", "RescueStatistics", "RescueStore"]
@@ -212,7 +212,7 @@ class RescueStore:
         self.fsync_interval = float(fsync_interval)
         self.segment_max_records = segment_max_records
         self._lock = threading.Lock()
-        self._encoder = _Encoder()
+        self._encoder = Encoder()
         self._file: IO[bytes] | None = None
         self._open_path: Path | None = None
         self._segment_records = 0
@@ -222,7 +222,7 @@ class RescueStore:
         self._written = 0
         self._sealed = 0
         self._fsyncs = 0
-        self._last_read = _stats_of(_Tally())
+        self._last_read = _stats_of(Tally())
 
     # -- writing ---------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ class RescueStore:
         being written, so a call larger than ``segment_max_records`` fills a segment
         of its own.
         """
-        return self._write(_checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
+        return self._write(checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
 
     def _write(self, batch: Sequence[RescueEntry]) -> int:
         """:meth:`write`, for entries that were checked."""
@@ -273,7 +273,7 @@ class RescueStore:
         once it has started, the write completes and its count is returned (the
         cancellation is delivered at the next checkpoint).
         """
-        batch = _checked_entries(list(_checked(entries, RescueEntry, "entries")), "entries")
+        batch = checked_entries(list(_checked(entries, RescueEntry, "entries")), "entries")
         return await trio.to_thread.run_sync(self._write, batch)
 
     def rescue(self, undelivered: Iterable[Undelivered]) -> int:
@@ -287,10 +287,10 @@ class RescueStore:
 
     def _entries_of(self, undelivered: Iterable[Undelivered]) -> Sequence[RescueEntry]:
         batch = _checked(undelivered, Undelivered, "undelivered")
-        now = _wall()
+        now = wall_time()
         run = self.run
         entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
-        return _checked_entries(entries, "undelivered")
+        return checked_entries(entries, "undelivered")
 
     def sync(self) -> None:
         """Force what this object has written to the disk now: fsync the segment being
@@ -379,10 +379,10 @@ class RescueStore:
         return f if f is not None else self._open_segment()
 
     def _open_segment(self) -> IO[bytes]:
-        f, path = _create_segment(self.path)
+        f, path = create_segment(self.path)
         if self.fsync != "never":
             try:
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             except BaseException:
                 # Removed while still locked: no reader takes it for a dead writer's.
                 path.unlink(missing_ok=True)
@@ -417,7 +417,7 @@ class RescueStore:
                 return 0
             if durable:
                 self._sync()
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             else:
                 self._sync_by_policy()
         except BaseException as exc:
@@ -482,7 +482,7 @@ class RescueStore:
         self._file = self._open_path = None
         self._unsynced = False
         records, self._segment_records = self._segment_records, 0
-        final = _final_path(path)
+        final = final_path(path)
         failed: OSError | None = None
         try:
             try:
@@ -495,7 +495,7 @@ class RescueStore:
             os.replace(path, final)
         finally:
             f.close()
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._sealed += 1
         log.debug("rescue.sealed segment=%s records=%d", final.name, records)
         if failed is not None:
@@ -525,10 +525,10 @@ class RescueStore:
         """
         return RescueReader(self, sink)
 
-    def _scan_entries(self, tally: _Tally, sink: str | None) -> Generator[RescueEntry, None, None]:
+    def _scan_entries(self, tally: Tally, sink: str | None) -> Generator[RescueEntry, None, None]:
         for seg in self._readable_segments():
             tally.segments += 1
-            for item in _scan(seg.path, seg.start, tally):
+            for item in scan(seg.path, seg.start, tally):
                 if sink is None or item.entry.sink == sink:
                     yield item.entry
 
@@ -554,43 +554,43 @@ class RescueStore:
         """Torn last lines skipped by the read that ended last (:attr:`read_stats`)."""
         return self._last_read.torn_lines
 
-    def _end_read(self, tally: _Tally) -> None:
+    def _end_read(self, tally: Tally) -> None:
         self._last_read = _stats_of(tally)
 
-    def _readable_segments(self) -> list[_Segment]:
+    def _readable_segments(self) -> list[Segment]:
         with self._lock:
             own = self._open_path
-        return _list_segments(self.path, own)
+        return list_segments(self.path, own)
 
     # -- consumption, for replay ---------------------------------------------------
 
     def _lock_replay(self) -> IO[bytes]:
         """The directory's replay lock, taken: one replay at a time per directory.
         Closing the file lets it go. Blocks (a file open): call in a worker thread."""
-        f = open(self.path / _REPLAY_LOCK, "ab")  # noqa: SIM115 - the caller closes it
+        f = open(self.path / REPLAY_LOCK, "ab")  # noqa: SIM115 - the caller closes it
         try:
-            if not _try_lock(f.fileno()):
+            if not try_lock(f.fileno()):
                 raise trio.BusyResourceError(f"another replay is running on {self.path}")
         except BaseException:
             f.close()
             raise
         return f
 
-    def _replay_segments(self, tally: _Tally | None = None) -> list[_Segment]:
+    def _replay_segments(self, tally: Tally | None = None) -> list[Segment]:
         """Seal this object's segment, adopt the segments of dead writers, tidy up
         after interrupted work; then the segments to consume, in order, counted in
         ``tally``. Call under the replay lock (:meth:`_lock_replay`)."""
         self.seal()
-        _tidy(self.path)
-        segments = [s for s in self._readable_segments() if s.path.name.endswith(_FINAL)]
+        tidy(self.path)
+        segments = [s for s in self._readable_segments() if s.path.name.endswith(FINAL)]
         if tally is not None:
             tally.segments = len(segments)
         return segments
 
-    def _read_chunk(self, path: Path, start: int, n: int, tally: _Tally | None = None) -> _Chunk:
+    def _read_chunk(self, path: Path, start: int, n: int, tally: Tally | None = None) -> Chunk:
         """Up to ``n`` entries of segment ``path`` from byte ``start``; the lines
         skipped are counted in ``tally``, when given."""
-        return _read_chunk(path, start, n, _Tally() if tally is None else tally)
+        return read_chunk(path, start, n, Tally() if tally is None else tally)
 
     def _settle(
         self,
@@ -611,7 +611,7 @@ class RescueStore:
                 pieces = itertools.chain(copied, [(_joined(lines), len(lines))] if lines else [])
                 # What stays must be on disk before the offset moves past its old copy.
                 self._written += self._append(pieces, durable=True)
-        _mark_consumed(path, offset, size)
+        mark_consumed(path, offset, size)
 
 
 def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
@@ -635,7 +635,7 @@ def _pieces_of(
     start, stop = moved
     pending: list[bytes] = []
     with open(path, "rb") as f:
-        for item in _scan_open(f, path, start, stop, None):
+        for item in scan_open(f, path, start, stop, None):
             if item.end > stop:
                 break
             pending.append(item.line)
@@ -646,7 +646,7 @@ def _pieces_of(
         yield _joined(pending), len(pending)
 
 
-def _stats_of(tally: _Tally) -> RescueReadStats:
+def _stats_of(tally: Tally) -> RescueReadStats:
     return RescueReadStats(
         segments=tally.segments, entries=tally.entries, torn_lines=tally.torn, bad_lines=tally.bad
     )
@@ -665,7 +665,7 @@ class RescueReader(Iterator[RescueEntry]):
 
     def __init__(self, store: RescueStore, sink: str | None) -> None:
         self._store = store
-        self._tally = _Tally()
+        self._tally = Tally()
         self._entries = store._scan_entries(self._tally, sink)
         self._ended = False
 
