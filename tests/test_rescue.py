@@ -372,7 +372,7 @@ def test_fsync_interval_syncs_at_most_every_interval(
     tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    monkeypatch.setattr("trio_sink._segment_log._monotonic", lambda: now[0])
     store = RescueStore(tmp_path, fsync="interval", fsync_interval=1.0)
     synced = []
     for t in (100.0, 100.5, 101.0, 101.2, 101.9, 102.1):
@@ -405,7 +405,7 @@ def test_sync_forces_what_the_interval_policy_has_not_synced(
     tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    monkeypatch.setattr("trio_sink._segment_log._monotonic", lambda: now[0])
     store = RescueStore(tmp_path, fsync="interval", fsync_interval=10.0)
     store.sync()  # nothing written yet: nothing to sync
     store.write([entry(0)])
@@ -563,7 +563,7 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path, line_encoder: Any) ->
 def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: Path) -> None:
     store = RescueStore(tmp_path)
     store.write([entry(0)])
-    real = store._file
+    real = store.segment_log._file
     assert real is not None
 
     class Full:
@@ -574,7 +574,7 @@ def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: 
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-    store._file = Full()  # type: ignore[assignment]
+    store.segment_log._file = Full()  # type: ignore[assignment]
     with pytest.raises(OSError, match="No space"):
         store.write([entry(1)])
     (first,) = segments(tmp_path)
@@ -602,7 +602,7 @@ def test_a_write_that_would_roll_over_to_a_segment_that_fails_writes_nothing(
     def fail(directory: Path) -> Any:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr("trio_sink._rescue.create_segment", fail)
+    monkeypatch.setattr("trio_sink._segment_log.create_segment", fail)
     with pytest.raises(OSError, match="Too many open files"):
         store.write([entry(2), entry(3)])
     monkeypatch.undo()

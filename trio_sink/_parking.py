@@ -76,7 +76,7 @@ class Parking:
         """Follow the writer's segment: one it sealed by itself (after a failed write)
         joins the segments to replay."""
         assert self.writer is not None
-        path = self.writer._open_path
+        path = self.writer.segment_log.current
         if path != self.open:
             if self.open is not None:
                 self.segments.append(_Sealed(_final_name(self.open)))
@@ -96,7 +96,7 @@ class Parking:
         while self.segments:
             seg = self.segments[0]
             chunk = await trio.to_thread.run_sync(
-                writer._read_chunk, seg.path, seg.offset, self.chunk_size
+                writer.segment_log.read_chunk, seg.path, seg.offset, self.chunk_size
             )
             if chunk.items:
                 return chunk
@@ -118,9 +118,9 @@ class Parking:
         self.pending = max(0, self.pending - len(chunk.items))
         assert self.writer is not None
         with trio.CancelScope(shield=True):
-            # Nothing stays: _settle only marks the segment consumed up to chunk.end.
+            # Nothing stays: commit only marks the segment consumed up to chunk.end.
             await trio.to_thread.run_sync(
-                self.writer._settle, path, None, (), chunk.end, chunk.size
+                self.writer.segment_log.commit, path, chunk.end, chunk.size
             )
 
     async def aclose(self) -> None:

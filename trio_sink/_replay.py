@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 import msgspec
 import trio
@@ -84,11 +85,12 @@ async def replay(
     if sink_name is not None and len(slots) == 1:
         run.redirect = slots[0]
 
+    segment_log = store.segment_log
     # Cancelled while the thread runs, the lock is taken all the same, and let go below.
-    lock = await trio.to_thread.run_sync(store._lock_replay)
+    lock = await trio.to_thread.run_sync(segment_log.lock_replay)
     try:
         try:
-            segments = await trio.to_thread.run_sync(store._replay_segments, run.tally)
+            segments = await trio.to_thread.run_sync(segment_log.replay_segments, run.tally)
             log.info(
                 "replay.started dir=%s segments=%d sink=%s", store.path, len(segments), sink_name
             )
@@ -111,7 +113,7 @@ async def replay(
         report = ledger.report(trio.current_time() - ended)
     finally:
         # What this replay read, even when it stopped early.
-        store._end_read(run.tally)
+        segment_log.end_read(run.tally)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(lock.close)
     log.info(
@@ -160,14 +162,14 @@ class _Replay:
 
     async def segment(self, segment: Segment) -> None:
         """Replay one segment, a batch at a time, from its consumed offset."""
-        store = self.store
+        segment_log = self.store.segment_log
         offset = segment.start
         # Start of entries that stay, not yet copied: the offset waits before them
         # until an entry after them is consumed.
         waiting: int | None = None
         while True:
             chunk = await trio.to_thread.run_sync(
-                store._read_chunk, segment.path, offset, self.batch_size, self.tally
+                segment_log.read_chunk, segment.path, offset, self.batch_size, self.tally
             )
             if chunk.end <= chunk.start:
                 return
@@ -177,9 +179,8 @@ class _Replay:
             failed = any(isinstance(k, RescueEntry) for k in staying)
             if consumed or failed or (waiting is None and not staying):
                 moved = None if waiting is None else (waiting, chunk.start)
-                await trio.to_thread.run_sync(
-                    store._settle, segment.path, moved, staying, chunk.end, chunk.size
-                )
+                commit = partial(segment_log.commit, moved=moved, keep=staying)
+                await trio.to_thread.run_sync(commit, segment.path, chunk.end, chunk.size)
                 waiting = None
             elif waiting is None:
                 waiting = chunk.start

@@ -16,7 +16,7 @@ import itertools
 import math
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -125,6 +125,14 @@ class RescueEntry(msgspec.Struct, frozen=True, kw_only=True):
             run=run,
             time=time,
         )
+
+
+def rescue_entries(undelivered: Iterable[Undelivered], *, run: str) -> Sequence[RescueEntry]:
+    """One entry per :class:`~trio_sink.Undelivered`, stamped with ``run`` and now;
+    checked as :func:`checked_entries` checks them."""
+    now = wall_time()
+    entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered]
+    return checked_entries(entries, "undelivered")
 
 
 def wall_time() -> float:

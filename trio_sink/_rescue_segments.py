@@ -1,8 +1,10 @@
 """The files of a rescue store directory (the layout is in :mod:`trio_sink._rescue`).
 
 Segment names, the ``flock`` that tells a live writer's segment from a dead one's, the
-``.done`` files that record how far replay has consumed a segment, and the scan of a
-segment's lines that skips torn and bad lines, counts them and logs them.
+``.done`` files that record how far replay has consumed a segment, the scan of a
+segment's lines that skips torn and bad lines, counts them and logs them, and the copy
+of lines that a commit keeps. The writer that uses them is
+:class:`~trio_sink._segment_log.SegmentLog`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Final, NamedTuple
 
@@ -45,6 +47,13 @@ class Tally:
         self.entries = 0
         self.torn = 0
         self.bad = 0
+
+    def copy(self) -> Tally:
+        """A tally with the same counts, that this one's later counts leave alone."""
+        other = Tally()
+        other.segments, other.entries = self.segments, self.entries
+        other.torn, other.bad = self.torn, self.bad
+        return other
 
 
 class Item(NamedTuple):
@@ -348,3 +357,30 @@ def _skip(tally: Tally, path: Path, pos: int, length: int, *, torn: bool) -> Non
     else:
         tally.bad += 1
         log.warning("rescue.bad_line segment=%s offset=%d bytes=%d", path.name, pos, length)
+
+
+def lines_between(
+    path: Path, span: tuple[int, int] | None
+) -> Generator[tuple[bytes, int], None, None]:
+    """The decodable lines of segment ``path`` in byte range ``span`` (none when it is
+    None), as they are, a piece of up to 1024 lines at a time (whole lines, and how
+    many). Lines skipped are not counted: the read that passed them counted them."""
+    if span is None:
+        return
+    start, stop = span
+    pending: list[bytes] = []
+    with open(path, "rb") as f:
+        for item in scan_open(f, path, start, stop, None):
+            if item.end > stop:
+                break
+            pending.append(item.line)
+            if len(pending) >= 1024:
+                yield joined(pending), len(pending)
+                pending = []
+    if pending:
+        yield joined(pending), len(pending)
+
+
+def joined(lines: Iterable[bytes]) -> bytes:
+    """``lines`` as one buffer, each ending with its newline."""
+    return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
