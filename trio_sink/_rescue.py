@@ -242,8 +242,8 @@ class RescueStore:
         return self._write(checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
 
     def _write(self, batch: Sequence[RescueEntry]) -> int:
-        """:meth:`write`, for entries that were checked: the one way every write of
-        this store takes (tests watch it here)."""
+        """:meth:`write`, for entries that were checked: every write of this store
+        goes through here."""
         return self.segment_log.write(batch)
 
     async def awrite(self, entries: Iterable[RescueEntry]) -> int:

@@ -88,8 +88,8 @@ class SegmentLog:
     The writer appends to one segment at a time, under its ``.open`` name and its
     lock, and seals it (renamed to its final name) when it holds
     ``segment_max_records`` entries, at :meth:`seal`, and at :meth:`close`. Several
-    logs, in one process or several, may write to one directory at once. Every method
-    blocks on the file system: from async code, call it in a worker thread.
+    logs, in one process or several, may write to one directory at once. The methods
+    that touch files block: from async code, call them in a worker thread.
 
     The settings are plain attributes, read at each call: ``fsync`` (``"batch"``,
     ``"interval"`` or ``"never"``), ``fsync_interval`` (seconds) and
@@ -125,7 +125,8 @@ class SegmentLog:
 
     @property
     def current(self) -> Path | None:
-        """The segment being written (under its ``.open`` name), or None."""
+        """The segment being written (under its ``.open`` name), or None. Never
+        blocks."""
         return self._current
 
     def write(self, entries: Sequence[RescueEntry]) -> int:
