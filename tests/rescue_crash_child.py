@@ -32,7 +32,7 @@ def main() -> None:
         ]
         n += store.write(batch)
         say(f"wrote {n}")
-    f = store._file
+    f = store.segment_log._file
     assert f is not None, "the last batch must leave a segment open"
     f.write(b'{"v":1,"run":"child","id":' + str(n).encode() + b',"time":17')
     f.flush()

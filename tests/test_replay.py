@@ -492,7 +492,8 @@ async def test_replay_does_its_file_work_off_the_event_loop(
 
         monkeypatch.setattr(f"{module}.open", open_, raising=False)
 
-    for module in ("trio_sink._rescue", "trio_sink._rescue_segments", "trio_sink._replay"):
+    modules = ("_rescue", "_segment_log", "_rescue_segments", "_replay")
+    for module in (f"trio_sink.{name}" for name in modules):
         watched(module)
     store = RescueStore(tmp_path)
     report = checked(await replay(store, [CollectSink("a"), FailingSink("b")]))

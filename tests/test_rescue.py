@@ -25,8 +25,8 @@ from trio_sink import (
     Undelivered,
     replay,
 )
-from trio_sink._rescue_format import SCHEMA_VERSION, _decode
-from trio_sink._rescue_segments import _tidy, _writer_gone
+from trio_sink._rescue_format import SCHEMA_VERSION, decode
+from trio_sink._rescue_segments import tidy, writer_gone
 from trio_sink.sinks import CollectSink
 
 DOC = Path(__file__).parent.parent / "docs" / "rescue.md"
@@ -372,7 +372,7 @@ def test_fsync_interval_syncs_at_most_every_interval(
     tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    monkeypatch.setattr("trio_sink._segment_log._monotonic", lambda: now[0])
     store = RescueStore(tmp_path, fsync="interval", fsync_interval=1.0)
     synced = []
     for t in (100.0, 100.5, 101.0, 101.2, 101.9, 102.1):
@@ -405,7 +405,7 @@ def test_sync_forces_what_the_interval_policy_has_not_synced(
     tmp_path: Path, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr("trio_sink._rescue._monotonic", lambda: now[0])
+    monkeypatch.setattr("trio_sink._segment_log._monotonic", lambda: now[0])
     store = RescueStore(tmp_path, fsync="interval", fsync_interval=10.0)
     store.sync()  # nothing written yet: nothing to sync
     store.write([entry(0)])
@@ -465,10 +465,10 @@ def crashed_segment(tmp_path: Path, lines: list[bytes]) -> Path:
 
 @pytest.fixture
 def line_encoder() -> Any:
-    from trio_sink._rescue_format import _Encoder
+    from trio_sink._rescue_format import Encoder
 
     def encode(*entries: RescueEntry) -> list[bytes]:
-        return _Encoder().lines(entries)
+        return Encoder().lines(entries)
 
     return encode
 
@@ -563,7 +563,7 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path, line_encoder: Any) ->
 def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: Path) -> None:
     store = RescueStore(tmp_path)
     store.write([entry(0)])
-    real = store._file
+    real = store.segment_log._file
     assert real is not None
 
     class Full:
@@ -574,7 +574,7 @@ def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: 
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
 
-    store._file = Full()  # type: ignore[assignment]
+    store.segment_log._file = Full()  # type: ignore[assignment]
     with pytest.raises(OSError, match="No space"):
         store.write([entry(1)])
     (first,) = segments(tmp_path)
@@ -588,9 +588,9 @@ def test_a_failed_os_write_takes_back_its_bytes_and_seals_the_segment(tmp_path: 
 
 
 def line_encoder_lines(*entries: RescueEntry) -> list[bytes]:
-    from trio_sink._rescue_format import _Encoder
+    from trio_sink._rescue_format import Encoder
 
-    return _Encoder().lines(entries)
+    return Encoder().lines(entries)
 
 
 def test_a_write_that_would_roll_over_to_a_segment_that_fails_writes_nothing(
@@ -602,7 +602,7 @@ def test_a_write_that_would_roll_over_to_a_segment_that_fails_writes_nothing(
     def fail(directory: Path) -> Any:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr("trio_sink._rescue._create_segment", fail)
+    monkeypatch.setattr("trio_sink._segment_log.create_segment", fail)
     with pytest.raises(OSError, match="Too many open files"):
         store.write([entry(2), entry(3)])
     monkeypatch.undo()
@@ -661,7 +661,7 @@ def test_a_write_that_cannot_be_taken_back_says_so(
 
 def test_the_sample_line_in_the_docs_decodes() -> None:
     (sample,) = re.findall(r"```json\n(.*?)\n```", DOC.read_text(encoding="utf-8"), re.S)
-    got = _decode(sample.encode(), "docs")
+    got = decode(sample.encode(), "docs")
     assert got is not None
     assert got.sink == "db"
     assert got.repr_only is False
@@ -708,7 +708,7 @@ async def test_a_probe_at_segment_creation_does_not_unlock_the_segment(
     monkeypatch.undo()
     assert raced
     (name,) = segments(tmp_path)
-    assert not _writer_gone(tmp_path / name)
+    assert not writer_gone(tmp_path / name)
 
     first = CollectSink("db")
     report = await replay(RescueStore(tmp_path), [first])
@@ -727,13 +727,13 @@ def test_a_segment_removed_by_a_tidy_up_before_its_lock_is_made_again(
 ) -> None:
     # A replay's tidy-up probes the hidden file before its writer locks it, takes it
     # for a dead writer's and removes it: the writer makes a new one.
-    raced = race_at_segment_lock(monkeypatch, tmp_path, lambda operation: _tidy(tmp_path))
+    raced = race_at_segment_lock(monkeypatch, tmp_path, lambda operation: tidy(tmp_path))
     writer = RescueStore(tmp_path)
     writer.write([entry(0)])
     monkeypatch.undo()
     assert raced
     (name,) = segments(tmp_path)
     assert name.endswith(".jsonl.open")
-    assert not _writer_gone(tmp_path / name)
+    assert not writer_gone(tmp_path / name)
     writer.close()
     assert [e.id for e in RescueStore(tmp_path).entries()] == [0]

@@ -4,6 +4,7 @@ back, the torn line is skipped and counted, and replay takes the dead writer's s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
+import trio_sink
 from trio_sink import RescueStore, replay
 from trio_sink.sinks import CollectSink
 
 CHILD = Path(__file__).parent / "rescue_crash_child.py"
+# The child imports the trio_sink that this test imported, not whichever one is
+# installed: its script's directory comes first on its path, not the project's.
+PROJECT = str(Path(trio_sink.__file__).parent.parent)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock are POSIX")
 
@@ -26,11 +31,13 @@ def seg_names(directory: Path) -> list[str]:
 def kill_mid_line(directory: Path, batches: int, size: int) -> int:
     """Run the child until it has written ``batches`` and half a line; SIGKILL it.
     Return how many entries it reported written."""
+    pythonpath = os.environ.get("PYTHONPATH")
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), str(directory), str(batches), str(size)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PROJECT, pythonpath]))},
     )
     assert proc.stdout is not None
     assert proc.stdin is not None

@@ -47,7 +47,7 @@ from ._record import Record
 from ._report import Reason, Undelivered, unhealthy
 from ._rescue import RescueStore
 from ._rescue_format import RescueEntry
-from ._rescue_segments import _Chunk
+from ._rescue_segments import Chunk
 from ._retry import PermanentError
 from ._sink import SinkSlot
 
@@ -329,7 +329,7 @@ class Recovery:
             )
 
     async def _replay_gave_up(
-        self, chunk: _Chunk, ids: list[int], records: list[Record], exc: PermanentError
+        self, chunk: Chunk, ids: list[int], records: list[Record], exc: PermanentError
     ) -> None:
         """A replayed chunk failed for good: it moves from the parked entries to the
         store's ordinary ones, with its new reason; the replay goes on past it."""
@@ -355,7 +355,7 @@ class Recovery:
         await self._consume(chunk)
         w.ledger.repark(w.account, ids, reason, exc)
 
-    async def _consume(self, chunk: _Chunk) -> None:
+    async def _consume(self, chunk: Chunk) -> None:
         assert self.parking is not None
         try:
             await self.parking.consume(chunk)

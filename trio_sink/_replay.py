@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 import msgspec
 import trio
@@ -25,8 +26,8 @@ from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
 from ._report import DeliveryReport, Reason
 from ._rescue import RescueStore
-from ._rescue_format import RescueEntry, _wall
-from ._rescue_segments import _Chunk, _Segment, _Tally
+from ._rescue_format import RescueEntry, wall_time
+from ._rescue_segments import Chunk, Segment, Tally
 from ._sink import SinkSlot
 from ._writer import SinkWriter
 
@@ -85,11 +86,12 @@ async def replay(
     if sink_name is not None and len(slots) == 1:
         run.redirect = slots[0]
 
+    segment_log = store.segment_log
     # Cancelled while the thread runs, the lock is taken all the same, and let go below.
-    lock = await trio.to_thread.run_sync(store._lock_replay)
+    lock = await trio.to_thread.run_sync(segment_log.lock_replay)
     try:
         try:
-            segments = await trio.to_thread.run_sync(store._replay_segments, run.tally)
+            segments = await trio.to_thread.run_sync(segment_log.replay_segments, run.tally)
             log.info(
                 "replay.started dir=%s segments=%d sink=%s", store.path, len(segments), sink_name
             )
@@ -112,7 +114,7 @@ async def replay(
         report = ledger.report(trio.current_time() - ended)
     finally:
         # What this replay read, even when it stopped early.
-        store._end_read(run.tally)
+        segment_log.end_read(run.tally)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(lock.close)
     log.info(
@@ -154,7 +156,7 @@ class _Replay:
         self.batch_size = batch_size
         self.redirect: SinkSlot | None = None
         self.writers: dict[str, SinkWriter] = {}
-        self.tally = _Tally()
+        self.tally = Tally()
         """What this replay read: its own, so that reads at once do not mix in."""
 
     def writer(self, slot: SinkSlot) -> SinkWriter:
@@ -164,16 +166,16 @@ class _Replay:
             writer = self.writers[slot.name] = SinkWriter(slot, account, self.ledger)
         return writer
 
-    async def segment(self, segment: _Segment) -> None:
+    async def segment(self, segment: Segment) -> None:
         """Replay one segment, a batch at a time, from its consumed offset."""
-        store = self.store
+        segment_log = self.store.segment_log
         offset = segment.start
         # Start of entries that stay, not yet copied: the offset waits before them
         # until an entry after them is consumed.
         waiting: int | None = None
         while True:
             chunk = await trio.to_thread.run_sync(
-                store._read_chunk, segment.path, offset, self.batch_size, self.tally
+                segment_log.read_chunk, segment.path, offset, self.batch_size, self.tally
             )
             if chunk.end <= chunk.start:
                 return
@@ -183,9 +185,8 @@ class _Replay:
             failed = any(isinstance(k, RescueEntry) for k in staying)
             if consumed or failed or (waiting is None and not staying):
                 moved = None if waiting is None else (waiting, chunk.start)
-                await trio.to_thread.run_sync(
-                    store._settle, segment.path, moved, staying, chunk.end, chunk.size
-                )
+                commit = partial(segment_log.commit, moved=moved, keep=staying)
+                await trio.to_thread.run_sync(commit, segment.path, chunk.end, chunk.size)
                 waiting = None
             elif waiting is None:
                 waiting = chunk.start
@@ -193,7 +194,7 @@ class _Replay:
             if offset >= chunk.size:
                 return
 
-    async def deliver(self, chunk: _Chunk) -> list[bytes | RescueEntry | None]:
+    async def deliver(self, chunk: Chunk) -> list[bytes | RescueEntry | None]:
         """Write the chunk's records to their sinks. Per line, in order: None when it
         was consumed (delivered), else what stays in the store (its line as it is, or
         the entry with its new reason)."""
@@ -248,7 +249,7 @@ class _Replay:
             exc = await writer.write_batch(records)
             ledger.settle(ticket)
             if exc is not None:
-                now = _wall()
+                now = wall_time()
                 error = describe(exc)
                 for place, entry in places:
                     keep[place] = msgspec.structs.replace(

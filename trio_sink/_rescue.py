@@ -18,77 +18,43 @@ directory. A reader takes the final segments and the ``.open``
 segments whose lock is free: those of a writer that died; never one that a live writer
 holds, the store's own included.
 
-Writes check and encode a whole batch first, then append it to one segment (a batch
-is never split: the segment rolls over before or after a call). If the OS fails the
-write or the fsync, the segment is truncated back to where the call began and sealed
-(after a failed fsync no later one can be trusted), so that a failed call leaves
-nothing behind. A writer killed mid-write leaves at most one torn line, the last of
-its segment; readers skip it, count it and log it. An undecodable line elsewhere is
-skipped and counted the same way, and nothing around it is lost. A line of a newer
-schema version stops the read with :class:`RescueFormatError`; that line and all
+An undecodable line (a writer killed mid-write leaves at most one, the last of its
+segment) is skipped, counted and logged, and nothing around it is lost. A line of a
+newer schema version stops the read with :class:`RescueFormatError`; that line and all
 after it stay where they are.
 
-Consumption (replay) never rewrites a segment. Its consumed prefix is a byte offset in
-``<segment>.done``, replaced atomically (write, fsync, rename, fsync of the directory)
-after each batch; a fully consumed segment is deleted, then its ``.done``. An entry
-whose delivery failed again, and an entry the replay leaves behind while it consumes
-those after it, is appended to a new segment (and fsynced) before the offset moves
-past it. An interruption at any point leaves every entry in the store at least once;
-at most the batch in flight is delivered twice.
+:class:`RescueStore` is the public face: it checks arguments and builds entries. What
+it does to the files is a :class:`~trio_sink._segment_log.SegmentLog`'s (writes that
+are all or nothing, and consumption by replay, are described there), which it keeps as
+its ``segment_log`` for replay and parking.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import logging
 import math
 import os
 import secrets
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import IO, Final, Literal, TypeVar, final
+from typing import Final, TypeVar, final
 
 import attrs
 import trio
 
-from ._exceptions import ConfigError, describe
+from ._exceptions import ConfigError
 from ._report import Undelivered
-from ._rescue_format import RescueEntry, _checked_entries, _Encoder, _wall
-from ._rescue_segments import (
-    _FINAL,
-    _REPLAY_LOCK,
-    _Chunk,
-    _create_segment,
-    _final_path,
-    _fsync_dir,
-    _list_segments,
-    _mark_consumed,
-    _read_chunk,
-    _scan,
-    _scan_open,
-    _Segment,
-    _Tally,
-    _tidy,
-    _try_lock,
-)
+from ._rescue_format import RescueEntry, checked_entries, rescue_entries
+from ._rescue_segments import Tally, scan
+from ._segment_log import FsyncPolicy, SegmentLog
 
 __all__ = ["RescueReadStats", "RescueReader", "RescueStatistics", "RescueStore"]
 
-log = logging.getLogger("trio_sink.rescue")
-
 T = TypeVar("T")
 
-FsyncPolicy = Literal["batch", "interval", "never"]
 _POLICIES: Final = ("batch", "interval", "never")
-
-# Read at call time, so that tests can replace it.
-_monotonic = time.monotonic
 
 
 @final
@@ -208,21 +174,41 @@ class RescueStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self.run: str = run if run is not None else _new_run_id()
         """Stamped on the entries that :meth:`rescue` and :meth:`arescue` build."""
-        self.fsync: FsyncPolicy = fsync
-        self.fsync_interval = float(fsync_interval)
-        self.segment_max_records = segment_max_records
-        self._lock = threading.Lock()
-        self._encoder = _Encoder()
-        self._file: IO[bytes] | None = None
-        self._open_path: Path | None = None
-        self._segment_records = 0
-        self._unsynced = False
-        self._last_sync = _monotonic()
-        self._closed = False
-        self._written = 0
-        self._sealed = 0
-        self._fsyncs = 0
-        self._last_read = _stats_of(_Tally())
+        self.segment_log = SegmentLog(
+            self.path,
+            fsync=fsync,
+            fsync_interval=float(fsync_interval),
+            segment_max_records=segment_max_records,
+        )
+        """Internal, for replay and parking: the writer, reads and commits behind this
+        store. Not part of the public API."""
+
+    @property
+    def fsync(self) -> FsyncPolicy:
+        """The fsync policy (the ``fsync`` argument)."""
+        return self.segment_log.fsync
+
+    @fsync.setter
+    def fsync(self, value: FsyncPolicy) -> None:
+        self.segment_log.fsync = value
+
+    @property
+    def fsync_interval(self) -> float:
+        """Seconds between fsyncs for ``fsync="interval"``."""
+        return self.segment_log.fsync_interval
+
+    @fsync_interval.setter
+    def fsync_interval(self, value: float) -> None:
+        self.segment_log.fsync_interval = value
+
+    @property
+    def segment_max_records(self) -> int:
+        """Entries in one segment before a new one is started."""
+        return self.segment_log.segment_max_records
+
+    @segment_max_records.setter
+    def segment_max_records(self, value: int) -> None:
+        self.segment_log.segment_max_records = value
 
     # -- writing ---------------------------------------------------------------------
 
@@ -253,18 +239,12 @@ class RescueStore:
         being written, so a call larger than ``segment_max_records`` fills a segment
         of its own.
         """
-        return self._write(_checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
+        return self._write(checked_entries(_checked(entries, RescueEntry, "entries"), "entries"))
 
     def _write(self, batch: Sequence[RescueEntry]) -> int:
-        """:meth:`write`, for entries that were checked."""
-        with self._lock:
-            self._check_open()
-            if not batch:
-                return 0
-            buf, _ = self._encoder.encode(batch)
-            self._append([(buf, len(batch))], durable=False)
-            self._written += len(batch)
-        return len(batch)
+        """:meth:`write`, for entries that were checked: every write of this store
+        goes through here."""
+        return self.segment_log.write(batch)
 
     async def awrite(self, entries: Iterable[RescueEntry]) -> int:
         """:meth:`write`, in a worker thread, so that the fsync does not block Trio.
@@ -273,7 +253,7 @@ class RescueStore:
         once it has started, the write completes and its count is returned (the
         cancellation is delivered at the next checkpoint).
         """
-        batch = _checked_entries(list(_checked(entries, RescueEntry, "entries")), "entries")
+        batch = checked_entries(list(_checked(entries, RescueEntry, "entries")), "entries")
         return await trio.to_thread.run_sync(self._write, batch)
 
     def rescue(self, undelivered: Iterable[Undelivered]) -> int:
@@ -286,11 +266,7 @@ class RescueStore:
         return await trio.to_thread.run_sync(self._write, self._entries_of(undelivered))
 
     def _entries_of(self, undelivered: Iterable[Undelivered]) -> Sequence[RescueEntry]:
-        batch = _checked(undelivered, Undelivered, "undelivered")
-        now = _wall()
-        run = self.run
-        entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in batch]
-        return _checked_entries(entries, "undelivered")
+        return rescue_entries(_checked(undelivered, Undelivered, "undelivered"), run=self.run)
 
     def sync(self) -> None:
         """Force what this object has written to the disk now: fsync the segment being
@@ -309,33 +285,18 @@ class RescueStore:
         one. What earlier writes put in it stays, but may not be on the disk. Raises
         :class:`trio.ClosedResourceError` after :meth:`close`.
         """
-        with self._lock:
-            self._check_open()
-            try:
-                self._sync()
-            except BaseException as exc:
-                name = self._open_path.name if self._open_path is not None else "?"
-                log.warning(
-                    'rescue.segment_abandoned segment=%s error="%s"; sealed', name, describe(exc)
-                )
-                self._seal_quietly()
-                raise
+        self.segment_log.sync()
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
         the next write starts a new one. Entries become readable through this object
         once their segment is sealed. Blocks. A failed fsync raises, once the segment
         is sealed all the same (renamed and closed)."""
-        with self._lock:
-            self._seal()
+        self.segment_log.seal()
 
     def close(self) -> None:
         """Seal the segment being written; later writes raise. Idempotent. Blocks."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._seal()
+        self.segment_log.close()
 
     async def aclose(self) -> None:
         """:meth:`close` in a worker thread. Cancelled before it starts, the store
@@ -355,161 +316,13 @@ class RescueStore:
 
     def statistics(self) -> RescueStatistics:
         """What this object has written so far. Not a checkpoint."""
-        with self._lock:
-            return RescueStatistics(
-                written=self._written,
-                segments_sealed=self._sealed,
-                fsyncs=self._fsyncs,
-                segment=None if self._open_path is None else self._open_path.name,
-            )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the rescue store is closed")
-
-    def _segment_for(self, n: int) -> IO[bytes]:
-        """The segment to append ``n`` entries to: a new one when they would not fit in
-        the one being written (unless it is empty: a call is never split)."""
-        self._check_open()
-        f = self._file
-        used = self._segment_records
-        if f is not None and used > 0 and used + n > self.segment_max_records:
-            self._seal_quietly()
-            f = None
-        return f if f is not None else self._open_segment()
-
-    def _open_segment(self) -> IO[bytes]:
-        f, path = _create_segment(self.path)
-        if self.fsync != "never":
-            try:
-                _fsync_dir(self.path)
-            except BaseException:
-                # Removed while still locked: no reader takes it for a dead writer's.
-                path.unlink(missing_ok=True)
-                f.close()
-                raise
-        self._file, self._open_path = f, path
-        self._segment_records = 0
-        return f
-
-    def _append(self, pieces: Iterable[tuple[bytes | bytearray, int]], *, durable: bool) -> int:
-        """Append ``pieces`` (whole lines, and how many) to one segment, then fsync it:
-        always when ``durable`` (and the directory), else per the policy. Return how
-        many lines were appended.
-
-        All or nothing: if a piece, a write or an fsync raises, what was appended is
-        truncated away and the segment sealed (:meth:`_take_back`). The segment rolls
-        over before the first piece when that would not fit, and after the last when
-        it is full; never in between.
-        """
-        f: IO[bytes] | None = None
-        start = 0
-        n = 0
-        try:
-            for buf, count in pieces:
-                if f is None:
-                    f = self._segment_for(count)
-                    start = f.tell()
-                _write_all(f, buf)
-                self._unsynced = True
-                n += count
-            if f is None:
-                return 0
-            if durable:
-                self._sync()
-                _fsync_dir(self.path)
-            else:
-                self._sync_by_policy()
-        except BaseException as exc:
-            if f is not None:
-                self._take_back(f, start, exc)
-            raise
-        self._segment_records += n
-        if self._segment_records >= self.segment_max_records:
-            self._seal_quietly()
-        return n
-
-    def _take_back(self, f: IO[bytes], start: int, exc: BaseException) -> None:
-        """After ``exc`` in an append to ``f`` that began at byte ``start``: truncate
-        the segment back to ``start``, and seal it. Nothing more goes to it: a failed
-        write may have left a torn line, and after a failed fsync a later one may
-        report success for data that never reached the disk (Linux)."""
-        name = self._open_path.name if self._open_path is not None else "?"
-        try:
-            os.ftruncate(f.fileno(), start)
-        except OSError as err:
-            log.error(
-                'rescue.rollback_failed segment=%s offset=%d error="%s"',
-                name,
-                start,
-                describe(err),
-            )
-            exc.add_note(
-                f"part of this write may be in the rescue store: segment {name} could not"
-                f" be truncated back to byte {start} ({describe(err)})"
-            )
-        log.warning('rescue.segment_abandoned segment=%s error="%s"; sealed', name, describe(exc))
-        self._seal_quietly()
-
-    def _sync(self) -> None:
-        f = self._file
-        if f is not None and self._unsynced:
-            os.fsync(f.fileno())
-            self._fsyncs += 1
-            self._unsynced = False
-        self._last_sync = _monotonic()
-
-    def _sync_by_policy(self) -> None:
-        if self._file is None or not self._unsynced:
-            return
-        if self.fsync == "batch" or (
-            self.fsync == "interval" and _monotonic() - self._last_sync >= self.fsync_interval
-        ):
-            self._sync()
-
-    def _seal(self) -> None:
-        """Finish the segment being written: fsync it, rename it to its final name
-        (still locked, so that no reader takes it for a dead writer's), close it, fsync
-        the directory; the next write starts a new one.
-
-        A failed fsync is raised once the segment is finished all the same. A failed
-        rename leaves it under its ``.open`` name, closed: readers and replay take it
-        for a dead writer's segment.
-        """
-        f, path = self._file, self._open_path
-        if f is None or path is None:
-            return
-        self._file = self._open_path = None
-        self._unsynced = False
-        records, self._segment_records = self._segment_records, 0
-        final = _final_path(path)
-        failed: OSError | None = None
-        try:
-            try:
-                os.fsync(f.fileno())
-                self._fsyncs += 1
-            except OSError as exc:
-                failed = exc
-            if sys.platform == "win32":  # pragma: no cover - an open file cannot be renamed
-                f.close()
-            os.replace(path, final)
-        finally:
-            f.close()
-        _fsync_dir(self.path)
-        self._sealed += 1
-        log.debug("rescue.sealed segment=%s records=%d", final.name, records)
-        if failed is not None:
-            raise failed
-
-    def _seal_quietly(self) -> None:
-        """:meth:`_seal`, where a failure is logged, not raised: at a roll-over (the
-        calls that wrote the segment have returned) and after a failed append (whose
-        own error is raised)."""
-        name = self._open_path.name if self._open_path is not None else "?"
-        try:
-            self._seal()
-        except OSError as exc:
-            log.error('rescue.seal_failed segment=%s error="%s"', name, describe(exc))
+        stats = self.segment_log.statistics()
+        return RescueStatistics(
+            written=stats.written,
+            segments_sealed=stats.sealed,
+            fsyncs=stats.fsyncs,
+            segment=stats.segment,
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -524,13 +337,6 @@ class RescueStore:
         a newer schema version. Blocks on file reads.
         """
         return RescueReader(self, sink)
-
-    def _scan_entries(self, tally: _Tally, sink: str | None) -> Generator[RescueEntry, None, None]:
-        for seg in self._readable_segments():
-            tally.segments += 1
-            for item in _scan(seg.path, seg.start, tally):
-                if sink is None or item.entry.sink == sink:
-                    yield item.entry
 
     def counts(self) -> Mapping[str | None, int]:
         """Entries per sink name (None: records given up before routing)."""
@@ -547,106 +353,26 @@ class RescueStore:
         lines skipped): an :meth:`entries` reader that reached its end, raised or was
         closed, :meth:`counts`, :meth:`pending`, or a replay. All zero before the
         first. A read of its own has its own :attr:`RescueReader.stats`."""
-        return self._last_read
+        return _stats_of(self.segment_log.last_read)
 
     @property
     def torn_lines(self) -> int:
         """Torn last lines skipped by the read that ended last (:attr:`read_stats`)."""
-        return self._last_read.torn_lines
-
-    def _end_read(self, tally: _Tally) -> None:
-        self._last_read = _stats_of(tally)
-
-    def _readable_segments(self) -> list[_Segment]:
-        with self._lock:
-            own = self._open_path
-        return _list_segments(self.path, own)
-
-    # -- consumption, for replay ---------------------------------------------------
-
-    def _lock_replay(self) -> IO[bytes]:
-        """The directory's replay lock, taken: one replay at a time per directory.
-        Closing the file lets it go. Blocks (a file open): call in a worker thread."""
-        f = open(self.path / _REPLAY_LOCK, "ab")  # noqa: SIM115 - the caller closes it
-        try:
-            if not _try_lock(f.fileno()):
-                raise trio.BusyResourceError(f"another replay is running on {self.path}")
-        except BaseException:
-            f.close()
-            raise
-        return f
-
-    def _replay_segments(self, tally: _Tally | None = None) -> list[_Segment]:
-        """Seal this object's segment, adopt the segments of dead writers, tidy up
-        after interrupted work; then the segments to consume, in order, counted in
-        ``tally``. Call under the replay lock (:meth:`_lock_replay`)."""
-        self.seal()
-        _tidy(self.path)
-        segments = [s for s in self._readable_segments() if s.path.name.endswith(_FINAL)]
-        if tally is not None:
-            tally.segments = len(segments)
-        return segments
-
-    def _read_chunk(self, path: Path, start: int, n: int, tally: _Tally | None = None) -> _Chunk:
-        """Up to ``n`` entries of segment ``path`` from byte ``start``; the lines
-        skipped are counted in ``tally``, when given."""
-        return _read_chunk(path, start, n, _Tally() if tally is None else tally)
-
-    def _settle(
-        self,
-        path: Path,
-        moved: tuple[int, int] | None,
-        keep: Sequence[bytes | RescueEntry],
-        offset: int,
-        size: int,
-    ) -> None:
-        """Append what stays (lines of ``path`` in byte range ``moved``, then ``keep``:
-        kept lines as they are, entries encoded), fsync it, then mark ``path`` consumed
-        up to ``offset``: in its ``.done`` file, or by deleting it at its end."""
-        with self._lock:
-            fresh = iter(self._encoder.lines([k for k in keep if isinstance(k, RescueEntry)]))
-            lines = [next(fresh) if isinstance(k, RescueEntry) else k for k in keep]
-            copied = _pieces_of(path, moved)
-            with contextlib.closing(copied):
-                pieces = itertools.chain(copied, [(_joined(lines), len(lines))] if lines else [])
-                # What stays must be on disk before the offset moves past its old copy.
-                self._written += self._append(pieces, durable=True)
-        _mark_consumed(path, offset, size)
+        return self.segment_log.last_read.torn
 
 
-def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[f.write(view) :]
+def _scan_entries(
+    log: SegmentLog, tally: Tally, sink: str | None
+) -> Generator[RescueEntry, None, None]:
+    """The entries of the segments ``log`` reads, for ``sink`` when given."""
+    for seg in log.readable_segments():
+        tally.segments += 1
+        for item in scan(seg.path, seg.start, tally):
+            if sink is None or item.entry.sink == sink:
+                yield item.entry
 
 
-def _joined(lines: Iterable[bytes]) -> bytes:
-    """``lines`` as one buffer, each ending with its newline."""
-    return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
-
-
-def _pieces_of(
-    path: Path, moved: tuple[int, int] | None
-) -> Generator[tuple[bytes, int], None, None]:
-    """The decodable lines of segment ``path`` in byte range ``moved``, as they are, a
-    piece of up to 1024 lines at a time (whole lines, and how many)."""
-    if moved is None:
-        return
-    start, stop = moved
-    pending: list[bytes] = []
-    with open(path, "rb") as f:
-        for item in _scan_open(f, path, start, stop, None):
-            if item.end > stop:
-                break
-            pending.append(item.line)
-            if len(pending) >= 1024:
-                yield _joined(pending), len(pending)
-                pending = []
-    if pending:
-        yield _joined(pending), len(pending)
-
-
-def _stats_of(tally: _Tally) -> RescueReadStats:
+def _stats_of(tally: Tally) -> RescueReadStats:
     return RescueReadStats(
         segments=tally.segments, entries=tally.entries, torn_lines=tally.torn, bad_lines=tally.bad
     )
@@ -664,9 +390,9 @@ class RescueReader(Iterator[RescueEntry]):
     """
 
     def __init__(self, store: RescueStore, sink: str | None) -> None:
-        self._store = store
-        self._tally = _Tally()
-        self._entries = store._scan_entries(self._tally, sink)
+        self._log = store.segment_log
+        self._tally = Tally()
+        self._entries = _scan_entries(self._log, self._tally, sink)
         self._ended = False
 
     def __iter__(self) -> RescueReader:
@@ -703,4 +429,4 @@ class RescueReader(Iterator[RescueEntry]):
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
-            self._store._end_read(self._tally)
+            self._log.end_read(self._tally)

@@ -16,7 +16,7 @@ import itertools
 import math
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -107,7 +107,7 @@ class RescueEntry(msgspec.Struct, frozen=True, kw_only=True):
             reason=reason,
             error=_error_text(error),
             record_error=_error_text(record.error),
-            time=_wall() if time is None else time,
+            time=wall_time() if time is None else time,
             run=run,
         )
 
@@ -127,7 +127,16 @@ class RescueEntry(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def _wall() -> float:
+def rescue_entries(undelivered: Iterable[Undelivered], *, run: str) -> Sequence[RescueEntry]:
+    """One entry per :class:`~trio_sink.Undelivered`, stamped with ``run`` and now;
+    checked as :func:`checked_entries` checks them."""
+    now = wall_time()
+    entries = [RescueEntry.from_undelivered(u, run=run, time=now) for u in undelivered]
+    return checked_entries(entries, "undelivered")
+
+
+def wall_time() -> float:
+    """Now, as entries are stamped: wall-clock seconds since the epoch."""
     return time.time()
 
 
@@ -143,7 +152,7 @@ _OPTIONAL_TEXT: Final = ("sink", "error", "record_error")
 """The fields of an entry that hold a str or None."""
 
 
-def _checked_entries(entries: Sequence[RescueEntry], name: str) -> Sequence[RescueEntry]:
+def checked_entries(entries: Sequence[RescueEntry], name: str) -> Sequence[RescueEntry]:
     """``entries``, each with the types that read back; ConfigError, naming
     ``name[i].field``, for the first field that would not.
 
@@ -271,7 +280,7 @@ def _repr_hook(value: object) -> str:
     return _safe_repr(value)
 
 
-class _Encoder:
+class Encoder:
     """Encodes entries to lines: faithfully when it can, with reprs when it cannot."""
 
     def __init__(self) -> None:
@@ -356,7 +365,7 @@ def _line_of(e: RescueEntry, b64: tuple[str, ...]) -> _Line:
     )
 
 
-def _decode(data: bytes, where: str) -> RescueEntry | None:
+def decode(data: bytes, where: str) -> RescueEntry | None:
     """The entry of one line; None when it cannot be decoded.
 
     Raises RescueFormatError for a line of a newer schema version; ``where`` names the

@@ -1,8 +1,10 @@
 """The files of a rescue store directory (the layout is in :mod:`trio_sink._rescue`).
 
 Segment names, the ``flock`` that tells a live writer's segment from a dead one's, the
-``.done`` files that record how far replay has consumed a segment, and the scan of a
-segment's lines that skips torn and bad lines, counts them and logs them.
+``.done`` files that record how far replay has consumed a segment, the scan of a
+segment's lines that skips torn and bad lines, counts them and logs them, and the copy
+of lines that a commit keeps. The writer that uses them is
+:class:`~trio_sink._segment_log.SegmentLog`.
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Final, NamedTuple
 
-from ._rescue_format import RescueEntry, _decode
+from ._rescue_format import RescueEntry, decode
 
 log = logging.getLogger("trio_sink.rescue")
 
-_FINAL: Final = ".jsonl"
+FINAL: Final = ".jsonl"
 _OPEN: Final = ".jsonl.open"
 _DONE: Final = ".done"
 _TMP: Final = ".tmp"
-_REPLAY_LOCK: Final = ".replay.lock"
+REPLAY_LOCK: Final = ".replay.lock"
 _CREATE_TRIES: Final = 8
 """Attempts at creating a segment, each removed by a tidy-up before it was locked."""
 
@@ -35,7 +37,7 @@ _names_lock = threading.Lock()
 _last_ns = 0
 
 
-class _Tally:
+class Tally:
     """What a read went through; :class:`~trio_sink.RescueReadStats` is its snapshot."""
 
     __slots__ = ("bad", "entries", "segments", "torn")
@@ -46,8 +48,15 @@ class _Tally:
         self.torn = 0
         self.bad = 0
 
+    def copy(self) -> Tally:
+        """A tally with the same counts, that this one's later counts leave alone."""
+        other = Tally()
+        other.segments, other.entries = self.segments, self.entries
+        other.torn, other.bad = self.torn, self.bad
+        return other
 
-class _Item(NamedTuple):
+
+class Item(NamedTuple):
     """One decoded line of a segment, with its byte range."""
 
     start: int
@@ -56,10 +65,10 @@ class _Item(NamedTuple):
     entry: RescueEntry
 
 
-class _Chunk(NamedTuple):
+class Chunk(NamedTuple):
     """Up to ``n`` entries of a segment from an offset, as replay reads them."""
 
-    items: list[_Item]
+    items: list[Item]
     start: int
     """The byte offset the read started at."""
     end: int
@@ -68,7 +77,7 @@ class _Chunk(NamedTuple):
     """The segment's size."""
 
 
-class _Segment(NamedTuple):
+class Segment(NamedTuple):
     """A segment to read, from byte ``start`` (what replay has not consumed yet)."""
 
     path: Path
@@ -77,7 +86,7 @@ class _Segment(NamedTuple):
 
 if sys.platform == "win32":  # pragma: no cover - no flock: one writer per directory
 
-    def _try_lock(fd: int) -> bool:
+    def try_lock(fd: int) -> bool:
         return True
 
     def _lock(fd: int) -> None:
@@ -86,7 +95,7 @@ if sys.platform == "win32":  # pragma: no cover - no flock: one writer per direc
 else:
     import fcntl
 
-    def _try_lock(fd: int) -> bool:
+    def try_lock(fd: int) -> bool:
         """Take the lock on ``fd`` if it is free (a probe); False when someone holds it."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -100,7 +109,7 @@ else:
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     if sys.platform == "win32":  # pragma: no cover - directories cannot be opened
         return
     fd = os.open(path, os.O_RDONLY)
@@ -132,7 +141,7 @@ def _segment_base() -> str:
     return f"seg-{ns:020d}-{os.getpid()}-{n:06d}"
 
 
-def _final_path(path: Path) -> Path:
+def final_path(path: Path) -> Path:
     """The final name of the segment ``path``, which is under its ``.open`` name."""
     return path.with_name(path.name.removesuffix(".open"))
 
@@ -145,7 +154,7 @@ def _done_path(path: Path) -> Path:
 # -- writers -----------------------------------------------------------------------
 
 
-def _create_segment(directory: Path) -> tuple[IO[bytes], Path]:
+def create_segment(directory: Path) -> tuple[IO[bytes], Path]:
     """A new segment in ``directory``, open for writing (unbuffered) and locked, under
     its ``.open`` name.
 
@@ -176,19 +185,19 @@ def _create_segment(directory: Path) -> tuple[IO[bytes], Path]:
     raise OSError(f"no segment could be created in {directory}: each was removed at once")
 
 
-def _writer_gone(path: Path) -> bool:
+def writer_gone(path: Path) -> bool:
     """True when no live writer holds segment ``path`` (its writer died)."""
     f = _open_existing(path)
     if f is None:
         return False
     with f:
-        return _try_lock(f.fileno())
+        return try_lock(f.fileno())
 
 
 # -- listing -----------------------------------------------------------------------
 
 
-def _list_segments(directory: Path, own: Path | None) -> list[_Segment]:
+def list_segments(directory: Path, own: Path | None) -> list[Segment]:
     """The segments to read, in write order: the sealed ones, from their consumed
     offset, and those of writers that died, except ``own`` (a live writer's)."""
     found: list[tuple[str, Path, bool]] = []  # (sort key, path, sealed)
@@ -197,21 +206,21 @@ def _list_segments(directory: Path, own: Path | None) -> list[_Segment]:
             name = d.name
             if not name.startswith("seg-"):
                 continue
-            if name.endswith(_FINAL):
+            if name.endswith(FINAL):
                 found.append((name, Path(d.path), True))
             elif name.endswith(_OPEN):
-                found.append((_final_path(Path(d.path)).name, Path(d.path), False))
+                found.append((final_path(Path(d.path)).name, Path(d.path), False))
     found.sort()
-    segments: list[_Segment] = []
+    segments: list[Segment] = []
     for _, path, sealed in found:
         if sealed:
-            segments.append(_Segment(path, _read_offset(path)))
-        elif path != own and _writer_gone(path):
-            segments.append(_Segment(path, 0))
+            segments.append(Segment(path, _read_offset(path)))
+        elif path != own and writer_gone(path):
+            segments.append(Segment(path, 0))
     return segments
 
 
-def _tidy(directory: Path) -> None:
+def tidy(directory: Path) -> None:
     """Adopt the segments of writers that died (rename them to their final name) and
     drop what interrupted work left: empty segments never named, temporary progress
     files, progress files of deleted segments. Only while holding the replay lock."""
@@ -221,10 +230,10 @@ def _tidy(directory: Path) -> None:
         path = directory / name
         if name.startswith(".seg-"):
             # A writer died between creating its segment and naming it: empty.
-            if _writer_gone(path):
+            if writer_gone(path):
                 path.unlink(missing_ok=True)
-        elif name.endswith(_OPEN) and _writer_gone(path):
-            final = _final_path(path)
+        elif name.endswith(_OPEN) and writer_gone(path):
+            final = final_path(path)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, final)
                 log.info("rescue.adopted segment=%s", final.name)
@@ -233,7 +242,7 @@ def _tidy(directory: Path) -> None:
     for name in names:
         if name.endswith(_DONE) and not (directory / name.removesuffix(_DONE)).exists():
             (directory / name).unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 # -- progress ----------------------------------------------------------------------
@@ -259,7 +268,7 @@ def _read_offset(path: Path) -> int:
     return offset
 
 
-def _mark_consumed(path: Path, offset: int, size: int) -> None:
+def mark_consumed(path: Path, offset: int, size: int) -> None:
     """Record that the segment ``path`` (of ``size`` bytes) is consumed up to
     ``offset``: in its progress file, replaced atomically, or, at its end, by deleting
     it and then its progress file. Durable when this returns."""
@@ -275,44 +284,44 @@ def _mark_consumed(path: Path, offset: int, size: int) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, done)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 # -- reading -----------------------------------------------------------------------
 
 
-def _scan(path: Path, start: int, tally: _Tally) -> Iterator[_Item]:
+def scan(path: Path, start: int, tally: Tally) -> Iterator[Item]:
     """The decodable lines of segment ``path`` from byte ``start``."""
     f = _open_existing(path)
     if f is None:
         return
     with f:
         size = os.fstat(f.fileno()).st_size
-        yield from _scan_open(f, path, start, size, tally)
+        yield from scan_open(f, path, start, size, tally)
 
 
-def _read_chunk(path: Path, start: int, n: int, tally: _Tally) -> _Chunk:
+def read_chunk(path: Path, start: int, n: int, tally: Tally) -> Chunk:
     """Up to ``n`` entries of segment ``path`` from byte ``start``."""
-    items: list[_Item] = []
+    items: list[Item] = []
     f = _open_existing(path)
     if f is None:
-        return _Chunk(items, start, start, start)
+        return Chunk(items, start, start, start)
     with f:
         size = os.fstat(f.fileno()).st_size
         end = start
-        for item in _scan_open(f, path, start, size, tally):
+        for item in scan_open(f, path, start, size, tally):
             items.append(item)
             end = item.end
             if len(items) >= n:
                 break
         else:
             end = size
-    return _Chunk(items, start, end, size)
+    return Chunk(items, start, end, size)
 
 
-def _scan_open(
-    f: IO[bytes], path: Path, start: int, size: int, tally: _Tally | None
-) -> Iterator[_Item]:
+def scan_open(
+    f: IO[bytes], path: Path, start: int, size: int, tally: Tally | None
+) -> Iterator[Item]:
     """The decodable lines of ``f`` (segment ``path``, ``size`` bytes) from ``start``;
     the rest are counted in ``tally`` and logged, unless ``tally`` is None (lines
     that a read has counted already). An undecodable line is torn when it ends at
@@ -325,18 +334,18 @@ def _scan_open(
     pos = start
     for data in f:
         end = pos + len(data)
-        entry = _decode(data, f"{path.name} at byte {pos}")
+        entry = decode(data, f"{path.name} at byte {pos}")
         if entry is None:
             if tally is not None:
                 _skip(tally, path, pos, len(data), torn=end >= size)
         else:
             if tally is not None:
                 tally.entries += 1
-            yield _Item(pos, end, data, entry)
+            yield Item(pos, end, data, entry)
         pos = end
 
 
-def _skip(tally: _Tally, path: Path, pos: int, length: int, *, torn: bool) -> None:
+def _skip(tally: Tally, path: Path, pos: int, length: int, *, torn: bool) -> None:
     """Count and log an undecodable line: torn when it ends the segment, else bad."""
     if torn:
         tally.torn += 1
@@ -344,3 +353,30 @@ def _skip(tally: _Tally, path: Path, pos: int, length: int, *, torn: bool) -> No
     else:
         tally.bad += 1
         log.warning("rescue.bad_line segment=%s offset=%d bytes=%d", path.name, pos, length)
+
+
+def lines_between(
+    path: Path, span: tuple[int, int] | None
+) -> Generator[tuple[bytes, int], None, None]:
+    """The decodable lines of segment ``path`` in byte range ``span`` (none when it is
+    None), as they are, a piece of up to 1024 lines at a time (whole lines, and how
+    many). Lines skipped are not counted: the read that passed them counted them."""
+    if span is None:
+        return
+    start, stop = span
+    pending: list[bytes] = []
+    with open(path, "rb") as f:
+        for item in scan_open(f, path, start, stop, None):
+            if item.end > stop:
+                break
+            pending.append(item.line)
+            if len(pending) >= 1024:
+                yield joined(pending), len(pending)
+                pending = []
+    if pending:
+        yield joined(pending), len(pending)
+
+
+def joined(lines: Iterable[bytes]) -> bytes:
+    """``lines`` as one buffer, each ending with its newline."""
+    return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)

@@ -1,0 +1,87 @@
+"""The accounts the ledger keeps: one :class:`SinkAccount` per sink, one :class:`Ticket`
+per source batch. Read them anywhere; only :class:`~trio_sink._ledger.Ledger` changes
+them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Literal, Protocol
+
+__all__ = ["Place", "Routed", "SinkAccount", "Ticket"]
+
+Place = Literal["waiting", "buffered", "in_flight"]
+"""Where records were when a sink gave them up."""
+
+
+class Routed(Protocol):
+    """A destination of the route stage: it knows its sink's account."""
+
+    @property
+    def account(self) -> SinkAccount: ...
+
+
+class Ticket:
+    """One source batch, owing one outcome per destination sub-batch.
+
+    When every sub-batch has reached delivered or undelivered, the source batch is
+    settled: the hook for source acknowledgements.
+    """
+
+    __slots__ = ("count", "first_id", "pending")
+
+    def __init__(self, first_id: int, count: int, pending: int) -> None:
+        self.first_id = first_id
+        self.count = count
+        self.pending = pending
+
+
+class SinkAccount:
+    """The counts of one sink. Read them; only the :class:`Ledger` changes them."""
+
+    __slots__ = (
+        "buffered",
+        "by_reason",
+        "delivered",
+        "in_flight",
+        "name",
+        "peak_buffered",
+        "replayed",
+        "retries",
+        "routed",
+        "stored",
+        "undelivered",
+        "waiting",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.routed = 0
+        self.waiting = 0  # routed, not yet in its channel (the channel is full)
+        self.buffered = 0  # in its channel
+        self.in_flight = 0  # in its task's hands
+        self.delivered = 0
+        self.undelivered = 0
+        self.peak_buffered = 0
+        self.by_reason: Counter[str] = Counter()  # undelivered, by statistics key
+        self.retries = 0  # writes retried after a failure
+        self.stored = 0  # undelivered records kept in the rescue store
+        self.replayed = 0  # records delivered from the rescue store during the run
+
+    @property
+    def pending(self) -> int:
+        """Records routed to it and not settled yet."""
+        return self.waiting + self.buffered + self.in_flight
+
+    def problem(self) -> str | None:
+        """What is wrong with the counts, or None when they add up."""
+        parts = (self.waiting, self.buffered, self.in_flight, self.delivered, self.undelivered)
+        if min(parts) < 0 or self.stored < 0 or self.stored > self.undelivered:
+            return f"sink {self.name!r}: a negative count or stored > undelivered: {self._text()}"
+        if self.routed != sum(parts):
+            return f"sink {self.name!r}: routed != the sum of its places: {self._text()}"
+        if sum(self.by_reason.values()) != self.undelivered:
+            return f"sink {self.name!r}: by reason {dict(self.by_reason)} != {self._text()}"
+        return None
+
+    def _text(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__ if k != "by_reason")
