@@ -20,6 +20,7 @@ from ._exceptions import ConfigError
 
 __all__ = [
     "at_least",
+    "check_choice",
     "check_int",
     "check_number",
     "check_seconds",
@@ -69,6 +70,12 @@ def check_seconds(
 
 def _not_negative(value: float) -> bool:
     return value >= 0
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 def check_text(name: str, value: object, *, optional: bool = False) -> str | None:

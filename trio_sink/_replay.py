@@ -21,6 +21,7 @@ from functools import partial
 import msgspec
 import trio
 
+from ._checks import check_int, check_text
 from ._exceptions import ConfigError, describe
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
@@ -71,10 +72,8 @@ async def replay(
         raise ConfigError(f"sinks must be a sequence of sinks, got {sinks!r}")
     if not sinks:
         raise ConfigError("sinks must hold at least one sink, got an empty sequence")
-    if sink_name is not None and (not isinstance(sink_name, str) or not sink_name):
-        raise ConfigError(f"sink_name must be a non-empty str or None, got {sink_name!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_text("sink_name", sink_name, optional=True)
+    check_int("batch_size", batch_size, 1)
     slots = [SinkSlot(s) for s in sinks]
     by_name: dict[str, SinkSlot] = {}
     for slot in slots:

@@ -31,7 +31,6 @@ its ``segment_log`` for replay and parking.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import time
@@ -44,6 +43,7 @@ from typing import Final, TypeVar, final
 import attrs
 import trio
 
+from ._checks import check_choice, check_int, check_seconds, check_text
 from ._exceptions import ConfigError
 from ._report import Undelivered
 from ._rescue_format import RescueEntry, checked_entries, rescue_entries
@@ -94,25 +94,10 @@ def _check_settings(
     fsync: object, fsync_interval: object, segment_max_records: object, run: object
 ) -> None:
     """Raise ConfigError, naming the argument, for the first that is invalid."""
-    if fsync not in _POLICIES:
-        raise ConfigError(f"fsync must be one of {', '.join(_POLICIES)}, got {fsync!r}")
-    if (
-        isinstance(fsync_interval, bool)
-        or not isinstance(fsync_interval, (int, float))
-        or not math.isfinite(fsync_interval)
-        or fsync_interval < 0
-    ):
-        raise ConfigError(
-            f"fsync_interval must be a finite number of seconds >= 0, got {fsync_interval!r}"
-        )
-    if (
-        isinstance(segment_max_records, bool)
-        or not isinstance(segment_max_records, int)
-        or segment_max_records < 1
-    ):
-        raise ConfigError(f"segment_max_records must be an int >= 1, got {segment_max_records!r}")
-    if run is not None and (not isinstance(run, str) or not run):
-        raise ConfigError(f"run must be a non-empty str or None, got {run!r}")
+    check_choice("fsync", fsync, _POLICIES)
+    check_seconds("fsync_interval", fsync_interval)
+    check_int("segment_max_records", segment_max_records, 1)
+    check_text("run", run, optional=True)
 
 
 def _checked(items: Iterable[T], kind: type[T], name: str) -> Sequence[T]:
