@@ -7,6 +7,7 @@ Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink`
   for good), :class:`FailingProbe` (down until its probe succeeds), :class:`HangingSink`,
   and :class:`~trio_sink.sinks.SlowSink`.
 - :func:`check_sink`: a conformance suite for a sink class.
+- :func:`running`: a pipeline in daemon mode for the length of an ``async with`` block.
 - :func:`run_scenario`: run a pipeline under a stop plan and check every promise of its
   report. Hypothesis strategies to drive it live in :mod:`trio_sink.testing.strategies`
   (imported explicitly too, so that Hypothesis is needed only there).
@@ -24,6 +25,7 @@ from ._fakes import Pause as Pause
 from ._fakes import RecordingSink as RecordingSink
 from ._fakes import ScriptedSource as ScriptedSource
 from ._fakes import WriteCall as WriteCall
+from ._running import running as running
 from ._scenario import ScenarioError as ScenarioError
 from ._scenario import run_scenario as run_scenario
 
@@ -42,4 +44,5 @@ __all__ = [
     "WriteCall",
     "check_sink",
     "run_scenario",
+    "running",
 ]
