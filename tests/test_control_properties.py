@@ -37,7 +37,7 @@ from trio_sink import (
     PipelineStatistics,
     Route,
 )
-from trio_sink.testing import Pause, RecordingSink, ScriptedSource
+from trio_sink.testing import Pause, RecordingSink, ScriptedSource, running
 from trio_sink.testing.strategies import (
     PipelineSettings,
     SinkBehaviour,
@@ -290,8 +290,7 @@ def run(scenario: ControlScenario, built: Built, clock: trio.testing.MockClock) 
         try:
             # Virtual seconds: a run that never ends fails the example instead of hanging.
             with trio.fail_after(10_000):
-                async with trio.open_nursery() as nursery:
-                    handle: PipelineHandle = await nursery.start(built.pipeline.run)
+                async with running(built.pipeline) as handle:
                     watcher.handle = handle
                     for op in scenario.ops:
                         await trio.sleep_until(op.at)

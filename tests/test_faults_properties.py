@@ -32,14 +32,13 @@ from trio_sink import (
     CircuitBreaker,
     DeliveryReport,
     Pipeline,
-    PipelineHandle,
     RescueStore,
     RetryPolicy,
     Route,
     replay,
 )
 from trio_sink.sinks import CollectSink
-from trio_sink.testing import FlakySink, Pause, ScriptedSource
+from trio_sink.testing import FlakySink, Pause, ScriptedSource, running
 from trio_sink.testing.strategies import clocks
 
 RAW_BASE = 1000
@@ -207,8 +206,7 @@ async def run_case(case: Case, store: RescueStore) -> tuple[DeliveryReport, list
         rescue=store,
         progress_interval=None,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         if case.stop_at is not None:
             with trio.move_on_at(case.stop_at):
                 await handle.wait()

@@ -13,7 +13,6 @@ from helpers import GatedSink, checked
 from trio_sink import (
     DeliveryReport,
     Pipeline,
-    PipelineHandle,
     Record,
     Route,
     Sink,
@@ -21,6 +20,7 @@ from trio_sink import (
     SourceError,
     TrioSinkError,
 )
+from trio_sink.testing import running
 
 
 class RecordingSink(Sink):
@@ -239,8 +239,7 @@ async def test_graceful_stop_flushes_partial_batch_immediately(
         batch_size=10,
         batch_timeout=10,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         assert sink.writes == []  # batch_timeout (10 s) has not passed yet
         handle.stop()
@@ -262,8 +261,7 @@ async def test_source_blocked_waiting_for_input_is_cancelled_by_stop(
     log: list[str] = []
     sink = RecordingSink()
     pipeline = Pipeline(items_then_block([], log), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(5)
         assert log == ["waiting"]
         handle.stop()
@@ -284,8 +282,7 @@ async def test_item_already_pulled_is_delivered_after_stop(
     log: list[str] = []
     sink = RecordingSink()
     pipeline = Pipeline(items_then_block([42], log), routes=[Route("r", sink)], batch_timeout=3)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.2)
         handle.stop()
     report = checked(await handle.wait())
@@ -313,8 +310,7 @@ async def test_async_generator_suspended_at_yield_is_closed_at_stop(
 
     sink = GatedSink()
     pipeline = Pipeline(endless(), routes=[Route("r", sink)], batch_size=1, capacity=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         assert log == []
         handle.stop()
@@ -455,8 +451,7 @@ async def test_source_subclass_aclose_once_when_stopped(
     source = TracingSource(2, block=True)
     sink = RecordingSink()
     pipeline = Pipeline(source, routes=[Route("r", sink)], batch_size=2)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         handle.stop(immediate=immediate)
         handle.stop()
@@ -493,8 +488,7 @@ async def test_source_subclass_generator_suspended_at_yield_is_closed_before_acl
     source = Endless()
     sink = GatedSink()
     pipeline = Pipeline(source, routes=[Route("r", sink)], batch_size=1, capacity=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         handle.stop()
         await trio.testing.wait_all_tasks_blocked()

@@ -33,6 +33,7 @@ from trio_sink.testing import (
     ScriptedSource,
     WriteCall,
     check_sink,
+    running,
 )
 
 
@@ -176,8 +177,7 @@ async def test_endless_scripted_source_runs_until_the_pipeline_stops(
 ) -> None:
     source = ScriptedSource(endless=lambda i: {"n": i}, interval=1.0)
     sink = CollectSink()
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(Pipeline(source, routes=[Route("all", sink)]).run)
+    async with running(Pipeline(source, routes=[Route("all", sink)])) as handle:
         await trio.sleep(10.5)
         handle.stop()
         report = await handle.wait()
@@ -756,8 +756,7 @@ async def test_immediate_stop_reports_what_a_hanging_sink_holds(
 ) -> None:
     sink = RecordingSink(inner=HangingSink())
     source = ScriptedSource(endless=lambda i: i, interval=0.1)
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(Pipeline(source, routes=[Route("all", sink)]).run)
+    async with running(Pipeline(source, routes=[Route("all", sink)])) as handle:
         await trio.sleep(2)
         handle.stop(immediate=True)
         report = await handle.wait()
