@@ -17,9 +17,6 @@ refuse; and the run ends within its deadline.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import attrs
@@ -37,7 +34,7 @@ from trio_sink import (
     PipelineStatistics,
     Route,
 )
-from trio_sink.testing import Pause, RecordingSink, ScriptedSource, running
+from trio_sink.testing import Pause, RecordingSink, ScriptedSource, quiet_library_logs, running
 from trio_sink.testing.strategies import (
     PipelineSettings,
     SinkBehaviour,
@@ -266,19 +263,6 @@ def apply(handle: PipelineHandle, op: Op) -> None:
         handle.stop(immediate=True)
     else:
         getattr(handle, op.name)()
-
-
-@contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """The logs only narrate; formatting a traceback per failed write costs most of an
-    example."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def run(scenario: ControlScenario, built: Built, clock: trio.testing.MockClock) -> Outcome:

@@ -11,7 +11,6 @@ inline, which keeps virtual time exact.
 
 from __future__ import annotations
 
-import logging
 import math
 import tempfile
 from collections import Counter
@@ -38,7 +37,7 @@ from trio_sink import (
     replay,
 )
 from trio_sink.sinks import CollectSink
-from trio_sink.testing import FlakySink, Pause, ScriptedSource, running
+from trio_sink.testing import FlakySink, Pause, ScriptedSource, quiet_library_logs, running
 from trio_sink.testing.strategies import clocks
 
 RAW_BASE = 1000
@@ -152,18 +151,6 @@ def cases(draw: st.DrawFn) -> Case:
         immediate=draw(st.booleans()),
         real_threads=draw(st.booleans()),
     )
-
-
-@contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """trio_sink's logs only narrate, and a traceback per failed write is slow."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextmanager

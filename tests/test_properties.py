@@ -9,10 +9,8 @@ independent model of routing computed from the input alone.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from itertools import pairwise
 
 import attrs
@@ -34,6 +32,7 @@ from strategies import (
 )
 
 from trio_sink import DeliveryReport, PipelineStatistics, Record, SourceError, Undelivered
+from trio_sink.testing import quiet_library_logs
 from trio_sink.testing._scenario import _run_batch, _run_daemon
 
 EPS = 1e-9
@@ -59,19 +58,6 @@ class Outcome:
     """The planned stops that were issued while the run was still going."""
     sinks: Mapping[str, ObservedSink]
     source: ScriptedSource | None
-
-
-@contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """Mute trio_sink's logs for one run: they only narrate (the report is the result),
-    and formatting a traceback for every failed write costs most of a long example."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:

@@ -8,6 +8,7 @@ Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink`
   and :class:`~trio_sink.sinks.SlowSink`.
 - :func:`check_sink`: a conformance suite for a sink class.
 - :func:`running`: a pipeline in daemon mode for the length of an ``async with`` block.
+- :func:`quiet_library_logs`: mute trio_sink's logs for a block.
 - :func:`run_scenario`: run a pipeline under a stop plan and check every promise of its
   report. Hypothesis strategies to drive it live in :mod:`trio_sink.testing.strategies`
   (imported explicitly too, so that Hypothesis is needed only there).
@@ -25,6 +26,7 @@ from ._fakes import Pause as Pause
 from ._fakes import RecordingSink as RecordingSink
 from ._fakes import ScriptedSource as ScriptedSource
 from ._fakes import WriteCall as WriteCall
+from ._logs import quiet_library_logs as quiet_library_logs
 from ._running import running as running
 from ._scenario import ScenarioError as ScenarioError
 from ._scenario import run_scenario as run_scenario
@@ -43,6 +45,7 @@ __all__ = [
     "SlowSink",
     "WriteCall",
     "check_sink",
+    "quiet_library_logs",
     "run_scenario",
     "running",
 ]

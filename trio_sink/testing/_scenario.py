@@ -6,10 +6,9 @@ that a test can also write by hand.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,6 +16,7 @@ import trio.testing
 
 from .. import DeliveryReport, Pipeline, PipelineHandle, SourceError
 from .._exceptions import AccountingError
+from ._logs import quiet_library_logs
 
 if TYPE_CHECKING:
     from .strategies import Stop, StopPlan
@@ -75,20 +75,6 @@ def _leaves(group: BaseExceptionGroup[SourceError]) -> list[SourceError]:
     return out
 
 
-@contextmanager
-def _quiet_library_logs(quiet: bool) -> Iterator[None]:
-    """Mute trio_sink's logs for one run: they only narrate (the report is the result),
-    and formatting a traceback for every failed write costs most of a long example."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    if quiet:
-        logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 async def run_scenario(
     pipeline_factory: Callable[[], Pipeline],
     plan: StopPlan,
@@ -136,7 +122,7 @@ async def run_scenario(
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline_factory must return a Pipeline, got {pipeline!r}")
     start = trio.current_time()
-    with _quiet_library_logs(quiet):
+    with quiet_library_logs() if quiet else nullcontext():
         if plan.batch_mode:
             report, error, crash, made, overran = await _run_batch(pipeline)
         else:
