@@ -18,18 +18,18 @@ from ..sinks import SlowSink as SlowSink
 from ._conformance import RULES as SINK_RULES
 from ._conformance import SinkConformanceError as SinkConformanceError
 from ._conformance import check_sink as check_sink
-from ._fakes import Fail as Fail
-from ._fakes import FailingProbe as FailingProbe
-from ._fakes import FlakySink as FlakySink
-from ._fakes import HangingSink as HangingSink
-from ._fakes import Pause as Pause
-from ._fakes import RecordingSink as RecordingSink
-from ._fakes import ScriptedSource as ScriptedSource
-from ._fakes import WriteCall as WriteCall
+from ._failing_probe import FailingProbe as FailingProbe
+from ._flaky import FlakySink as FlakySink
+from ._hanging import HangingSink as HangingSink
 from ._logs import quiet_library_logs as quiet_library_logs
+from ._recording import RecordingSink as RecordingSink
+from ._recording import WriteCall as WriteCall
 from ._running import running as running
 from ._scenario import ScenarioError as ScenarioError
 from ._scenario import run_scenario as run_scenario
+from ._scripted import Fail as Fail
+from ._scripted import Pause as Pause
+from ._scripted import ScriptedSource as ScriptedSource
 
 __all__ = [
     "SINK_RULES",

@@ -35,7 +35,10 @@ from hypothesis.errors import InvalidArgument
 from .. import ConfigError, Pipeline, Record, Route
 from .._sink import SinkLike
 from ..sinks import CollectSink, SlowSink
-from ._fakes import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource
+from ._flaky import FlakySink
+from ._hanging import HangingSink
+from ._recording import RecordingSink
+from ._scripted import Pause, ScriptedSource
 
 __all__ = [
     "STOP_KINDS",
