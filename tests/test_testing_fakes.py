@@ -725,6 +725,38 @@ def test_hanging_sink_validates_arguments(kwargs: dict[str, Any], match: str) ->
         HangingSink(**kwargs)
 
 
+async def test_hanging_sink_takes_inner_first_and_is_named_after_it() -> None:
+    inner = CollectSink("db")
+    sink = HangingSink(inner, after=1)
+    assert (sink.name, sink.inner, sink.after) == ("db", inner, 1)
+    await sink.write(recs(0, 2))
+    assert ids(inner.records) == [0, 1]
+    assert HangingSink(inner=inner).name == "db"
+    assert HangingSink(inner, name="other").name == "other"
+
+
+def test_hanging_sink_still_takes_the_name_first_as_before() -> None:
+    inner = CollectSink("db")
+    sink = HangingSink("stuck", after=2, inner=inner)
+    assert (sink.name, sink.inner, sink.after) == ("stuck", inner, 2)
+    assert (HangingSink("h").name, HangingSink("h").inner) == ("h", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("a",), {"name": "b"}, "got its name twice"),
+        ((CollectSink("a"),), {"inner": CollectSink("b")}, "got inner twice"),
+        (("a", "b"), {}, "takes one positional argument"),
+    ],
+)
+def test_hanging_sink_refuses_an_argument_given_twice(
+    args: tuple[Any, ...], kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(TypeError, match=match):
+        HangingSink(*args, **kwargs)
+
+
 async def test_drain_deadline_reports_the_batch_a_hanging_sink_holds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, final
+from typing import Final, final, overload
 
 import trio
 
@@ -23,31 +23,83 @@ class HangingSink(Forwarding[SinkLike | None]):
     The first ``after`` writes go to ``inner`` when given. It proves that a drain
     deadline (or an immediate stop) reports the hung batch instead of waiting forever.
 
+    ``inner`` comes first, as for :class:`~trio_sink.testing.FlakySink` and
+    :class:`~trio_sink.testing.FailingProbe`:
+    ``HangingSink(CollectSink("db"), after=2)``. A str in its place is the name, the
+    order of earlier versions, which still works: ``HangingSink("stuck", after=2)``.
+    Its name is ``name`` when given (it may differ from ``inner.name``), else
+    ``inner.name`` when ``inner`` is given, else ``"hanging"``.
+
     With ``hang_probe``, :attr:`probe` is a health check that hangs too (until it is
     cancelled); without, :attr:`probe` is None: the sink has no probe, and a trial
     write is its only health check (and hangs once ``after`` writes are done).
 
     Attributes:
+        inner: The sink that receives the first ``after`` writes, or None.
         records: The records delivered by the first ``after`` writes, in order.
         hung: How many writes hung (each ended by a cancellation, or still hanging).
         probe: The hanging health check, or None (see ``hang_probe``).
         probes_hung: How many probes hung.
     """
 
+    @overload
     def __init__(
         self,
-        name: str = "hanging",
+        inner: SinkLike | None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: int = 0,
+        hang_probe: bool = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        *,
+        inner: SinkLike | None = None,
+        name: str | None = None,
+        after: int = 0,
+        hang_probe: bool = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        /,
         *,
         after: int = 0,
         inner: SinkLike | None = None,
         hang_probe: bool = False,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *args: SinkLike | str | None,
+        inner: SinkLike | None = None,
+        name: str | None = None,
+        after: int = 0,
+        hang_probe: bool = False,
     ) -> None:
-        check_name(name)
+        if len(args) > 1:
+            raise TypeError(
+                f"HangingSink takes one positional argument (inner, or its name), got {args!r}"
+            )
+        first = args[0] if args else None
+        if isinstance(first, str):  # the name first: the order of earlier versions
+            if name is not None:
+                raise TypeError(f"HangingSink got its name twice: {first!r} and name={name!r}")
+            first, name = None, first
+        elif first is not None and inner is not None:
+            raise TypeError(f"HangingSink got inner twice: {first!r} and inner={inner!r}")
+        inner = inner if first is None else first
+        check_name(name, optional=True)
         if not is_write_number(after):
             raise ValueError(f"after must be an int >= 0, got {after!r}")
         check_inner(inner)
         check_bool("hang_probe", hang_probe)
-        super().__init__(inner, name)
+        super().__init__(inner, name or (inner.name if inner is not None else "hanging"))
         self.after: Final = after
         self.probe: Final[Probe | None] = self._hang if hang_probe else None
         self.records: list[Record] = []

@@ -319,7 +319,7 @@ class SinkBehaviour:
                 **extra,
             )
         if self.hang_after is not None:
-            sink = HangingSink(name, after=self.hang_after, inner=sink)
+            sink = HangingSink(sink, after=self.hang_after)
         if self.per_record or self.per_batch:
             sink = SlowSink(sink, per_record=self.per_record, per_batch=self.per_batch)
         return RecordingSink(name, inner=sink)
