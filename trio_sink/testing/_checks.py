@@ -1,17 +1,20 @@
-"""Argument checks shared by the testing kit's fakes.
+"""Argument checks shared by the testing kit's fakes and plain-data recipes.
 
 The fakes raise :exc:`ValueError` (or :exc:`TypeError`) at construction, naming the
-argument, the value and what was expected.
+argument, the value and what was expected; the recipes of
+:mod:`trio_sink.testing.strategies` raise :class:`~trio_sink.ConfigError` (itself a
+``ValueError``), as ``Pipeline`` does for the same settings.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import TypeGuard
+from collections.abc import Callable, Iterable
+from typing import Any, TypeGuard
 
 import attrs
 
+from .._exceptions import ConfigError
 from .._sink import SinkLike
 
 
@@ -28,6 +31,9 @@ def is_seconds(value: object) -> bool:
 def is_write_number(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an int >= 0 (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# -- for the fakes: ValueError ---------------------------------------------------------
 
 
 def check_seconds(arg: str, value: object) -> None:
@@ -77,3 +83,26 @@ def validate_error(_inst: object, attribute: attrs.Attribute[BaseException], val
     """An attrs validator: an exception instance (not a class)."""
     if not isinstance(value, BaseException):
         raise TypeError(f"{attribute.name} must be an exception instance, got {value!r}")
+
+
+# -- for the recipes: ConfigError ------------------------------------------------------
+
+
+def field_seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not is_seconds(value):
+        raise ConfigError(
+            f"{attribute.name} must be a finite number of seconds >= 0, got {value!r}"
+        )
+
+
+def field_optional_seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        field_seconds(_inst, attribute, value)
+
+
+def field_int(minimum: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{attribute.name} must be an int >= {minimum}, got {value!r}")
+
+    return check

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
 
 import trio
 import trio.testing
@@ -17,9 +16,7 @@ import trio.testing
 from .. import DeliveryReport, Pipeline, PipelineHandle, SourceError
 from .._exceptions import AccountingError
 from ._logs import quiet_library_logs
-
-if TYPE_CHECKING:
-    from .strategies import Stop, StopPlan
+from ._plans import Stop, StopPlan
 
 __all__ = ["ScenarioError", "run_scenario"]
 
