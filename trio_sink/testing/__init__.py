@@ -10,8 +10,10 @@ Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink`
 - :func:`running`: a pipeline in daemon mode for the length of an ``async with`` block.
 - :func:`quiet_library_logs`: mute trio_sink's logs for a block.
 - :func:`run_scenario`: run a pipeline under a stop plan and check every promise of its
-  report. Hypothesis strategies to drive it live in :mod:`trio_sink.testing.strategies`
-  (imported explicitly too, so that Hypothesis is needed only there).
+  report; :func:`run_plan` only runs it (a :class:`PlanRun` tells how it ended), for
+  property tests that check their own way. Hypothesis strategies to drive them live in
+  :mod:`trio_sink.testing.strategies` (imported explicitly too, so that Hypothesis is
+  needed only there).
 """
 
 from ..sinks import SlowSink as SlowSink
@@ -22,6 +24,8 @@ from ._failing_probe import FailingProbe as FailingProbe
 from ._flaky import FlakySink as FlakySink
 from ._hanging import HangingSink as HangingSink
 from ._logs import quiet_library_logs as quiet_library_logs
+from ._plan_run import PlanRun as PlanRun
+from ._plan_run import run_plan as run_plan
 from ._recording import RecordingSink as RecordingSink
 from ._recording import WriteCall as WriteCall
 from ._running import running as running
@@ -38,6 +42,7 @@ __all__ = [
     "FlakySink",
     "HangingSink",
     "Pause",
+    "PlanRun",
     "RecordingSink",
     "ScenarioError",
     "ScriptedSource",
@@ -46,6 +51,7 @@ __all__ = [
     "WriteCall",
     "check_sink",
     "quiet_library_logs",
+    "run_plan",
     "run_scenario",
     "running",
 ]
