@@ -257,6 +257,11 @@ async def test_recording_sink_records_an_inner_failure_as_raised() -> None:
     assert ids(sink.records) == [1]
 
 
+def test_write_call_ids_are_the_batch_ids_in_order() -> None:
+    call = WriteCall(0.0, 1.0, tuple(recs(3, 2)), "delivered")
+    assert call.ids == [3, 4]
+
+
 def test_recording_sink_validates_arguments() -> None:
     with pytest.raises(ValueError, match="name must be a non-empty str"):
         RecordingSink("")

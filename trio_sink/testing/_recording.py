@@ -36,6 +36,11 @@ class WriteCall:
     outcome: str
     error: BaseException | None = None
 
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the batch's records, in order."""
+        return [r.id for r in self.batch]
+
 
 @final
 class RecordingSink(Forwarding[SinkLike | None]):
