@@ -351,6 +351,7 @@ def test_undelivered_by_reason_sums_to_the_sinks_undelivered() -> None:
 
 def test_the_known_reasons_are_the_ledgers_kinds() -> None:
     from trio_sink._report import STAT_KEYS, kind_of
+    from trio_sink.extra._prometheus_families import REASONS as EXPORTED
 
     kinds = {
         STAT_KEYS[kind_of(r)]
@@ -363,7 +364,7 @@ def test_the_known_reasons_are_the_ledgers_kinds() -> None:
         )
     }
     assert kinds == set(REASONS)
-    assert set(prom._REASONS) == set(REASONS)
+    assert set(EXPORTED) == set(REASONS)
 
 
 def test_labels_are_on_every_sample_and_namespace_on_every_name() -> None:
