@@ -46,32 +46,21 @@ class HangingSink(Forwarding[SinkLike | None]):
     def __init__(
         self,
         inner: SinkLike | None = None,
-        /,
         *,
         name: str | None = None,
         after: int = 0,
         hang_probe: bool = False,
     ) -> None: ...
 
-    @overload
-    def __init__(
-        self,
-        *,
-        inner: SinkLike | None = None,
-        name: str | None = None,
-        after: int = 0,
-        hang_probe: bool = False,
-    ) -> None: ...
-
-    @overload
+    @overload  # the name first, as in earlier versions
     def __init__(
         self,
         name: str,
         /,
         *,
-        after: int = 0,
-        inner: SinkLike | None = None,
-        hang_probe: bool = False,
+        after: int = ...,
+        inner: SinkLike | None = ...,
+        hang_probe: bool = ...,
     ) -> None: ...
 
     def __init__(

@@ -13,7 +13,7 @@ from hypothesis.errors import InvalidArgument
 
 from ._plans import STOP_KINDS, Stop, StopKind, StopPlan
 from ._recipes import PipelineScenario, PipelineSettings, SinkBehaviour
-from ._strategy_args import arg_bool, arg_int, arg_order, arg_seconds
+from ._strategy_args import arg_bool, arg_int, arg_seconds, arg_seconds_range
 from ._value_strategies import cached_durations
 
 __all__ = [
@@ -128,9 +128,7 @@ def stop_plans(
         raise InvalidArgument(
             f"kinds must be a non-empty collection of {STOP_KINDS}, got {list(kinds)!r}"
         )
-    low = arg_seconds("min_at", min_at)
-    high = arg_seconds("max_at", max_at)
-    arg_order("min_at", low, "max_at", high)
+    low, high = arg_seconds_range("min_at", min_at, "max_at", max_at)
     return _stop_plans(chosen, low, high)
 
 
@@ -169,9 +167,9 @@ def pipeline_settings(
     ``[min_drain_timeout, max_drain_timeout]``), ``"unlimited"`` (None) or ``"any"``."""
     if drain not in ("any", "finite", "unlimited"):
         raise InvalidArgument(f"drain must be 'any', 'finite' or 'unlimited', got {drain!r}")
-    low = arg_seconds("min_drain_timeout", min_drain_timeout)
-    high = arg_seconds("max_drain_timeout", max_drain_timeout)
-    arg_order("min_drain_timeout", low, "max_drain_timeout", high)
+    low, high = arg_seconds_range(
+        "min_drain_timeout", min_drain_timeout, "max_drain_timeout", max_drain_timeout
+    )
     return _pipeline_settings(
         arg_int("max_capacity", max_capacity, 0),
         arg_int("max_batch_size", max_batch_size, 1),

@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import strategies as st
 
 from .._record import Record
-from ._strategy_args import arg_bool, arg_int, arg_order, arg_seconds
+from ._strategy_args import arg_bool, arg_int_range, arg_seconds, arg_seconds_range
 
 __all__ = ["cached_durations", "clocks", "durations", "record_batches", "records"]
 
@@ -45,9 +45,7 @@ def durations(
 ) -> st.SearchStrategy[float]:
     """Seconds in ``[min_value, max_value]``: round binary fractions (1/1024 ... 3),
     multiples of 1/64 and of 1/1024 and, unless ``exact``, any float."""
-    low = arg_seconds("min_value", min_value)
-    high = arg_seconds("max_value", max_value)
-    arg_order("min_value", low, "max_value", high)
+    low, high = arg_seconds_range("min_value", min_value, "max_value", max_value)
     return cached_durations(low, high, arg_bool("exact", exact))
 
 
@@ -80,9 +78,7 @@ def records(
     """One :class:`~trio_sink.Record` with an id in ``[min_id, max_id]``; ``raw`` from
     ``raws`` (default: ints) and ``payload`` from ``payloads`` (default: the raw item,
     as without ``parse``)."""
-    low = arg_int("min_id", min_id, 0)
-    high = arg_int("max_id", max_id, 0)
-    arg_order("min_id", low, "max_id", high)
+    low, high = arg_int_range("min_id", min_id, "max_id", max_id)
     return _records(low, high, raws, payloads)
 
 
@@ -113,9 +109,7 @@ def record_batches(
 ) -> st.SearchStrategy[tuple[Record, ...]]:
     """A batch as a sink receives it: ``min_size`` to ``max_size`` records with
     strictly increasing ids."""
-    low = arg_int("min_size", min_size, 0)
-    high = arg_int("max_size", max_size, 0)
-    arg_order("min_size", low, "max_size", high)
+    low, high = arg_int_range("min_size", min_size, "max_size", max_size)
     return _record_batches(low, high, raws, payloads)
 
 
