@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 import pytest
 import trio
 import trio.testing
-from helpers import GatedSink, checked
+from helpers import GatedSink, checked, ended, ids, messages
 
 from trio_sink import (
     DeliveryReport,
@@ -40,15 +40,6 @@ def lost(report: DeliveryReport, sink: str | None) -> list[int]:
 
 def reasons(report: DeliveryReport) -> set[str]:
     return {u.reason for u in report.undelivered}
-
-
-def ids(records: Iterable[Record]) -> list[int]:
-    return [r.id for r in records]
-
-
-def ended(sink: RecordingSink) -> list[float]:
-    """When each delivered write of ``sink`` returned."""
-    return [c.ended for c in sink.calls if c.outcome == "delivered"]
 
 
 def counted(items: Iterable[int], pulled: list[int]) -> Iterator[int]:
@@ -82,10 +73,6 @@ def invariant_holds(stats: PipelineStatistics) -> bool:
         s.routed == s.delivered + s.undelivered + s.waiting + s.buffered + s.in_flight
         for s in stats.sinks.values()
     )
-
-
-def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
 
 
 # -- pause and resume ----------------------------------------------------------------

@@ -16,19 +16,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import checked
+from helpers import checked, ended, messages
 
 from trio_sink import DeliveryReport, Infra, Pipeline, PipelineStatistics, Route
 from trio_sink.sinks import CollectSink, JsonlFileSink, SlowSink
 from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource, running
-
-
-def ended(sink: RecordingSink) -> list[float]:
-    return [c.ended for c in sink.calls if c.outcome == "delivered"]
-
-
-def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
 
 
 def monitor_accounted(report: DeliveryReport, name: str = "mon") -> None:

@@ -11,6 +11,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from helpers import ids, recs
 
 from trio_sink import (
     DeliveryReport,
@@ -35,14 +36,6 @@ from trio_sink.testing import (
     check_sink,
     running,
 )
-
-
-def recs(first: int, n: int) -> list[Record]:
-    return [Record(i, f"raw{i}", i) for i in range(first, first + n)]
-
-
-def ids(records: Sequence[Record]) -> list[int]:
-    return [r.id for r in records]
 
 
 async def pull_all(source: ScriptedSource) -> list[tuple[float, Any]]:
