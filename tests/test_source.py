@@ -11,7 +11,6 @@ import trio.testing
 from helpers import GatedSink, checked
 
 from trio_sink import (
-    DeliveryReport,
     Pipeline,
     Record,
     Route,
@@ -504,13 +503,7 @@ async def test_slow_sink_with_capacity_1_bounds_how_far_the_source_gets_ahead(
 
     sink = GatedSink()
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=1, capacity=1)
-    result: list[DeliveryReport] = []
-
-    async def run() -> None:
-        result.append(await pipeline.run())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         # One batch in the sink's hand, one in its buffer (capacity 1), one in the
         # source's send: the source is three items ahead, and no further.
@@ -521,7 +514,7 @@ async def test_slow_sink_with_capacity_1_bounds_how_far_the_source_gets_ahead(
             await trio.testing.wait_all_tasks_blocked()
             assert len(sink.delivered) == step
             assert len(pulled) == min(20, step + 3)
-    report = checked(result[0])
+    report = checked(await handle.wait())
     assert sink.delivered == list(range(20))
     assert report.ok
 
@@ -538,13 +531,7 @@ async def test_slow_sink_with_capacity_1_bounds_an_async_source_too(
 
     sink = GatedSink()
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=2, capacity=1)
-    result: list[DeliveryReport] = []
-
-    async def run() -> None:
-        result.append(await pipeline.run())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         # In the sink's hand, in its buffer, in the batcher's send, and in the puller's
         # full local buffer: 4 batches of 2, and no more.
@@ -557,6 +544,6 @@ async def test_slow_sink_with_capacity_1_bounds_an_async_source_too(
             assert len(pulled) - len(sink.delivered) == ahead
         for _ in range(20):
             sink.permits.release()
-    report = checked(result[0])
+    report = checked(await handle.wait())
     assert sink.delivered == list(range(40))
     assert report.ok
