@@ -165,3 +165,18 @@ async def test_a_pipeline_that_ran_already_raises_as_it_would_alone(
     with pytest.raises(RuntimeError, match="runs once"):
         await block()
     assert entered == []
+
+
+async def test_cancelled_while_entering_the_block_never_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = RecordingSink("a")
+    pipeline = Pipeline(range(5), routes=[Route("r", sink)])
+    entered: list[PipelineHandle] = []
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        async with running(pipeline) as handle:
+            entered.append(handle)
+    assert scope.cancelled_caught
+    assert entered == []
+    assert len(sink.closes) == 1  # the run was cancelled, and still closed its sink
