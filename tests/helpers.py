@@ -1,12 +1,14 @@
-"""Small helpers shared by the stage tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import pytest
 import trio
 
 from trio_sink import DeliveryReport, Record, Sink
+from trio_sink.testing import RecordingSink
 
 
 class GatedSink(Sink):
@@ -30,3 +32,22 @@ def checked(report: DeliveryReport) -> DeliveryReport:
     """``report``, after its accounting invariant was checked."""
     report.check()
     return report
+
+
+def recs(first: int, n: int) -> list[Record]:
+    """Records ``first`` .. ``first + n - 1``, each with ``raw{i}`` and payload ``i``."""
+    return [Record(i, f"raw{i}", i) for i in range(first, first + n)]
+
+
+def ids(records: Iterable[Record]) -> list[int]:
+    return [r.id for r in records]
+
+
+def ended(sink: RecordingSink) -> list[float]:
+    """When each delivered write of ``sink`` returned."""
+    return [c.ended for c in sink.calls if c.outcome == "delivered"]
+
+
+def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
+    """The logged messages that start with ``prefix``, in order."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]

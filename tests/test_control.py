@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 import pytest
 import trio
 import trio.testing
-from helpers import GatedSink, checked
+from helpers import GatedSink, checked, ended, ids, messages
 
 from trio_sink import (
     DeliveryReport,
@@ -28,7 +28,7 @@ from trio_sink import (
     UnknownSinkError,
 )
 from trio_sink.sinks import CollectSink, SlowSink
-from trio_sink.testing import Pause, RecordingSink, ScriptedSource
+from trio_sink.testing import Pause, RecordingSink, ScriptedSource, running
 
 # -- helpers -------------------------------------------------------------------------
 
@@ -40,15 +40,6 @@ def lost(report: DeliveryReport, sink: str | None) -> list[int]:
 
 def reasons(report: DeliveryReport) -> set[str]:
     return {u.reason for u in report.undelivered}
-
-
-def ids(records: Iterable[Record]) -> list[int]:
-    return [r.id for r in records]
-
-
-def ended(sink: RecordingSink) -> list[float]:
-    """When each delivered write of ``sink`` returned."""
-    return [c.ended for c in sink.calls if c.outcome == "delivered"]
 
 
 def counted(items: Iterable[int], pulled: list[int]) -> Iterator[int]:
@@ -84,10 +75,6 @@ def invariant_holds(stats: PipelineStatistics) -> bool:
     )
 
 
-def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
-
-
 # -- pause and resume ----------------------------------------------------------------
 
 
@@ -115,8 +102,7 @@ async def test_pause_backlog_fills_the_channel_then_the_source_waits_and_resume_
     pulled: list[int] = []
     pipeline, a, b = paused_backlog_pipeline(pulled)
     snapshots: list[PipelineStatistics] = []
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")  # during a's first write, which completes
         await trio.sleep(4.5)
@@ -154,8 +140,7 @@ async def test_pause_while_the_backlog_waits_nothing_is_pulled_beyond_it(
 ) -> None:
     pulled: list[int] = []
     pipeline, _, _ = paused_backlog_pipeline(pulled)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")
         await trio.sleep(100)
@@ -170,8 +155,7 @@ async def test_pause_of_a_sink_waiting_for_input_holds_the_next_batch(
     a = RecordingSink("a")
     source = ScriptedSource([0, Pause(5), 1, 2])
     pipeline = Pipeline(source, routes=[Route("r", a)], batch_size=1, batch_timeout=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)  # [0] delivered; a's task waits for its next batch
         handle.pause("a")
         await trio.sleep(9)  # [1] and [2] arrive at t=5
@@ -189,8 +173,7 @@ async def test_resume_then_pause_in_the_same_step_writes_nothing(
     pipeline = Pipeline(
         range(6), routes=[Route("r", SlowSink(a, per_batch=1.0))], batch_size=1, capacity=10
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")  # [0] completes at t=1, then a waits
         await trio.sleep(1.5)
@@ -209,8 +192,7 @@ async def test_pause_then_graceful_stop_reports_the_backlog_at_the_deadline(
     caplog.set_level(logging.INFO, logger="trio_sink")
     pulled: list[int] = []
     pipeline, a, b = paused_backlog_pipeline(pulled, drain_timeout=5.0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")
         await trio.sleep(4.5)
@@ -245,8 +227,7 @@ async def test_pause_then_stop_then_resume_drains_the_backlog(
 ) -> None:
     pulled: list[int] = []
     pipeline, a, b = paused_backlog_pipeline(pulled, drain_timeout=60.0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")
         await trio.sleep(4.5)
@@ -266,8 +247,7 @@ async def test_pause_then_immediate_stop_reports_the_backlog_at_once(
 ) -> None:
     pulled: list[int] = []
     pipeline, a, _ = paused_backlog_pipeline(pulled)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")
         await trio.sleep(4.5)
@@ -289,8 +269,7 @@ async def test_pause_and_resume_are_idempotent_and_logged_once(
     caplog.set_level(logging.INFO, logger="trio_sink")
     a = CollectSink("a")
     pipeline = Pipeline(ScriptedSource([Pause(10)]), routes=[Route("r", a)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.resume("a")  # not paused: nothing
         handle.pause("a")
         handle.pause("a")
@@ -308,8 +287,7 @@ async def test_resume_all_resumes_every_paused_sink(
 ) -> None:
     a, b, c = CollectSink("a"), CollectSink("b"), CollectSink("c")
     pipeline = Pipeline(ScriptedSource([Pause(10)]), routes=[Route("r", [a, b, c])])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.pause("a")
         handle.pause("c")
         paused = {n: s.paused for n, s in handle.statistics().sinks.items()}
@@ -337,8 +315,7 @@ async def test_isolate_lets_one_sink_write_and_the_monitor_keep_flowing(
         capacity=10,
         drain_timeout=None,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.isolate("b")  # a and c are in their first write, which completes
         await trio.sleep(10)  # t=10.5
@@ -372,8 +349,7 @@ async def test_isolate_lets_one_sink_write_and_the_monitor_keep_flowing(
 async def test_isolate_resumes_the_isolated_sink(autojump_clock: trio.testing.MockClock) -> None:
     a, b = CollectSink("a"), CollectSink("b")
     pipeline = Pipeline(ScriptedSource([Pause(10)]), routes=[Route("r", [a, b])])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.pause("a")
         handle.isolate("a")
         paused = {n: s.paused for n, s in handle.statistics().sinks.items()}
@@ -395,8 +371,7 @@ async def test_pause_source_stops_pulling_and_resume_source_goes_on(
     a = RecordingSink("a")
     source = ScriptedSource(endless=lambda i: i, interval=1.0)  # items at t=1, 2, 3, ...
     pipeline = Pipeline(source, routes=[Route("r", a)], batch_size=1, batch_timeout=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3.5)
         handle.pause_source()
         # The pull already waiting for item 3 (due at t=4) completes; nothing after it.
@@ -433,8 +408,7 @@ async def test_pause_source_of_a_sync_source_takes_nothing_more(
     pipeline = Pipeline(
         items(), routes=[Route("r", SlowSink(a, per_batch=1.0))], batch_size=2, capacity=0
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause_source()  # [2, 3] waits for a, which takes it at t=1
         await trio.sleep(4.5)
@@ -468,8 +442,7 @@ async def test_stop_while_the_source_is_paused_ends_the_run_normally(
         batch_timeout=0,
         capacity=0,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2.5)
         handle.pause_source()
         await trio.sleep(10)
@@ -491,8 +464,7 @@ async def test_pause_source_twice_and_resume_without_pause_do_nothing(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_sink")
     pipeline = Pipeline(ScriptedSource([Pause(10)]), routes=[Route("r", CollectSink("a"))])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.resume_source()
         handle.pause_source()
         handle.pause_source()
@@ -543,8 +515,8 @@ async def test_stop_after_records_async_source_takes_exactly_n(
         batch_size=batch_size,
         batch_timeout=0.25,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     assert pulled == list(range(limit))
     # The generator was not even resumed after the last item it gave.
@@ -564,8 +536,8 @@ async def test_stop_after_records_kind_is_record_limit_for_a_sync_source(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     pipeline = Pipeline(range(100), routes=[Route("r", CollectSink("a"))], stop_after_records=5)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     checked(await handle.wait())
     stats = handle.statistics()
     assert drain_kind(stats) == "record limit"
@@ -575,8 +547,8 @@ async def test_stop_after_records_beyond_the_source_ends_with_the_source(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     pipeline = Pipeline(range(5), routes=[Route("r", CollectSink("a"))], stop_after_records=50)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     assert report.received == 5
     stats = handle.statistics()
@@ -610,8 +582,8 @@ async def test_stop_when_idle_fires_exactly_that_long_after_the_last_item(
     source = ScriptedSource([0, Pause(1), 1, Pause(3), 2, Pause(100), 3])
     a = CollectSink("a")
     pipeline = Pipeline(source, routes=[Route("r", a)], stop_when_idle=4.5, batch_size=1)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     # Items at t=0, 1 and 4 (the 3 s gap is shorter than 4.5): idle from 4 to 8.5.
     assert trio.current_time() == 8.5
@@ -645,8 +617,7 @@ async def test_stop_when_idle_never_fires_while_items_keep_coming(
     pipeline = Pipeline(
         source, routes=[Route("r", CollectSink("a"))], stop_when_idle=2.5, batch_size=1
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(100)
         state = handle.statistics().state
         handle.stop()
@@ -662,8 +633,7 @@ async def test_stop_when_idle_does_not_count_the_time_the_source_is_paused(
     pipeline = Pipeline(
         source, routes=[Route("r", CollectSink("a"))], stop_when_idle=5, batch_size=1
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         handle.pause_source()  # the last item came at t=1
         await trio.sleep(30)
@@ -689,8 +659,7 @@ async def test_stop_when_idle_does_not_fire_while_a_slow_sink_holds_the_source(
         capacity=0,
         stop_when_idle=5,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(100)
         stats = handle.statistics()
         handle.stop()
@@ -711,8 +680,7 @@ async def test_stop_when_idle_does_not_fire_while_a_paused_sink_holds_the_source
         capacity=1,
         stop_when_idle=5,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2.5)
         handle.pause("a")
         await trio.sleep(20)
@@ -739,8 +707,7 @@ async def test_stop_is_graceful_and_a_second_stop_only_brings_the_deadline_forwa
         drain_timeout=30,
     )
     snapshots = []
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2.5)  # [0] in the write (t=1..5), [1] buffered
         handle.stop()
         snapshots.append(handle.statistics())
@@ -766,8 +733,7 @@ async def test_control_calls_after_the_run_do_nothing(
 ) -> None:
     a = CollectSink("a")
     pipeline = Pipeline(range(5), routes=[Route("r", [a, CollectSink("b")])])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.pause("b")
         handle.resume("b")
     report = checked(await handle.wait())
@@ -801,8 +767,7 @@ async def test_an_unknown_sink_name_raises_unknown_sink_error_naming_the_known_o
         routes=[Route("r", [CollectSink("a"), CollectSink("b")])],
         infra=Infra(miss=CollectSink("m")),
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         with pytest.raises(UnknownSinkError) as during:
             getattr(handle, call)("nope")
         unchanged = handle.statistics()
@@ -824,8 +789,7 @@ async def test_an_unhashable_sink_name_raises_unknown_sink_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     pipeline = Pipeline(range(3), routes=[Route("r", CollectSink("a"))])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         with pytest.raises(UnknownSinkError, match=r"\[\]"):
             handle.pause([])  # type: ignore[arg-type]
     checked(await handle.wait())
@@ -861,8 +825,8 @@ async def test_control_calls_work_from_the_pipeline_own_tasks(
     pipeline = Pipeline(
         source, parse=parse, routes=[Route("r", [steer, b])], batch_size=1, batch_timeout=0
     )
-    async with trio.open_nursery() as nursery:
-        handles.append(await nursery.start(pipeline.run))
+    async with running(pipeline) as handle:
+        handles.append(handle)
         await trio.sleep(20)
         paused_source = handles[0].statistics().source.paused
         handles[0].resume_source()
@@ -908,8 +872,7 @@ async def test_control_calls_are_not_checkpoints(
     pipeline = Pipeline(
         ScriptedSource([0, Pause(5), 1]), routes=[Route("r", [CollectSink("a"), CollectSink("b")])]
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         with trio.CancelScope() as scope:
             scope.cancel()
             handle.pause("a")

@@ -27,6 +27,12 @@ def test_the_sink_in_the_docs_passes_check_sink() -> None:
     trio.run(ns["test_buffered_sink_keeps_the_contract"], clock, clock=clock)
 
 
+def test_the_running_example_in_the_docs_passes() -> None:
+    ns = _namespace()
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(ns["test_a_stop_delivers_what_was_pulled"], clock, clock=clock)
+
+
 def test_the_property_test_in_the_docs_runs() -> None:
     # The Hypothesis-wrapped async test needs pytest-trio's wrapping to run as a whole;
     # here its body runs on hand-made plans, each under a fresh mock clock.

@@ -17,6 +17,7 @@ from helpers import GatedSink, checked
 
 from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink
 from trio_sink.sinks import CollectSink, SlowSink
+from trio_sink.testing import running
 
 
 class TracingSink(Sink):
@@ -100,8 +101,8 @@ async def test_receive_then_cancel_batch_received_after_the_stop_is_reported(
 
     sink = TracingSink("s", write_delay=1.0)
     pipeline = Pipeline(source(), parse=parse, routes=[Route("r", sink)], batch_size=1)
-    async with trio.open_nursery() as nursery:
-        handles.append(await nursery.start(pipeline.run))
+    async with running(pipeline) as handle:
+        handles.append(handle)
         await trio.testing.wait_all_tasks_blocked()
         go.set()
     report = checked(handles[0].report or await handles[0].wait())
@@ -159,8 +160,7 @@ async def test_closed_receiver_buffer_immediate_stop_reports_every_buffered_batc
 ) -> None:
     gated = GatedSink("gated")
     pipeline = Pipeline(items_then_block(9), routes=[Route("r", gated)], batch_size=3)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         gated.permits.release()
         await trio.testing.wait_all_tasks_blocked()
@@ -197,8 +197,7 @@ async def test_send_to_closed_receiver_item_arriving_at_immediate_stop_is_report
         start = trio.current_time()
         sink = TracingSink("s")
         pipeline = Pipeline(one_item_at(1), routes=[Route("r", sink)], batch_size=1)
-        async with trio.open_nursery() as nursery:
-            handle: PipelineHandle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
             await trio.sleep_until(start + 1)  # the item arrives at this very moment
             handle.stop(immediate=True)
         report = checked(await handle.wait())
@@ -218,8 +217,7 @@ async def test_send_to_closed_receiver_item_arriving_at_outer_cancel_is_reported
         sink = TracingSink("s")
         pipeline = Pipeline(one_item_at(1), routes=[Route("r", sink)], batch_size=1)
         with trio.CancelScope() as scope:
-            async with trio.open_nursery() as nursery:
-                handle: PipelineHandle = await nursery.start(pipeline.run)
+            async with running(pipeline) as handle:
                 await trio.sleep_until(start + 1)
                 scope.cancel()
         report = checked(await handle.wait())
@@ -240,8 +238,7 @@ async def test_partial_batch_at_graceful_stop_is_delivered_at_once(
     pipeline = Pipeline(
         items_then_block(3), routes=[Route("r", sink)], batch_size=10, batch_timeout=60
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop()
     report = checked(await handle.wait())
@@ -257,8 +254,7 @@ async def test_partial_batch_at_immediate_stop_is_reported_before_routing(
     pipeline = Pipeline(
         items_then_block(3), routes=[Route("r", sink)], batch_size=10, batch_timeout=60
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop(immediate=True)
     report = checked(await handle.wait())
@@ -331,8 +327,7 @@ async def test_nursery_cancelled_from_outside_reports_the_source_partial_batch(
         items_then_block(3, log), routes=[Route("r", sink)], batch_size=10, batch_timeout=60
     )
     with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            handle: PipelineHandle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
             await trio.sleep(1)
             scope.cancel()
     report = checked(await handle.wait())
@@ -429,8 +424,7 @@ async def test_stop_right_after_start_ends_the_run_at_once(
     start = trio.current_time()
     sink = TracingSink("s", write_delay=1.0)
     pipeline = Pipeline(items_then_block(20), routes=[Route("r", sink)], batch_size=4)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         handle.stop(immediate=immediate)
     report = checked(await handle.wait())
     assert sink.events.count("aclose") == 1
@@ -458,8 +452,7 @@ async def run_with_stops(
     pipeline = Pipeline(
         items_then_block(4), routes=[Route("r", sink)], batch_size=2, drain_timeout=drain_timeout
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         for at, immediate in stops:
             await trio.sleep_until(start + at)
             handle.stop(immediate=immediate)
@@ -511,8 +504,8 @@ async def test_stop_after_the_run_ended_is_a_no_op(
     caplog.set_level(logging.DEBUG, logger="trio_sink")
     sink = TracingSink("s")
     pipeline = Pipeline(range(3), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     logged = len(caplog.records)
     handle.stop()
@@ -537,8 +530,7 @@ async def test_drain_timeout_none_waits_as_long_as_it_takes(
     pipeline = Pipeline(
         items_then_block(6), routes=[Route("r", sink)], batch_size=2, drain_timeout=None
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop()
     report = checked(await handle.wait())
@@ -555,8 +547,7 @@ async def test_deadline_is_exact_in_virtual_time(autojump_clock: trio.testing.Mo
     pipeline = Pipeline(
         items_then_block(6), routes=[Route("r", sink)], batch_size=2, drain_timeout=7.25
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2.5)
         stopped_at = trio.current_time()
         handle.stop()
@@ -591,8 +582,7 @@ async def test_timed_out_is_false_for_an_immediate_stop_with_nothing_left(
 ) -> None:
     sink = TracingSink("s")
     pipeline = Pipeline(items_then_block(5), routes=[Route("r", sink)], batch_size=5)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop(immediate=True)
     report = checked(await handle.wait())
@@ -630,8 +620,7 @@ async def test_drain_seconds_in_daemon_mode_counts_from_the_stop(
 ) -> None:
     sink = SlowSink(CollectSink("s"), per_batch=4.0)
     pipeline = Pipeline(items_then_block(6), routes=[Route("r", sink)], batch_size=2)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(5)  # at t=5: batch 0 written, batch 1 half way
         handle.stop()
     report = checked(await handle.wait())
@@ -667,8 +656,7 @@ async def test_drain_log_lines(
         batch_size=3,
         drain_timeout=5,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         assert drain_events(caplog) == []
         handle.stop()

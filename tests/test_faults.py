@@ -43,7 +43,7 @@ from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, Ticket
 from trio_sink._sink import SinkSlot
 from trio_sink._writer import SinkWriter
 from trio_sink.sinks import CollectSink, SlowSink
-from trio_sink.testing import FlakySink, Pause, RecordingSink, ScriptedSource
+from trio_sink.testing import FlakySink, Pause, RecordingSink, ScriptedSource, running
 
 FLAKY = "sink raised OSError: flaky write"
 UNHEALTHY = "sink unhealthy: OSError: flaky write"
@@ -60,8 +60,7 @@ async def run(
     """Run ``pipeline`` to its end. Returns its report, and statistics taken at the times
     ``sample_at``, then at the end."""
     samples: list[PipelineStatistics] = []
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         for t in sample_at:
             await trio.sleep_until(t)
             samples.append(handle.statistics())
@@ -148,8 +147,7 @@ async def test_retries_are_counted_and_logged(
     policy = RetryPolicy(attempts=3, initial_backoff=0.5, jitter=0)
     pipeline = Pipeline(range(4), routes=[Route("r", sink)], retry=policy, batch_size=2)
     with caplog.at_level(logging.WARNING, logger="trio_sink.sink"):
-        async with trio.open_nursery() as nursery:
-            handle: PipelineHandle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
             report = checked(await handle.wait())
     assert report.ok
     assert handle.statistics().sinks["db"].retries == 3
@@ -165,8 +163,7 @@ async def test_a_batch_that_fails_every_attempt_is_reported_with_the_last_error(
     )
     policy = RetryPolicy(attempts=3, initial_backoff=1.0, jitter=0)
     pipeline = Pipeline(range(4), routes=[Route("r", sink)], retry=policy, batch_size=2)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         report = checked(await handle.wait())
     assert sink.writes == 6
     assert undelivered_of(report, "db") == {
@@ -209,8 +206,7 @@ async def test_a_permanent_error_is_not_retried_and_spares_the_breaker(
         retry=RetryPolicy(attempts=5),
         breaker=CircuitBreaker(failures=1),
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         report = checked(await handle.wait())
     assert sink.writes == 4
     assert undelivered_of(report, "db") == dict.fromkeys(
@@ -307,10 +303,8 @@ async def test_the_backlog_left_at_the_end_is_stored_from_a_worker_thread(
 
     monkeypatch.setattr(threaded_store, "_write", watched)
     sink = GatedSink("db")
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(
-            Pipeline(range(300), routes=[Route("r", sink)], rescue=threaded_store).run
-        )
+    pipeline = Pipeline(range(300), routes=[Route("r", sink)], rescue=threaded_store)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         handle.stop(immediate=True)
         report = checked(await handle.wait())
@@ -781,8 +775,7 @@ async def test_the_statistics_add_up_after_every_task_step(
     watcher = Identity()
     trio.lowlevel.add_instrument(watcher)
     try:
-        async with trio.open_nursery() as nursery:
-            handle: PipelineHandle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
             watcher.handle = handle
             report = checked(await handle.wait())
     finally:

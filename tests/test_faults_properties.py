@@ -11,7 +11,6 @@ inline, which keeps virtual time exact.
 
 from __future__ import annotations
 
-import logging
 import math
 import tempfile
 from collections import Counter
@@ -32,14 +31,13 @@ from trio_sink import (
     CircuitBreaker,
     DeliveryReport,
     Pipeline,
-    PipelineHandle,
     RescueStore,
     RetryPolicy,
     Route,
     replay,
 )
 from trio_sink.sinks import CollectSink
-from trio_sink.testing import FlakySink, Pause, ScriptedSource
+from trio_sink.testing import FlakySink, Pause, ScriptedSource, quiet_library_logs, running
 from trio_sink.testing.strategies import clocks
 
 RAW_BASE = 1000
@@ -156,18 +154,6 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 @contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """trio_sink's logs only narrate, and a traceback per failed write is slow."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextmanager
 def inline_threads(active: bool) -> Iterator[None]:
     """Run ``trio.to_thread.run_sync`` calls in the event loop, after a checkpoint (as
     ``tests/test_faults.py``'s fixture; a fixture cannot serve ``@given``)."""
@@ -207,8 +193,7 @@ async def run_case(case: Case, store: RescueStore) -> tuple[DeliveryReport, list
         rescue=store,
         progress_interval=None,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         if case.stop_at is not None:
             with trio.move_on_at(case.stop_at):
                 await handle.wait()

@@ -16,19 +16,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import checked
+from helpers import checked, ended, messages
 
-from trio_sink import DeliveryReport, Infra, Pipeline, PipelineHandle, PipelineStatistics, Route
+from trio_sink import DeliveryReport, Infra, Pipeline, PipelineStatistics, Route
 from trio_sink.sinks import CollectSink, JsonlFileSink, SlowSink
-from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource
-
-
-def ended(sink: RecordingSink) -> list[float]:
-    return [c.ended for c in sink.calls if c.outcome == "delivered"]
-
-
-def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
+from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource, running
 
 
 def monitor_accounted(report: DeliveryReport, name: str = "mon") -> None:
@@ -189,8 +181,7 @@ async def test_a_slow_monitor_never_holds_the_pipeline(
         capacity=1,
         drain_timeout=None,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(20.25)
         during = handle.statistics()
         handle.stop()
@@ -226,8 +217,7 @@ async def test_a_paused_monitor_fills_its_buffer_then_discards(
         batch_timeout=0,
         capacity=2,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1.5)
         handle.pause("mon")  # during the write of -1 (t=1 .. 1.75), which completes
         await trio.sleep(8)
@@ -262,8 +252,8 @@ async def test_a_failing_monitor_sink_is_reported_and_the_run_goes_on(
         infra=Infra(monitor=monitor),
         batch_timeout=0,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     assert [r.id for r in a.records] == [0, 1]
     assert report.delivered == {"a": 2, "mon": 0}
@@ -314,8 +304,7 @@ async def test_the_monitor_keeps_flowing_under_isolate(
         batch_timeout=0,
         capacity=100,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.375)  # during a's write of [0] (0.25 .. 0.5)
         handle.isolate("b")
         await trio.sleep(5)
@@ -423,8 +412,7 @@ async def test_drain_deadline_counts_every_record_given_up_for_the_sink(
         capacity=2,
         drain_timeout=5,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.5)
         handle.pause("a")
         await trio.sleep(4.5)

@@ -25,6 +25,7 @@ from trio_sink import (
     TrioSinkError,
 )
 from trio_sink.sinks import CollectSink, NullSink, SlowSink
+from trio_sink.testing import running
 
 SEED_RECORDS = 10_000
 
@@ -123,8 +124,7 @@ async def test_daemon_mode_handle_stop_and_wait(autojump_clock: trio.testing.Moc
     log: list[str] = []
     sink = CollectSink("kept")
     pipeline = Pipeline(ticking(log), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         assert isinstance(handle, PipelineHandle)
         await trio.sleep(1.0)
         assert handle.report is None  # still running
@@ -150,8 +150,7 @@ async def test_daemon_mode_immediate_stop_reports_what_is_in_flight(
     pipeline = Pipeline(
         ticking(), routes=[Route("r", SlowSink(inner, per_batch=0.5))], batch_timeout=0.1
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2.0)
         handle.stop(immediate=True)
     report = checked(await handle.wait())
@@ -198,8 +197,7 @@ async def test_batch_mode_in_a_nursery_start_returns_handle_too(
     """A finite source under nursery.start: the run ends by itself, wait() returns."""
     sink = CollectSink("kept")
     pipeline = Pipeline(range(300), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         report = checked(await handle.wait())
     assert report.delivered == {"kept": 300}
     assert report.ok
@@ -223,8 +221,7 @@ async def test_a_pipeline_runs_once_also_while_it_is_running(
 ) -> None:
     sink = CollectSink("kept")
     pipeline = Pipeline(ticking(), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         with pytest.raises(RuntimeError):
             await pipeline.run()
         await trio.sleep(0.1)
@@ -321,8 +318,7 @@ async def test_a_failing_sink_never_stops_the_pipeline(
     broken = FailingSink("broken")
     kept = CollectSink("kept")
     pipeline = Pipeline(ticking(), routes=[Route("a", broken), Route("b", kept)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3.0)
         handle.stop()
     report = checked(await handle.wait())  # the run ended normally: no exception

@@ -24,7 +24,6 @@ from trio_sink import (
     DeliveryReport,
     DrainStatistics,
     Pipeline,
-    PipelineHandle,
     PipelineStatistics,
     Route,
     SinkStatistics,
@@ -32,6 +31,7 @@ from trio_sink import (
 )
 from trio_sink.extra import prometheus as prom
 from trio_sink.sinks import NullSink, SlowSink
+from trio_sink.testing import running
 
 Labels = frozenset[tuple[str, str]]
 Samples = dict[tuple[str, Labels], float]
@@ -351,6 +351,7 @@ def test_undelivered_by_reason_sums_to_the_sinks_undelivered() -> None:
 
 def test_the_known_reasons_are_the_ledgers_kinds() -> None:
     from trio_sink._report import STAT_KEYS, kind_of
+    from trio_sink.extra._prometheus_families import REASONS as EXPORTED
 
     kinds = {
         STAT_KEYS[kind_of(r)]
@@ -363,7 +364,7 @@ def test_the_known_reasons_are_the_ledgers_kinds() -> None:
         )
     }
     assert kinds == set(REASONS)
-    assert set(prom._REASONS) == set(REASONS)
+    assert set(EXPORTED) == set(REASONS)
 
 
 def test_labels_are_on_every_sample_and_namespace_on_every_name() -> None:
@@ -656,23 +657,22 @@ async def test_a_running_pipeline_agrees_with_its_report(
         ticking(), routes=[Route("all", [slow, NullSink("fast")])], batch_timeout=0.05
     )
     registry = CollectorRegistry()
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         prom.register(handle, registry=registry, labels={"pipeline": "p"})
         await trio.sleep(1.0)
 
-        running = without(scrape(registry), "pipeline", "p")
-        assert value(running, "trio_sink_up") == 1
-        assert value(running, "trio_sink_state", state="running") == 1
-        assert value(running, "trio_sink_received_records_total") > 900
-        assert value(running, "trio_sink_buffered_records", sink="slow") > 0
-        assert value(running, "trio_sink_buffered_records", sink="fast") == 0
-        assert value(running, "trio_sink_pending_records") > 0
-        assert value(running, "trio_sink_delivered_records_total", sink="slow") < value(
-            running, "trio_sink_delivered_records_total", sink="fast"
+        live = without(scrape(registry), "pipeline", "p")
+        assert value(live, "trio_sink_up") == 1
+        assert value(live, "trio_sink_state", state="running") == 1
+        assert value(live, "trio_sink_received_records_total") > 900
+        assert value(live, "trio_sink_buffered_records", sink="slow") > 0
+        assert value(live, "trio_sink_buffered_records", sink="fast") == 0
+        assert value(live, "trio_sink_pending_records") > 0
+        assert value(live, "trio_sink_delivered_records_total", sink="slow") < value(
+            live, "trio_sink_delivered_records_total", sink="fast"
         )
-        assert "trio_sink_drain_time_left_seconds" not in names(running)
-        assert_sinks_balance(running)
+        assert "trio_sink_drain_time_left_seconds" not in names(live)
+        assert_sinks_balance(live)
 
         handle.stop(immediate=True)
         draining = without(scrape(registry), "pipeline", "p")
@@ -705,8 +705,7 @@ async def test_a_finished_batch_run_agrees_with_its_report(
         drain_timeout=1.0,
     )
     registry = CollectorRegistry()
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         prom.register(handle, registry=registry)
         report = checked(await handle.wait())
     samples = scrape(registry)
@@ -724,8 +723,7 @@ async def test_a_blocked_pipeline_scraped_from_another_thread(
     gated = GatedSink("gated")
     pipeline = Pipeline(range(100), routes=[Route("r", gated)], capacity=1, batch_size=10)
     registry = CollectorRegistry()
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         prom.register(handle, registry=registry)
         await trio.testing.wait_all_tasks_blocked()
         text = (await trio.to_thread.run_sync(generate_latest, registry)).decode()

@@ -9,10 +9,8 @@ independent model of routing computed from the input alone.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from itertools import pairwise
 
 import attrs
@@ -34,7 +32,7 @@ from strategies import (
 )
 
 from trio_sink import DeliveryReport, PipelineStatistics, Record, SourceError, Undelivered
-from trio_sink.testing._scenario import _run_batch, _run_daemon
+from trio_sink.testing import run_plan
 
 EPS = 1e-9
 """Virtual time is exact; this only absorbs float rounding in ``t + drain_timeout``."""
@@ -61,63 +59,31 @@ class Outcome:
     source: ScriptedSource | None
 
 
-@contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """Mute trio_sink's logs for one run: they only narrate (the report is the result),
-    and formatting a traceback for every failed write costs most of a long example."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def run_scenario(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
-    """Run ``scenario`` in virtual time from t=0.
-
-    Batch mode: ``await pipeline.run()``. Daemon mode: ``nursery.start(pipeline.run)``,
-    then each planned stop at its time, unless the run has ended by then. ``run()`` may
-    raise SourceError (its report is used); anything else it raises is kept in
-    ``Outcome.crash`` and the handle's report is used, so that the other properties are
-    still checked (a crash fails a property of its own).
+def play(scenario: Scenario, clock: trio.testing.MockClock) -> Outcome:
+    """Run ``scenario`` in virtual time from t=0, with ``trio_sink.testing.run_plan``:
+    the runner of ``run_scenario`` without its checks, since the properties below make
+    their own. ``run()`` may raise SourceError (its report is used); anything else it
+    raises is kept in ``Outcome.crash`` and the handle's report is used, so that the
+    other properties are still checked (a crash fails a property of its own).
     """
     built = build_pipeline(scenario)
-    pipeline = built.pipeline
 
-    def outcome(
-        report: DeliveryReport,
-        error: SourceError | None,
-        crash: BaseException | None = None,
-        made: tuple[Stop, ...] = (),
-    ) -> Outcome:
+    async def run() -> Outcome:
+        ran = await run_plan(built.pipeline, scenario.plan)
+        if ran.report is None:
+            raise AssertionError("the run ended without a report") from ran.crash
         return Outcome(
             scenario,
-            report,
-            error,
-            crash,
-            trio.current_time(),
-            made,
+            ran.report,
+            ran.source_error,
+            ran.crash,
+            ran.ended,
+            ran.stops_made,
             built.sinks,
             built.source,
         )
 
-    async def run() -> Outcome:
-        # The same runners as trio_sink.testing.run_scenario, without its checks: the
-        # properties below make their own, and a crash fails a property of its own.
-        if scenario.plan.batch_mode:
-            report, error, crash, made, _ = await _run_batch(pipeline)
-        else:
-            report, error, crash, made, _ = await _run_daemon(
-                pipeline, scenario.plan, trio.current_time()
-            )
-        if report is None:
-            raise AssertionError("the run ended without a report") from crash
-        return outcome(report, error, crash, tuple(made))
-
-    with quiet_library_logs():
-        return trio.run(run, clock=clock)
+    return trio.run(run, clock=clock)
 
 
 # -- the model of routing ------------------------------------------------------------
@@ -248,7 +214,7 @@ def model(outcome: Outcome) -> dict[str, dict[int, Expected]]:
 def test_run_ends_with_a_consistent_report_and_reads_the_source_as_far_as_it_should(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     # run() ends with its report: it returns it, or raises SourceError carrying it.
     assert outcome.crash is None, repr(outcome.crash)
     report = outcome.report
@@ -275,7 +241,7 @@ def test_run_ends_with_a_consistent_report_and_reads_the_source_as_far_as_it_sho
 def test_a_failing_source_ends_the_run_with_source_error(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     assert outcome.crash is None, repr(outcome.crash)
     # Whatever the deadline did to the drain, run() raises SourceError with the report.
     error = outcome.source_error
@@ -289,7 +255,7 @@ def test_a_failing_source_ends_the_run_with_source_error(
 def test_every_produced_record_is_delivered_reported_or_discarded(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     received = report.received
     unrouted = unrouted_ids(report)
@@ -325,7 +291,7 @@ def test_every_produced_record_is_delivered_reported_or_discarded(
 def test_each_sink_gets_exactly_what_the_routing_model_routes_to_it(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     per_dest = model(outcome)
     lost = undelivered_by_sink(report)
@@ -361,7 +327,7 @@ def test_each_sink_gets_exactly_what_the_routing_model_routes_to_it(
 def test_the_monitor_gets_statistics_records_each_accounted_for(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     name = monitor_name(scenario)
     generated = report.generated
@@ -400,7 +366,7 @@ def test_the_monitor_gets_statistics_records_each_accounted_for(
 def test_each_sink_sees_each_id_once_in_source_order_in_bounded_batches(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     batch_size = scenario.settings.batch_size
     for name, sink in outcome.sinks.items():
         assert all(0 < size <= batch_size for size in sink.batch_sizes), (name, sink.batch_sizes)
@@ -418,7 +384,7 @@ def test_each_sink_sees_each_id_once_in_source_order_in_bounded_batches(
 def test_failed_writes_are_reported_with_the_sink_error(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     lost = undelivered_by_sink(outcome.report)
     for name, sink in outcome.sinks.items():
         raised = [u for u in lost.get(name, []) if u.reason.startswith("sink raised")]
@@ -436,7 +402,7 @@ def test_failed_writes_are_reported_with_the_sink_error(
 def test_the_drain_deadline_bounds_the_run(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     drain_timeout = scenario.settings.drain_timeout
     assert drain_timeout is not None
@@ -458,7 +424,7 @@ def test_the_drain_deadline_bounds_the_run(
 def test_an_immediate_stop_ends_the_run_at_the_stop_time(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     at = next((s.at for s in outcome.stops_made if s.immediate), None)
     if at is None:
@@ -481,7 +447,7 @@ def test_an_immediate_stop_ends_the_run_at_the_stop_time(
 def test_every_sink_and_the_source_are_closed_exactly_once(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     # A run that ended before any deadline was due drained every sink to its end.
     drain_timeout = scenario.settings.drain_timeout
@@ -505,7 +471,7 @@ def test_every_sink_and_the_source_are_closed_exactly_once(
 def test_timed_out_iff_a_record_missed_the_deadline(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     reasons = {u.reason for u in report.undelivered}
     assert report.timed_out == bool(reasons & {DEADLINE, IMMEDIATE}), reasons
@@ -529,7 +495,7 @@ def test_timed_out_iff_a_record_missed_the_deadline(
 def test_without_a_deadline_or_failures_everything_is_delivered(
     scenario: Scenario, clock: trio.testing.MockClock, schedule: object
 ) -> None:
-    outcome = run_scenario(scenario, clock)
+    outcome = play(scenario, clock)
     report = outcome.report
     assert report.ok, report.undelivered[:5]
     assert not report.timed_out

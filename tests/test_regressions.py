@@ -11,6 +11,7 @@ import trio.testing
 
 from trio_sink import Infra, Pipeline, PipelineHandle, Record, Route, Sink, Source
 from trio_sink.sinks import CollectSink, SlowSink
+from trio_sink.testing import running
 
 
 class _Abort(BaseException):
@@ -98,8 +99,7 @@ async def test_source_aclose_runs_even_if_generator_cleanup_is_cancelled(
     source = _GeneratorSource()
     sink = SlowSink(CollectSink(), per_batch=1.0)
     pipeline = Pipeline(source, routes=[Route("r", sink)], batch_size=2, capacity=1)
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         handle.stop(immediate=True)
     report = await handle.wait()
@@ -138,8 +138,8 @@ async def test_outside_cancellation_is_not_reported_as_drain_deadline(
     )
     handle: PipelineHandle | None = None
     with trio.move_on_after(1):
-        async with trio.open_nursery() as nursery:
-            handle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
+            pass
     assert handle is not None
     report = handle.report
     assert report is not None
@@ -211,16 +211,14 @@ async def test_sync_generator_source_is_closed_when_the_run_stops(
         finally:
             closed.append(i)
 
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(
-            # A slow sink and no buffer: the endless source waits on it, so time moves.
-            Pipeline(
-                numbers(),
-                routes=[Route("r", SlowSink(CollectSink("c"), per_batch=1.0))],
-                batch_size=4,
-                capacity=0,
-            ).run
-        )
+    # A slow sink and no buffer: the endless source waits on it, so time moves.
+    pipeline = Pipeline(
+        numbers(),
+        routes=[Route("r", SlowSink(CollectSink("c"), per_batch=1.0))],
+        batch_size=4,
+        capacity=0,
+    )
+    async with running(pipeline) as handle:
         await trio.sleep(2.5)
         handle.stop()
     report = await handle.wait()

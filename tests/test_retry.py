@@ -12,6 +12,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from helpers import ids, recs
 
 from trio_sink import (
     NO_RETRY,
@@ -26,14 +27,6 @@ from trio_sink._breaker import BreakerState, find_probe, probe_sink
 from trio_sink._retry import write_with_retry
 from trio_sink.sinks import CollectSink
 from trio_sink.testing import FailingProbe, FlakySink, HangingSink
-
-
-def recs(first: int, n: int) -> list[Record]:
-    return [Record(i, f"raw{i}", i) for i in range(first, first + n)]
-
-
-def ids(records: Sequence[Record]) -> list[int]:
-    return [r.id for r in records]
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from helpers import ids
 
 from trio_sink import (
     ConfigError,
@@ -78,10 +79,6 @@ class Harness:
 
     def routed(self) -> dict[str, int]:
         return {name: a.routed for name, a in self.ledger.accounts.items()}
-
-
-def ids(records: Sequence[Record]) -> list[int]:
-    return [r.id for r in records]
 
 
 def is_even(p: Any) -> bool:

@@ -29,8 +29,10 @@ from trio_sink.testing import (
     Fail,
     HangingSink,
     Pause,
+    PlanRun,
     ScenarioError,
     ScriptedSource,
+    run_plan,
     run_scenario,
 )
 from trio_sink.testing.strategies import (
@@ -216,6 +218,50 @@ async def test_the_factory_must_return_a_pipeline(
     not_a_pipeline: Any = lambda: [1, 2]  # noqa: E731
     with pytest.raises(TypeError, match="pipeline_factory must return a Pipeline"):
         await run_scenario(not_a_pipeline, StopPlan())
+
+
+# -- run_plan: the run alone, nothing checked ------------------------------------------
+
+
+async def test_run_plan_tells_how_a_daemon_run_ended(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await trio.sleep(10)
+    plan = StopPlan([Stop(0.5), Stop(0.75, immediate=True), Stop(100.0)])
+    ran = await run_plan(make_pipeline(), plan)
+    assert isinstance(ran, PlanRun)
+    assert (ran.started, ran.ended) == (10.0, 10.75)
+    assert ran.stops_made == plan.stops[:2]  # the run had ended before the third
+    assert ran.report is not None
+    assert {u.reason for u in ran.report.undelivered} == {"immediate stop"}
+    assert (ran.source_error, ran.crash, ran.overran) == (None, None, False)
+
+
+async def test_run_plan_keeps_a_source_error_instead_of_raising_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    for plan in (StopPlan(), StopPlan([Stop(5.0)])):
+        source = ScriptedSource([0, 1, 2, Fail(RuntimeError("boom"))])
+        ran = await run_plan(Pipeline(source, routes=[Route("all", [NullSink("n")])]), plan)
+        assert isinstance(ran.source_error, SourceError)
+        assert ran.report is ran.source_error.report
+        assert (ran.crash, ran.stops_made) == (None, ())
+
+
+async def test_run_plan_checks_nothing_and_cancels_an_overrun(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran = await run_plan(stuck_pipeline(0.5)(), StopPlan())
+    assert ran.report is not None
+    assert ran.report.drain_seconds == 1.5  # past the deadline: not run_plan's business
+    ran = await run_plan(stuck_pipeline(1000.0)(), StopPlan([Stop(2.0)]))
+    assert ran.overran
+    assert ran.ended - ran.started == 1001.0
+
+
+async def test_run_plan_needs_virtual_time() -> None:
+    with pytest.raises(RuntimeError, match="run_plan runs in virtual time"):
+        await run_plan(make_pipeline(), StopPlan())
 
 
 # -- plain values validate themselves --------------------------------------------------

@@ -11,35 +11,23 @@ import trio.testing
 from helpers import GatedSink, checked
 
 from trio_sink import (
-    DeliveryReport,
     Pipeline,
-    PipelineHandle,
     Record,
     Route,
-    Sink,
     Source,
     SourceError,
     TrioSinkError,
 )
+from trio_sink.testing import RecordingSink, running
 
 
-class RecordingSink(Sink):
-    """Keeps, for every write, the time it started and the ids it was given."""
+def writes(sink: RecordingSink) -> list[tuple[float, list[int]]]:
+    """For every write, the time it started and the ids it was given."""
+    return [(call.started, call.ids) for call in sink.calls]
 
-    def __init__(self, name: str = "rec") -> None:
-        self.name = name
-        self.writes: list[tuple[float, list[int]]] = []
 
-    async def write(self, batch: Sequence[Record]) -> None:
-        self.writes.append((trio.current_time(), [r.id for r in batch]))
-
-    @property
-    def batches(self) -> list[list[int]]:
-        return [ids for _, ids in self.writes]
-
-    @property
-    def ids(self) -> list[int]:
-        return [i for _, ids in self.writes for i in ids]
+def batches(sink: RecordingSink) -> list[list[int]]:
+    return [call.ids for call in sink.calls]
 
 
 # -- sync iterables ------------------------------------------------------------------
@@ -58,15 +46,15 @@ class RecordingSink(Sink):
 async def test_sync_iterable_is_cut_into_batch_size_batches(
     n: int, batch_size: int, expected: list[list[int]], autojump_clock: trio.testing.MockClock
 ) -> None:
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     start = trio.current_time()
     pipeline = Pipeline(
         [f"item {i}" for i in range(n)], routes=[Route("r", sink)], batch_size=batch_size
     )
     report = checked(await pipeline.run())
-    assert sink.batches == expected
+    assert batches(sink) == expected
     # A sync source never waits for batch_timeout: every write happens at once.
-    assert all(t == start for t, _ in sink.writes)
+    assert all(t == start for t, _ in writes(sink))
     assert trio.current_time() == start
     assert report.received == n
     assert report.delivered == {"rec": n}
@@ -109,7 +97,7 @@ def failing_after(n: int, pulled: list[int]) -> Iterator[int]:
 async def test_sync_iterator_raising_mid_batch_keeps_the_items_before(
     n: int, batch_size: int, expected: list[list[int]]
 ) -> None:
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pulled: list[int] = []
     pipeline = Pipeline(failing_after(n, pulled), routes=[Route("r", sink)], batch_size=batch_size)
     with pytest.raises(SourceError) as info:
@@ -120,7 +108,7 @@ async def test_sync_iterator_raising_mid_batch_keeps_the_items_before(
     assert str(info.value.__cause__) == f"source broke after {n}"
     assert pulled == list(range(n))
     assert report.received == n
-    assert sink.batches == expected
+    assert batches(sink) == expected
     assert report.delivered == {"rec": n}
     assert report.ok
 
@@ -141,10 +129,10 @@ async def test_async_partial_batch_is_cut_after_batch_timeout(
         await trio.sleep(5)
         ended.append(trio.current_time() - start)
 
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=10, batch_timeout=0.3)
     report = checked(await pipeline.run())
-    assert [(round(t - start, 9), ids) for t, ids in sink.writes] == [
+    assert [(round(t - start, 9), ids) for t, ids in writes(sink)] == [
         (0.3, [0]),
         (1.3, [1]),
     ]
@@ -161,10 +149,10 @@ async def test_async_full_batches_go_at_once(autojump_clock: trio.testing.MockCl
             yield i
         await trio.sleep(10)
 
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=2, batch_timeout=0.3)
     report = checked(await pipeline.run())
-    assert [(round(t - start, 9), ids) for t, ids in sink.writes] == [
+    assert [(round(t - start, 9), ids) for t, ids in writes(sink)] == [
         (0.0, [0, 1]),
         (0.0, [2, 3]),
         (0.3, [4]),
@@ -183,10 +171,10 @@ async def test_async_source_end_flushes_partial_batch_at_once(
         await trio.sleep(0.1)
         yield 1
 
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=10, batch_timeout=5)
     report = checked(await pipeline.run())
-    assert [(round(t - start, 9), ids) for t, ids in sink.writes] == [(0.1, [0, 1])]
+    assert [(round(t - start, 9), ids) for t, ids in writes(sink)] == [(0.1, [0, 1])]
     assert trio.current_time() - start == pytest.approx(0.1)
     assert report.drain_seconds == 0.0
     assert report.ok
@@ -204,13 +192,13 @@ async def test_async_sources_batches_follow_batch_timeout_not_item_count(
             yield i
             await trio.sleep(0.1)
 
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=3, batch_timeout=0.35)
     checked(await pipeline.run())
     # Items arrive at 0.0, 0.1, ... 0.9. Batch of 3 is full at 0.2, the next full at 0.5,
     # 0.8, and the last item (0.9) is flushed when the source ends at 1.0.
-    assert sink.batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-    assert [round(t - start, 9) for t, _ in sink.writes] == [0.2, 0.5, 0.8, 1.0]
+    assert batches(sink) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert [round(t - start, 9) for t, _ in writes(sink)] == [0.2, 0.5, 0.8, 1.0]
 
 
 # -- Stop ----------------------------------------------------------------------------
@@ -232,21 +220,20 @@ async def test_graceful_stop_flushes_partial_batch_immediately(
 ) -> None:
     start = trio.current_time()
     log: list[str] = []
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(
         items_then_block([7, 8, 9], log),
         routes=[Route("r", sink)],
         batch_size=10,
         batch_timeout=10,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
-        assert sink.writes == []  # batch_timeout (10 s) has not passed yet
+        assert writes(sink) == []  # batch_timeout (10 s) has not passed yet
         handle.stop()
     report = checked(await handle.wait())
     # Flushed at the Stop (t=1), not at first_at + batch_timeout (t=10).
-    assert [(t - start, ids) for t, ids in sink.writes] == [(1.0, [0, 1, 2])]
+    assert [(t - start, ids) for t, ids in writes(sink)] == [(1.0, [0, 1, 2])]
     assert trio.current_time() - start == 1.0
     assert log == ["waiting", "finally"]
     assert report.received == 3
@@ -260,17 +247,16 @@ async def test_source_blocked_waiting_for_input_is_cancelled_by_stop(
 ) -> None:
     start = trio.current_time()
     log: list[str] = []
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(items_then_block([], log), routes=[Route("r", sink)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(5)
         assert log == ["waiting"]
         handle.stop()
     report = checked(await handle.wait())
     assert trio.current_time() - start == 5.0
     assert log == ["waiting", "finally"]
-    assert sink.writes == []
+    assert writes(sink) == []
     assert report.received == 0
     assert report.ok
     assert not report.timed_out
@@ -282,14 +268,13 @@ async def test_item_already_pulled_is_delivered_after_stop(
     """The source yields one item, then is stopped while it waits for the next: the
     item is delivered, at the Stop, and nothing is reported."""
     log: list[str] = []
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(items_then_block([42], log), routes=[Route("r", sink)], batch_timeout=3)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.2)
         handle.stop()
     report = checked(await handle.wait())
-    assert sink.batches == [[0]]
+    assert batches(sink) == [[0]]
     assert report.delivered == {"rec": 1}
     assert report.received == 1
     assert report.ok
@@ -313,8 +298,7 @@ async def test_async_generator_suspended_at_yield_is_closed_at_stop(
 
     sink = GatedSink()
     pipeline = Pipeline(endless(), routes=[Route("r", sink)], batch_size=1, capacity=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         assert log == []
         handle.stop()
@@ -368,13 +352,13 @@ async def test_async_source_raising_keeps_items_before(
         yield 2
         raise OSError("device gone")
 
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=10, batch_timeout=5)
     with pytest.raises(SourceError) as info:
         await pipeline.run()
     report = checked(info.value.report)
     assert isinstance(info.value.__cause__, OSError)
-    assert sink.ids == [0, 1, 2]
+    assert [r.id for r in sink.records] == [0, 1, 2]
     assert report.received == 3
     assert report.delivered == {"rec": 3}
     assert report.ok
@@ -419,7 +403,7 @@ async def test_source_subclass_open_before_first_pull_aclose_once(
 ) -> None:
     start = trio.current_time()
     source = TracingSource(3)
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     report = checked(await Pipeline(source, routes=[Route("r", sink)]).run())
     assert [(e, t - start) for e, t in source.events] == [
         ("open start", 0.0),
@@ -429,7 +413,7 @@ async def test_source_subclass_open_before_first_pull_aclose_once(
         ("pull 2", 2.0),
         ("aclose", 2.0),
     ]
-    assert sink.batches == [[0, 1, 2]]
+    assert batches(sink) == [[0, 1, 2]]
     assert report.ok
 
 
@@ -437,7 +421,7 @@ async def test_source_subclass_open_raises_source_error_and_aclose_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     source = TracingSource(3, fail_open=True)
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source, routes=[Route("r", sink)])
     with pytest.raises(SourceError) as info:
         await pipeline.run()
@@ -445,7 +429,7 @@ async def test_source_subclass_open_raises_source_error_and_aclose_once(
     assert isinstance(info.value.__cause__, ConnectionError)
     assert [e for e, _ in source.events] == ["open start", "aclose"]
     assert report.received == 0
-    assert sink.writes == []
+    assert writes(sink) == []
 
 
 @pytest.mark.parametrize("immediate", [False, True])
@@ -453,17 +437,16 @@ async def test_source_subclass_aclose_once_when_stopped(
     immediate: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
     source = TracingSource(2, block=True)
-    sink = RecordingSink()
+    sink = RecordingSink("rec")
     pipeline = Pipeline(source, routes=[Route("r", sink)], batch_size=2)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         handle.stop(immediate=immediate)
         handle.stop()
     report = checked(await handle.wait())
     assert [e for e, _ in source.events].count("aclose") == 1
     assert [e for e, _ in source.events][-1] == "aclose"
-    assert sink.batches == [[0, 1]]
+    assert batches(sink) == [[0, 1]]
     assert report.ok
 
 
@@ -493,8 +476,7 @@ async def test_source_subclass_generator_suspended_at_yield_is_closed_before_acl
     source = Endless()
     sink = GatedSink()
     pipeline = Pipeline(source, routes=[Route("r", sink)], batch_size=1, capacity=0)
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         handle.stop()
         await trio.testing.wait_all_tasks_blocked()
@@ -521,13 +503,7 @@ async def test_slow_sink_with_capacity_1_bounds_how_far_the_source_gets_ahead(
 
     sink = GatedSink()
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=1, capacity=1)
-    result: list[DeliveryReport] = []
-
-    async def run() -> None:
-        result.append(await pipeline.run())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         # One batch in the sink's hand, one in its buffer (capacity 1), one in the
         # source's send: the source is three items ahead, and no further.
@@ -538,7 +514,7 @@ async def test_slow_sink_with_capacity_1_bounds_how_far_the_source_gets_ahead(
             await trio.testing.wait_all_tasks_blocked()
             assert len(sink.delivered) == step
             assert len(pulled) == min(20, step + 3)
-    report = checked(result[0])
+    report = checked(await handle.wait())
     assert sink.delivered == list(range(20))
     assert report.ok
 
@@ -555,13 +531,7 @@ async def test_slow_sink_with_capacity_1_bounds_an_async_source_too(
 
     sink = GatedSink()
     pipeline = Pipeline(source(), routes=[Route("r", sink)], batch_size=2, capacity=1)
-    result: list[DeliveryReport] = []
-
-    async def run() -> None:
-        result.append(await pipeline.run())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run)
+    async with running(pipeline) as handle:
         await trio.testing.wait_all_tasks_blocked()
         # In the sink's hand, in its buffer, in the batcher's send, and in the puller's
         # full local buffer: 4 batches of 2, and no more.
@@ -574,6 +544,6 @@ async def test_slow_sink_with_capacity_1_bounds_an_async_source_too(
             assert len(pulled) - len(sink.delivered) == ahead
         for _ in range(20):
             sink.permits.release()
-    report = checked(result[0])
+    report = checked(await handle.wait())
     assert sink.delivered == list(range(40))
     assert report.ok

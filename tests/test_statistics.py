@@ -29,7 +29,7 @@ from trio_sink import (
     SourceStatistics,
 )
 from trio_sink.sinks import CollectSink, SlowSink
-from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource
+from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource, running
 
 # -- the watcher ---------------------------------------------------------------------
 
@@ -122,8 +122,7 @@ async def watched(
     trio.lowlevel.add_instrument(watcher)
     try:
         with trio.fail_after(1000):  # virtual seconds: a run that hangs fails the test
-            async with trio.open_nursery() as nursery:
-                handle: PipelineHandle = await nursery.start(pipeline.run)
+            async with running(pipeline) as handle:
                 watcher.handle = handle
                 watcher.after_task_step(trio.lowlevel.current_task())
                 await script(handle)
@@ -294,8 +293,7 @@ async def test_drain_fields_before_during_and_after_a_graceful_stop(
         batch_timeout=0,
         drain_timeout=10,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         before = handle.statistics()
         handle.stop()
@@ -332,8 +330,7 @@ async def test_drain_without_limit_has_no_deadline(
         batch_timeout=0,
         drain_timeout=None,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop()
         await trio.sleep(1000)
@@ -356,8 +353,7 @@ async def test_immediate_stop_has_its_deadline_now(
         batch_timeout=0,
         drain_timeout=30,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(2)
         handle.stop()
         await trio.sleep(1)
@@ -380,8 +376,7 @@ async def test_source_exhausted_starts_the_drain_when_the_source_ends(
         batch_size=1,
         batch_timeout=0,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(3)
         during = handle.statistics()
     report = checked(await handle.wait())
@@ -414,24 +409,22 @@ async def test_peak_buffered_is_the_most_the_channel_held(
         s = handle.statistics().sinks["g"]
         seen.append((s.buffered, s.in_flight, s.peak_buffered))
 
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
-        async with send:
-            await send.send(0)
-            await trio.testing.wait_all_tasks_blocked()
-            look()  # [0] in the write, waiting for a permit
-            for i in (1, 2, 3):
-                await send.send(i)
-                await trio.testing.wait_all_tasks_blocked()
-                look()
-            for _ in range(4):
-                gated.permits.release()
+    async with running(pipeline) as handle, send:
+        await send.send(0)
+        await trio.testing.wait_all_tasks_blocked()
+        look()  # [0] in the write, waiting for a permit
+        for i in (1, 2, 3):
+            await send.send(i)
             await trio.testing.wait_all_tasks_blocked()
             look()
-            await send.send(4)
-            await trio.testing.wait_all_tasks_blocked()
-            look()
+        for _ in range(4):
             gated.permits.release()
+        await trio.testing.wait_all_tasks_blocked()
+        look()
+        await send.send(4)
+        await trio.testing.wait_all_tasks_blocked()
+        look()
+        gated.permits.release()
     report = checked(await handle.wait())
     assert seen == [(0, 1, 1), (1, 1, 1), (2, 1, 2), (3, 1, 3), (0, 0, 3), (0, 1, 3)]
     assert gated.delivered == [0, 1, 2, 3, 4]
@@ -453,8 +446,7 @@ async def test_in_flight_counts_the_write_being_made(
 ) -> None:
     gated = GatedSink("g")
     pipeline = Pipeline(ScriptedSource([0, 1, 2, Pause(100)]), routes=[Route("r", gated)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         during = handle.statistics().sinks["g"]
         gated.permits.release()
@@ -475,8 +467,7 @@ async def test_pulled_counts_items_waiting_to_be_cut_into_a_batch(
         batch_size=10,
         batch_timeout=5,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         waiting = handle.statistics()
         await trio.sleep(5)
@@ -502,8 +493,8 @@ async def test_undelivered_by_reason_sorts_reasons_into_kinds(
         batch_size=2,
         drain_timeout=3,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     sinks = handle.statistics().sinks
     assert dict(sinks["flaky"].undelivered_by_reason) == {"sink error": 4}
@@ -518,8 +509,7 @@ async def test_undelivered_by_reason_immediate_stop(
     pipeline = Pipeline(
         ScriptedSource([0, 1, Pause(100)]), routes=[Route("r", HangingSink("hang"))]
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         handle.stop(immediate=True)
     report = checked(await handle.wait())
@@ -533,8 +523,7 @@ async def test_undelivered_by_reason_cancelled_from_outside(
     gated = GatedSink("g")
     pipeline = Pipeline(ScriptedSource([0, 1, Pause(100)]), routes=[Route("r", gated)])
     with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            handle: PipelineHandle = await nursery.start(pipeline.run)
+        async with running(pipeline) as handle:
             await trio.sleep(1)
             scope.cancel()
     report = checked(await handle.wait())
@@ -550,8 +539,7 @@ async def test_undelivered_by_reason_cancelled_from_outside(
 
 async def test_statistics_is_not_a_checkpoint(autojump_clock: trio.testing.MockClock) -> None:
     pipeline = Pipeline(ScriptedSource([0, Pause(5)]), routes=[Route("r", CollectSink("c"))])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         with trio.CancelScope() as scope:
             scope.cancel()
             taken = [handle.statistics() for _ in range(3)]
@@ -569,8 +557,7 @@ async def test_a_snapshot_is_frozen_and_does_not_follow_the_run(
     pipeline = Pipeline(
         ScriptedSource([0, Pause(5), 1]), routes=[Route("r", CollectSink("c"))], batch_timeout=0
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         early = handle.statistics()
     checked(await handle.wait())
@@ -600,8 +587,7 @@ async def test_sinks_are_listed_in_configuration_order_with_infra_after_business
             error=CollectSink("err"), default=CollectSink("dflt"), monitor=CollectSink("mon")
         ),
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         names = list(handle.statistics().sinks)
     checked(await handle.wait())
     assert names == ["z", "a", "m", "dflt", "err", "mon"]
@@ -618,8 +604,8 @@ async def test_discarded_counts_infra_groups_without_a_sink(
         return raw
 
     pipeline = Pipeline(range(6), parse=parse, routes=[Route("odd", CollectSink("o"), when=odd)])
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     stats = handle.statistics()
     assert dict(stats.discarded) == {"default": 2, "error": 1}
@@ -643,8 +629,8 @@ async def test_a_stalled_monitor_sink_keeps_the_counts_equal(
         infra=Infra(monitor=HangingSink("mon", after=1)),
         drain_timeout=2,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
+        pass
     report = checked(await handle.wait())
     stats = handle.statistics()
     assert report.generated == 4
@@ -668,8 +654,7 @@ async def test_statistics_of_a_run_with_no_sinks_at_all(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     pipeline = Pipeline(numbers(5))
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(0.3)
         during = handle.statistics()
     report = checked(await handle.wait())
@@ -689,8 +674,7 @@ async def test_properties_add_up_the_sinks(autojump_clock: trio.testing.MockCloc
         batch_timeout=0,
         capacity=4,
     )
-    async with trio.open_nursery() as nursery:
-        handle: PipelineHandle = await nursery.start(pipeline.run)
+    async with running(pipeline) as handle:
         await trio.sleep(1)
         stats = handle.statistics()
         handle.stop(immediate=True)

@@ -11,6 +11,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from helpers import ids, recs
 
 from trio_sink import (
     DeliveryReport,
@@ -33,15 +34,8 @@ from trio_sink.testing import (
     ScriptedSource,
     WriteCall,
     check_sink,
+    running,
 )
-
-
-def recs(first: int, n: int) -> list[Record]:
-    return [Record(i, f"raw{i}", i) for i in range(first, first + n)]
-
-
-def ids(records: Sequence[Record]) -> list[int]:
-    return [r.id for r in records]
 
 
 async def pull_all(source: ScriptedSource) -> list[tuple[float, Any]]:
@@ -176,8 +170,7 @@ async def test_endless_scripted_source_runs_until_the_pipeline_stops(
 ) -> None:
     source = ScriptedSource(endless=lambda i: {"n": i}, interval=1.0)
     sink = CollectSink()
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(Pipeline(source, routes=[Route("all", sink)]).run)
+    async with running(Pipeline(source, routes=[Route("all", sink)])) as handle:
         await trio.sleep(10.5)
         handle.stop()
         report = await handle.wait()
@@ -255,6 +248,11 @@ async def test_recording_sink_records_an_inner_failure_as_raised() -> None:
     assert isinstance(sink.calls[0].error, OSError)
     assert sink.calls[1].error is None
     assert ids(sink.records) == [1]
+
+
+def test_write_call_ids_are_the_batch_ids_in_order() -> None:
+    call = WriteCall(0.0, 1.0, tuple(recs(3, 2)), "delivered")
+    assert call.ids == [3, 4]
 
 
 def test_recording_sink_validates_arguments() -> None:
@@ -725,6 +723,38 @@ def test_hanging_sink_validates_arguments(kwargs: dict[str, Any], match: str) ->
         HangingSink(**kwargs)
 
 
+async def test_hanging_sink_takes_inner_first_and_is_named_after_it() -> None:
+    inner = CollectSink("db")
+    sink = HangingSink(inner, after=1)
+    assert (sink.name, sink.inner, sink.after) == ("db", inner, 1)
+    await sink.write(recs(0, 2))
+    assert ids(inner.records) == [0, 1]
+    assert HangingSink(inner=inner).name == "db"
+    assert HangingSink(inner, name="other").name == "other"
+
+
+def test_hanging_sink_still_takes_the_name_first_as_before() -> None:
+    inner = CollectSink("db")
+    sink = HangingSink("stuck", after=2, inner=inner)
+    assert (sink.name, sink.inner, sink.after) == ("stuck", inner, 2)
+    assert (HangingSink("h").name, HangingSink("h").inner) == ("h", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("a",), {"name": "b"}, "got its name twice"),
+        ((CollectSink("a"),), {"inner": CollectSink("b")}, "got inner twice"),
+        (("a", "b"), {}, "takes one positional argument"),
+    ],
+)
+def test_hanging_sink_refuses_an_argument_given_twice(
+    args: tuple[Any, ...], kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(TypeError, match=match):
+        HangingSink(*args, **kwargs)
+
+
 async def test_drain_deadline_reports_the_batch_a_hanging_sink_holds(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -756,8 +786,7 @@ async def test_immediate_stop_reports_what_a_hanging_sink_holds(
 ) -> None:
     sink = RecordingSink(inner=HangingSink())
     source = ScriptedSource(endless=lambda i: i, interval=0.1)
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(Pipeline(source, routes=[Route("all", sink)]).run)
+    async with running(Pipeline(source, routes=[Route("all", sink)])) as handle:
         await trio.sleep(2)
         handle.stop(immediate=True)
         report = await handle.wait()

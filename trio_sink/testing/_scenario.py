@@ -6,29 +6,17 @@ that a test can also write by hand.
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-import trio
-import trio.testing
-
-from .. import DeliveryReport, Pipeline, PipelineHandle, SourceError
+from .. import DeliveryReport, Pipeline
 from .._exceptions import AccountingError
-
-if TYPE_CHECKING:
-    from .strategies import Stop, StopPlan
+from ._plan_run import OVERRUN_GRACE, PlanRun, require_virtual_time, run_plan
+from ._plans import StopPlan
 
 __all__ = ["ScenarioError", "run_scenario"]
 
 EPS = 1e-9
 """Virtual time is exact; this only absorbs float rounding in ``t + drain_timeout``."""
-
-OVERRUN_GRACE = 1.0
-"""How far past its drain deadline a run may go before :func:`run_scenario` cancels it
-(and fails): long enough that an overrun is measured, short enough not to hang."""
 
 
 class ScenarioError(AssertionError):
@@ -52,41 +40,6 @@ class ScenarioError(AssertionError):
         self.invariant = invariant
         self.report = report
         self.plan = plan
-
-
-class _KeepHandle:
-    """A ``task_status`` for ``await pipeline.run()``: it only keeps the handle, so that
-    a run that raises something unexpected still shows its report."""
-
-    def __init__(self) -> None:
-        self.handle: PipelineHandle | None = None
-
-    def started(self, value: PipelineHandle | None = None) -> None:
-        self.handle = value
-
-
-def _leaves(group: BaseExceptionGroup[SourceError]) -> list[SourceError]:
-    out: list[SourceError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out
-
-
-@contextmanager
-def _quiet_library_logs(quiet: bool) -> Iterator[None]:
-    """Mute trio_sink's logs for one run: they only narrate (the report is the result),
-    and formatting a traceback for every failed write costs most of a long example."""
-    logger = logging.getLogger("trio_sink")
-    level = logger.level
-    if quiet:
-        logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 async def run_scenario(
@@ -125,90 +78,27 @@ async def run_scenario(
     propagates unchecked. trio_sink's logs are muted during the run unless
     ``quiet=False``.
     """
-    clock = trio.lowlevel.current_clock()
-    if not isinstance(clock, trio.testing.MockClock):
-        raise RuntimeError(
-            "run_scenario runs in virtual time: run it under trio.testing.MockClock with"
-            " autojump, e.g. draw clock=trio_sink.testing.strategies.clocks() in @given,"
-            f" or trio.run(..., clock=MockClock(autojump_threshold=0)); got {clock!r}"
-        )
+    require_virtual_time("run_scenario")
     pipeline = pipeline_factory()
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"pipeline_factory must return a Pipeline, got {pipeline!r}")
-    start = trio.current_time()
-    with _quiet_library_logs(quiet):
-        if plan.batch_mode:
-            report, error, crash, made, overran = await _run_batch(pipeline)
-        else:
-            report, error, crash, made, overran = await _run_daemon(pipeline, plan, start)
-    end = trio.current_time()
-    _check(pipeline, plan, report, crash, made, overran, start, end)
-    assert report is not None
-    if error is not None and raise_source_error:
-        raise error
-    return report
+    run = await run_plan(pipeline, plan, quiet=quiet)
+    _check(pipeline, plan, run)
+    assert run.report is not None
+    if run.source_error is not None and raise_source_error:
+        raise run.source_error
+    return run.report
 
 
-_Outcome = tuple[
-    DeliveryReport | None, SourceError | None, BaseException | None, list["Stop"], bool
-]
+def _check(pipeline: Pipeline, plan: StopPlan, run: PlanRun) -> None:
+    report, crash, made = run.report, run.crash, run.stops_made
+    start, end = run.started, run.ended
 
-
-async def _run_batch(pipeline: Pipeline) -> _Outcome:
-    status = _KeepHandle()
-    try:
-        return await pipeline.run(task_status=status), None, None, [], False
-    except SourceError as exc:
-        return exc.report, exc, None, [], False
-    except Exception as exc:
-        report = None if status.handle is None else status.handle.report
-        return report, None, exc, [], False
-
-
-async def _run_daemon(pipeline: Pipeline, plan: StopPlan, start: float) -> _Outcome:
-    made: list[Stop] = []
-    error: SourceError | None = None
-    crash: BaseException | None = None
-    handle: PipelineHandle | None = None
-    drain_timeout = pipeline.drain_timeout
-    bound = math.inf
-    if drain_timeout is not None:
-        bound = start + plan.stops[0].at + drain_timeout + OVERRUN_GRACE
-    with trio.move_on_at(bound) as guard:
-        try:
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(pipeline.run)
-                for stop in plan.stops:
-                    with trio.move_on_at(start + stop.at):
-                        await handle.wait()
-                    if handle.report is not None:
-                        break
-                    made.append(stop)
-                    handle.stop(immediate=stop.immediate)
-                await handle.wait()
-        except* SourceError as group:
-            (error,) = _leaves(group)
-        except* Exception as group:
-            crash = group
-    report = None if handle is None else handle.report
-    return report, error, crash, made, guard.cancelled_caught
-
-
-def _check(
-    pipeline: Pipeline,
-    plan: StopPlan,
-    report: DeliveryReport | None,
-    crash: BaseException | None,
-    made: Sequence[Stop],
-    overran: bool,
-    start: float,
-    end: float,
-) -> None:
     def fail(invariant: str, detail: str) -> ScenarioError:
         return ScenarioError(invariant, detail, report, plan)
 
     drain_timeout = pipeline.drain_timeout
-    if overran:
+    if run.overran:
         raise fail(
             "drain deadline",
             f"the run was still going {OVERRUN_GRACE}s after its drain deadline"
