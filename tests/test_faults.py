@@ -951,7 +951,7 @@ async def test_the_monitor_stage_never_stores_its_statistics_records(
 ) -> None:
     sink = FlakySink(name="mon", fail_on=lambda k, batch: True)
     ledger = await run_stage(sink, [[-1], [-2]], data=False, rescue=store)
-    assert ledger.accounts["mon"].undelivered == 2
+    assert (ledger.accounts["mon"].undelivered, ledger.discarded) == (0, {"monitor": 2})
     assert not any(u.stored for u in ledger.undelivered)
     store.seal()
     assert store.pending() == 0

@@ -555,11 +555,11 @@ async def test_probe_sink_uses_the_probe_and_leaves_the_batch(
     sink = FailingProbe(fail_probes=1)
     state = opened(probe_interval=5.0)
     await trio.sleep(5)
-    assert await probe_sink(sink, state, sink.write, recs(0, 1)) is False
+    assert await probe_sink(find_probe(sink), state, sink.write, recs(0, 1)) is False
     assert (state.state, state.next_probe_at, state.probe_failures) == ("open", 10.0, 1)
     await trio.sleep(5)
     assert state.probe_due(trio.current_time())
-    assert await probe_sink(sink, state, sink.write, recs(0, 1)) is False
+    assert await probe_sink(find_probe(sink), state, sink.write, recs(0, 1)) is False
     assert state.state == "closed"
     assert (sink.probes, sink.writes, sink.down) == ([5.0, 10.0], 0, False)
 
@@ -571,10 +571,10 @@ async def test_probe_sink_without_a_probe_makes_a_trial_write(
     state = opened(probe_interval=5.0)
     await trio.sleep(5)
     with pytest.raises(OSError, match="flaky write"):
-        await probe_sink(sink, state, sink.write, recs(0, 2))
+        await probe_sink(find_probe(sink), state, sink.write, recs(0, 2))
     assert (state.state, state.next_probe_at, state.probe_failures) == ("open", 10.0, 1)
     await trio.sleep(5)
-    assert await probe_sink(sink, state, sink.write, recs(2, 2)) is True
+    assert await probe_sink(find_probe(sink), state, sink.write, recs(2, 2)) is True
     assert state.state == "closed"
     assert ids(sink.records) == [2, 3]
     assert sink.writes == 2  # one write a probe, no retry
@@ -587,10 +587,10 @@ async def test_a_trial_write_failing_permanently_leaves_the_probe_due(
     state = opened(probe_interval=5.0)
     await trio.sleep(5)
     with pytest.raises(PermanentError):
-        await probe_sink(sink, state, sink.write, recs(0, 1))
+        await probe_sink(find_probe(sink), state, sink.write, recs(0, 1))
     assert (state.state, state.probe_failures) == ("open", 0)
     assert state.probe_due(trio.current_time())
-    assert await probe_sink(sink, state, sink.write, recs(1, 1)) is True
+    assert await probe_sink(find_probe(sink), state, sink.write, recs(1, 1)) is True
     assert state.state == "closed"
 
 
@@ -601,7 +601,7 @@ async def test_a_cancelled_probe_leaves_the_breaker_open_with_the_probe_due(
     state = opened(probe_interval=5.0)
     await trio.sleep(5)
     with trio.move_on_after(3) as scope:
-        await probe_sink(sink, state, sink.write, recs(0, 1))
+        await probe_sink(find_probe(sink), state, sink.write, recs(0, 1))
     assert scope.cancelled_caught
     assert (state.state, state.probe_due(trio.current_time())) == ("open", True)
     assert (sink.probes_hung, sink.hung) == (1, 0)
@@ -620,7 +620,7 @@ async def test_breaker_and_retries_ride_out_an_outage(
         batch = recs(first, 2)
         now = trio.current_time()
         if state.probe_due(now):
-            await probe_sink(sink, state, sink.write, batch)
+            await probe_sink(find_probe(sink), state, sink.write, batch)
         if state.state == "closed":
             try:
                 await write_with_retry(sink.write, batch, policy, rng, name=sink.name)

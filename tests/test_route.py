@@ -770,8 +770,9 @@ def test_bad_drain_timeout(value: Any) -> None:
 
 
 def test_boundary_values_are_accepted() -> None:
-    Pipeline([], capacity=0, batch_size=1, batch_timeout=0, drain_timeout=0)
-    Pipeline([], batch_timeout=0.0, drain_timeout=None)
+    routes = [Route("r", CollectSink())]
+    Pipeline([], routes=routes, capacity=0, batch_size=1, batch_timeout=0, drain_timeout=0)
+    Pipeline([], routes=[Route("r", CollectSink())], batch_timeout=0.0, drain_timeout=None)
 
 
 @pytest.mark.parametrize("source", ["abc", b"abc", ""])
@@ -938,14 +939,13 @@ async def test_pipeline_ids_follow_an_async_source_across_batches(
     assert report.received == 7
 
 
-async def test_pipeline_with_no_routes_discards_everything_to_default(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    report = await Pipeline(range(5)).run()
-    report.check()
-    assert report.ok
-    assert dict(report.discarded) == {"default": 5}
-    assert dict(report.delivered) == {}
+@pytest.mark.parametrize("routes", [(), []])
+def test_a_pipeline_with_no_routes_is_refused(routes: Sequence[Route]) -> None:
+    # It would discard every record to the default group, silently.
+    with pytest.raises(ConfigError, match="routes must hold at least one Route"):
+        Pipeline(range(5), routes=routes)
+    with pytest.raises(ConfigError, match="routes must hold at least one Route"):
+        Pipeline(range(5), infra=Infra(default=CollectSink()))
 
 
 async def test_pipeline_loses_no_record_when_parse_raises_stopiteration(

@@ -290,7 +290,7 @@ def test_values_reject_bad_fields(make: Callable[[], object], message: str) -> N
 
 def test_settings_are_pipeline_keyword_arguments() -> None:
     settings = PipelineSettings(capacity=0, batch_size=3, batch_timeout=0.5, drain_timeout=None)
-    pipeline = Pipeline([], **settings.kwargs())
+    pipeline = Pipeline([], routes=[Route("r", NullSink())], **settings.kwargs())
     assert (pipeline.capacity, pipeline.batch_size) == (0, 3)
     assert (pipeline.batch_timeout, pipeline.drain_timeout) == (0.5, None)
 

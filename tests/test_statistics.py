@@ -650,20 +650,6 @@ async def numbers(n: int) -> AsyncIterator[int]:
         yield i
 
 
-async def test_statistics_of_a_run_with_no_sinks_at_all(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    pipeline = Pipeline(numbers(5))
-    async with running(pipeline) as handle:
-        await trio.sleep(0.3)
-        during = handle.statistics()
-    report = checked(await handle.wait())
-    assert dict(during.sinks) == {}
-    assert during.pending == during.delivered == 0
-    assert dict(handle.statistics().discarded) == {"default": 5}
-    assert_final_matches(handle.statistics(), report)
-
-
 async def test_properties_add_up_the_sinks(autojump_clock: trio.testing.MockClock) -> None:
     pipeline = Pipeline(
         ScriptedSource([0, 1, 2, 3, Pause(100)]),

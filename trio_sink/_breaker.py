@@ -196,14 +196,24 @@ def find_probe(sink: object) -> Callable[[], Awaitable[object]] | None:
 
     A sink may offer ``async def probe(self) -> None``: a cheap health check (a ping,
     a ``SELECT 1``) that returns when the sink can take writes and raises when it
-    cannot. A sink can also set ``probe = None`` to say it has none.
+    cannot. A sink can also set ``probe = None`` to say it has none. A ``probe``
+    attribute that raises when read (a lazily connected client's) counts as none: it is
+    logged at WARNING, and trial writes probe the sink instead.
     """
-    probe = getattr(sink, "probe", None)
+    try:
+        probe = getattr(sink, "probe", None)
+    except Exception as exc:
+        log.warning(
+            'sink.probe_unreadable sink=%r error="%s"; trial writes probe it instead',
+            getattr(sink, "name", sink),
+            describe(exc),
+        )
+        return None
     return probe if callable(probe) else None
 
 
 async def probe_sink(
-    sink: object,
+    probe: Callable[[], Awaitable[object]] | None,
     breaker: BreakerState,
     write: Callable[[B], Awaitable[object]],
     batch: B,
@@ -211,7 +221,7 @@ async def probe_sink(
     """Probe a sink whose breaker is open, and tell the breaker what came of it.
 
     Call it when ``breaker.probe_due(trio.current_time())`` is true, with the batch
-    at hand. If the sink has a ``probe()`` (:func:`find_probe`), that is the probe:
+    at hand. If the sink has a ``probe()`` (``probe``, from :func:`find_probe`), that is the probe:
     the breaker closes when it returns and stays open when it raises, and ``batch``
     is not touched: it returns False, and the caller writes the batch (breaker
     closed) or sends it elsewhere (still open). Without a ``probe()``, one write of
@@ -225,7 +235,6 @@ async def probe_sink(
     back to open with the probe still due. A checkpoint as often as the probe or the
     write is.
     """
-    probe = find_probe(sink)
     breaker.begin_probe()
     try:
         if probe is not None:

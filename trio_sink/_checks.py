@@ -21,6 +21,7 @@ from ._exceptions import ConfigError
 __all__ = [
     "at_least",
     "check_choice",
+    "check_function",
     "check_int",
     "check_number",
     "check_seconds",
@@ -28,6 +29,7 @@ __all__ = [
     "check_text",
     "exception_types",
     "fraction",
+    "is_async_callable",
     "per_sink",
     "positive_seconds",
     "seconds",
@@ -38,6 +40,30 @@ T = TypeVar("T")
 
 def _is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def is_async_callable(obj: object) -> bool:
+    """An async function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - the method itself is inspected
+    )
+
+
+def check_function(name: str, value: object, expected: str) -> None:
+    """A sync callable that can be called with one argument (when its signature can be
+    read: a builtin's often cannot)."""
+    if not callable(value) or is_async_callable(value):
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise ConfigError(
+            f"{name} must take one argument, got {value!r} whose signature is {signature}"
+        ) from None
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any, final
 import trio
 
 from ._breaker import CircuitBreaker
-from ._checks import check_int, check_seconds, check_source, per_sink
+from ._checks import check_function, check_int, check_seconds, check_source, per_sink
 from ._control import Pause, StopControl
 from ._exceptions import ConfigError, describe
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
@@ -32,10 +32,11 @@ from ._recovery import Recovery
 from ._report import DEADLINE, IMMEDIATE, DeliveryReport, SourceError
 from ._rescue import RescueStore
 from ._retry import RetryPolicy
-from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router, is_async_callable
+from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
 from ._sink import SinkSlot
 from ._source import Source, SourceStage, run_source_stage
 from ._stats import PipelineStatistics
+from ._user_errors import UserErrors
 from ._writer import SinkWriter
 
 __all__ = ["Pipeline"]
@@ -89,8 +90,8 @@ class Pipeline:
         rescue: RescueStore | None = None,
     ) -> None:
         check_source(source)
-        if parse is not None and (not callable(parse) or is_async_callable(parse)):
-            raise ConfigError(f"parse must be a sync callable or None, got {parse!r}")
+        if parse is not None:
+            check_function("parse", parse, "a sync callable (raw item -> payload) or None")
         if isinstance(routes, Route) or not isinstance(routes, Sequence):
             raise ConfigError(f"routes must be a sequence of Route, got {routes!r}")
         for route in routes:
@@ -158,6 +159,11 @@ class Pipeline:
         self._breaker = per_sink("breaker", breaker, CircuitBreaker, self.sink_names)
         self._rescue = rescue
         self._ran = False
+        if not self._routes:
+            raise ConfigError(
+                "routes must hold at least one Route: with none, every record would go to"
+                " the default group; for that, say Route('all', sink)"
+            )
 
     @property
     def capacity(self) -> int:
@@ -233,6 +239,7 @@ class Pipeline:
             channels[slot.name] = (send, recv)
             if slot is not monitor_slot:  # fed by the supervisor alone
                 dests[slot.name] = Dest(ledger.accounts[slot.name], send)
+        user_errors = UserErrors(self.monitor_interval)
         router = Router(
             self._parse,
             [
@@ -244,6 +251,8 @@ class Pipeline:
                 for g, s in self._infra_slots.items()
             },
             ledger,
+            user_errors,
+            [route.name for route in self._routes],
         )
         stage = SourceStage(
             control,
@@ -322,6 +331,7 @@ class Pipeline:
         finally:
             control.finished = True
             control.end_time = trio.current_time()
+            user_errors.flush()
             try:
                 if self._rescue is not None:
                     await _store_the_rest(ledger, self._rescue)

@@ -33,7 +33,7 @@ so a chunk is never counted delivered and kept in the store at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -94,7 +94,7 @@ class Recovery:
         self.replaying = False
         self.parking_since: int | None = None  # times_opened when parking was last logged
         self.writer: Writer | None = None
-        self.probe: object = None
+        self.probe: Callable[[], Awaitable[object]] | None = None
 
     def bind(self, writer: Writer) -> None:
         """Work for ``writer``'s sink."""
@@ -179,7 +179,7 @@ class Recovery:
         interval = breaker.config.probe_interval
         with trio.move_on_after(interval) as scope:
             try:
-                await probe_sink(w.slot.obj, breaker, w.slot.write, batch)
+                await probe_sink(self.probe, breaker, w.slot.write, batch)
             except Exception as exc:
                 await w.failed(exc, counted=True)
                 return
@@ -261,7 +261,7 @@ class Recovery:
         breaker = self.breaker
         interval = breaker.config.probe_interval
         with trio.move_on_after(interval) as scope:
-            await probe_sink(w.slot.obj, breaker, w.slot.write, ())
+            await probe_sink(self.probe, breaker, w.slot.write, ())
         if scope.cancelled_caught:
             breaker.probe_failed(trio.current_time(), _timeout(interval))
         elif breaker.state == "closed":
@@ -290,7 +290,7 @@ class Recovery:
             if trial:
                 interval = breaker.config.probe_interval
                 with trio.move_on_after(interval) as scope:
-                    await probe_sink(w.slot.obj, breaker, w.slot.write, records)
+                    await probe_sink(self.probe, breaker, w.slot.write, records)
                 if scope.cancelled_caught:
                     breaker.probe_failed(trio.current_time(), _timeout(interval))
                     return

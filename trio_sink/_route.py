@@ -8,6 +8,7 @@ or split into sub-batches that the fan-out knows it has not sent yet.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
@@ -17,14 +18,16 @@ import attrs
 import trio
 
 from . import _record
+from ._checks import check_function, is_async_callable
 from ._exceptions import ConfigError
 from ._feeds import SinkBatch
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import ErrorRecord, Miss, Record, Residue, with_error
 from ._report import Reason
 from ._sink import SinkArg
+from ._user_errors import UserErrors
 
-__all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "unrouted"]
+__all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "is_async_callable", "unrouted"]
 
 INFRA_GROUPS = ("default", "miss", "residue", "error", "monitor")
 
@@ -46,27 +49,13 @@ def _to_sinks(sinks: object) -> tuple[SinkArg, ...]:
     return tuple(sinks)
 
 
-def is_async_callable(obj: object) -> bool:
-    """An async function, or an object whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - the method itself is inspected
-    )
-
-
 def _check_route(route: Route, attribute: attrs.Attribute[Any], value: Any) -> None:
     if attribute.name == "name" and (not isinstance(value, str) or not value):
         raise ConfigError(f"Route name must be a non-empty str, got {value!r}")
     if attribute.name == "sinks" and not value:
         raise ConfigError(f"Route {route.name!r}: sinks must not be empty")
-    if (
-        attribute.name == "when"
-        and value is not None
-        and (not callable(value) or is_async_callable(value))
-    ):
-        raise ConfigError(
-            f"Route {route.name!r}: when must be a sync callable"
-            f" (payload -> bool) or None, got {value!r}"
-        )
+    if attribute.name == "when" and value is not None:
+        check_function(f"Route {route.name!r}: when", value, "a sync callable (payload -> bool)")
 
 
 @final
@@ -157,9 +146,16 @@ class Router:
         routes: Sequence[tuple[Callable[[Any], bool] | None, Sequence[Dest]]],
         infra: dict[str, Dest | None],
         ledger: Ledger,
+        errors: UserErrors | None = None,
+        names: Sequence[str] = (),
     ) -> None:
         self.parse = parse
         self.routes = routes
+        self.errors = UserErrors(1.0, time.monotonic) if errors is None else errors
+        # What the log calls each route's when.
+        self.wheres = [f"when of route {n!r}" for n in names] or [
+            f"when of route {k}" for k in range(len(routes))
+        ]
         self.catch_all = any(when is None for when, _ in routes)
         self.infra = infra
         self.ledger = ledger
@@ -182,6 +178,9 @@ class Router:
             payloads, failures = apply_each(self.parse, raws)
             if failures:
                 misses, errors = self._failed(first_id, raws, failures)
+                for exc in (e.error for e in errors):
+                    assert exc is not None
+                    self.errors.raised("parse", exc)
             # No residue can be among the payloads before the first Residue is made.
             if failures or (_record.residue_made and Residue in map(type, payloads)):
                 records, payloads, residues = self._sort_out(ids, raws, payloads)
@@ -191,11 +190,11 @@ class Router:
         subs: list[tuple[Sequence[Dest], Sequence[Record]]] = []
         accepted: set[int] | None = None if self.catch_all else set()
         errored: dict[int, Record] = {}  # by index in records: one error record each
-        for when, dests in self.routes:
+        for k, (when, dests) in enumerate(self.routes):
             if when is None:
                 sub = records
             else:
-                sub = self._select(when, records, payloads, errored, accepted)
+                sub = self._select(when, records, payloads, errored, accepted, k)
             if sub:
                 subs.append((dests, sub))
         if errored:
@@ -258,13 +257,14 @@ class Router:
             kept.append(payload)
         return tuple(records), kept, residues
 
-    @staticmethod
     def _select(
+        self,
         when: Callable[[Any], Any],
         records: tuple[Record, ...],
         payloads: list[Any],
         errored: dict[int, Record],
         accepted: set[int] | None,
+        route: int,
     ) -> tuple[Record, ...]:
         """The records whose payload ``when`` accepts. A record whose ``when`` raised
         (or returned a value without a truth value) is not selected, and gets an
@@ -291,7 +291,9 @@ class Router:
             except Exception as exc:
                 failures.append((k, exc))
                 truth.append(False)
+        where = self.wheres[route]
         for k, error in failures:
+            self.errors.raised(where, error)
             if k not in errored:
                 r = records[k]
                 errored[k] = with_error(r, error)

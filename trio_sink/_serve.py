@@ -180,22 +180,33 @@ class ExitStatus(enum.IntEnum):
     SOURCE_FAILED = 4
     """The source raised (:class:`SourceError`). Wins over ``UNDELIVERED``: its report
     may list undelivered records as well."""
+    ERRORS_DISCARDED = 5
+    """Every record was delivered or discarded on purpose, but some were discarded from
+    the ``error`` group: ``parse`` or a route's ``when`` raised for them (or a failed
+    write's copies found the error sink full), and no sink kept them. Bad input is not
+    a clean run."""
 
 
 def exit_status(outcome: DeliveryReport | SourceError) -> ExitStatus:
     """The exit status for the outcome of a run: its report, or the SourceError it raised.
 
-    ``OK`` (0) if the report is ``ok``; ``UNDELIVERED`` (3) if it lists undelivered
-    records; ``SOURCE_FAILED`` (4) for a :class:`SourceError`, whatever its report
-    says. Errors of ``flush()`` or ``aclose()`` (``report.sink_errors``) do not change
-    the status: the records were delivered. An :class:`ExitStatus` is an ``int``, so
+    ``OK`` (0) if the report is ``ok`` and nothing was discarded from the ``error``
+    group; ``UNDELIVERED`` (3) if it lists undelivered records; ``ERRORS_DISCARDED`` (5)
+    if none is undelivered but ``report.discarded["error"]`` counts some;
+    ``SOURCE_FAILED`` (4) for a :class:`SourceError`, whatever its report says. Errors
+    of ``flush()`` or ``aclose()`` (``report.sink_errors``) do not change the status:
+    the records were delivered. An :class:`ExitStatus` is an ``int``, so
     ``sys.exit(exit_status(report))`` works. Raises :class:`ConfigError` for anything
     else.
     """
     if isinstance(outcome, SourceError):
         return ExitStatus.SOURCE_FAILED
     if isinstance(outcome, DeliveryReport):
-        return ExitStatus.OK if outcome.ok else ExitStatus.UNDELIVERED
+        if not outcome.ok:
+            return ExitStatus.UNDELIVERED
+        if outcome.discarded.get("error", 0):
+            return ExitStatus.ERRORS_DISCARDED
+        return ExitStatus.OK
     raise ConfigError(
         f"outcome must be a trio_sink.DeliveryReport or a trio_sink.SourceError, got {outcome!r}"
     )

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ._checks import is_async_callable
 from ._exceptions import ConfigError
 from ._record import Record
 
@@ -78,6 +79,11 @@ class SinkSlot:
             )
         if not callable(write):
             raise ConfigError(f"sink {obj!r}: write must be callable, got {write!r}")
+        if not is_async_callable(write):
+            raise ConfigError(
+                f"sink {obj!r}: write must be async (async def write(self, batch)), got"
+                f" {write!r}; run blocking work in it with trio.to_thread.run_sync"
+            )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"sink {obj!r}: name must be a non-empty str, got {name!r}")
         self.name: str = name

@@ -90,7 +90,7 @@ class SinkWriter:
         self.data = data
         self.policy = retry
         # One generator per sink, seeded by its name: the same delays in every run.
-        self.rng = random.Random(f"trio_sink.retry:{slot.name}")
+        self.rng = random.Random(f"trio_sink.retry:{slot.name}".encode("utf-8", "surrogatepass"))
         self.rescue = rescue if data else None  # statistics records are not data
         self.errors = errors
         self.recovery = recovery
@@ -330,9 +330,9 @@ class SinkWriter:
         stored: bool = False,
     ) -> None:
         """Report records the task gives up. A monitor's are its statistics records: not
-        data, so they are counted in ``discarded["monitor"]`` instead when cancelled, and
-        a slow or hung monitor sink never makes a run "not ok"."""
-        if self.data or reason.kind == "sink_error":
+        data, so they are counted in ``discarded["monitor"]`` instead, and a slow, hung
+        or failing monitor sink never makes a run "not ok"."""
+        if self.data:
             self.ledger.abandon(self.account, place, "sink", reason, records, error, stored=stored)
         else:
             self.ledger.drop(self.account, place, MONITOR_GROUP, len(records))

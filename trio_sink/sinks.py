@@ -12,7 +12,7 @@ import trio
 
 from ._checks import check_seconds
 from ._record import Record
-from ._sink import Sink, SinkLike
+from ._sink import Sink, SinkArg, SinkSlot
 
 __all__ = ["CollectSink", "JsonlFileSink", "NullSink", "SlowSink"]
 
@@ -58,32 +58,30 @@ class CollectSink(Sink):
 @final
 class SlowSink(Sink):
     """Sleeps ``per_batch + per_record * len(batch)`` on Trio's clock, then writes to
-    ``inner``. Its name is ``inner.name``.
+    ``inner`` (any sink, a plain ``async def f(batch)`` included). Its name is
+    ``inner``'s.
 
     Cancelled while sleeping, nothing was written: the batch is not delivered.
     """
 
-    def __init__(self, inner: SinkLike, *, per_record: float = 0.0, per_batch: float = 0.0) -> None:
+    def __init__(self, inner: SinkArg, *, per_record: float = 0.0, per_batch: float = 0.0) -> None:
         check_seconds("per_record", per_record)
         check_seconds("per_batch", per_batch)
         self.inner = inner
-        self.name = inner.name
+        self._slot = SinkSlot(inner)
+        self.name = self._slot.name
         self.per_record = per_record
         self.per_batch = per_batch
 
     async def write(self, batch: Sequence[Record]) -> None:
         await trio.sleep(self.per_batch + self.per_record * len(batch))
-        await self.inner.write(batch)
+        await self._slot.write(batch)
 
     async def flush(self) -> None:
-        flush = getattr(self.inner, "flush", None)
-        if flush is not None:
-            await flush()
+        await self._slot.flush()
 
     async def aclose(self) -> None:
-        aclose = getattr(self.inner, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._slot.aclose()
 
 
 def _json_fallback(obj: Any) -> Any:
@@ -103,7 +101,8 @@ class JsonlFileSink(Sink):
 
     A write encodes the whole batch, then appends it in one call in a worker thread; a
     cancellation waits for that call, so a batch is either written whole (delivered)
-    or not at all. ``flush()`` asks the OS to put the file on disk (fsync).
+    or not at all. ``flush()`` asks the OS to put the file on disk (fsync). The file's
+    folder is made, with its parents, if it does not exist.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
@@ -127,6 +126,7 @@ class JsonlFileSink(Sink):
 
     def _append(self, data: bytes) -> None:
         if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab")  # noqa: SIM115 - closed in aclose()
         self._file.write(data)
         self._file.flush()

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .._pipeline import Pipeline, PipelineHandle
+from .._handle import PipelineHandle
+from .._pipeline import Pipeline
 
 __all__ = ["running"]
 
