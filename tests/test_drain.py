@@ -528,7 +528,11 @@ async def test_drain_timeout_none_waits_as_long_as_it_takes(
     start = trio.current_time()
     sink = SlowSink(CollectSink("s"), per_batch=1000.0)
     pipeline = Pipeline(
-        items_then_block(6), routes=[Route("r", sink)], batch_size=2, drain_timeout=None
+        items_then_block(6),
+        routes=[Route("r", sink)],
+        batch_size=2,
+        drain_timeout=None,
+        write_timeout=None,
     )
     async with running(pipeline) as handle:
         await trio.sleep(1)

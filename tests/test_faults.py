@@ -228,7 +228,7 @@ async def test_a_retry_policy_for_one_sink_leaves_the_others_without(
     assert report.delivered == {"a": 1, "b": 0}
 
 
-async def test_a_drain_deadline_during_a_backoff_reports_the_batch_and_stores_it(
+async def test_a_backoff_that_would_pass_the_drain_deadline_is_not_waited_for(
     autojump_clock: trio.testing.MockClock, store: RescueStore
 ) -> None:
     sink = FlakySink(name="db", fail_on=lambda k, batch: True)
@@ -240,6 +240,36 @@ async def test_a_drain_deadline_during_a_backoff_reports_the_batch_and_stores_it
         rescue=store,
     )
     report, _ = await run(pipeline)
+    # The source ended (a Stop) before the first write: its 10 s backoff would end past
+    # the 5 s deadline, so the batch is reported with its error at once, not at the
+    # deadline.
+    assert sink.writes == 1
+    assert not report.timed_out
+    assert report.drain_seconds == 0.0
+    assert [(u.record.id, u.reason, u.stored) for u in report.undelivered] == [
+        (0, "sink raised OSError: flaky write", True),
+        (1, "sink raised OSError: flaky write", True),
+    ]
+    store.seal()
+    assert entry_ids(store, "db") == [0, 1]
+
+
+async def test_a_drain_deadline_during_a_backoff_reports_the_batch_and_stores_it(
+    autojump_clock: trio.testing.MockClock, store: RescueStore
+) -> None:
+    sink = FlakySink(name="db", fail_on=lambda k, batch: True)
+    pipeline = Pipeline(
+        ScriptedSource([1, 2, Pause(20.0)]),
+        routes=[Route("r", sink)],
+        retry=RetryPolicy(attempts=10, initial_backoff=10.0, jitter=0),
+        batch_timeout=0,
+        drain_timeout=5.0,
+        rescue=store,
+    )
+    async with running(pipeline) as handle:
+        await trio.sleep(1.0)  # the first write failed at 0: a backoff until 10
+        handle.stop()  # the deadline, at 6, comes during the backoff
+    report = checked(await handle.wait())
     assert sink.writes == 1
     assert report.timed_out
     assert report.drain_seconds == 5.0

@@ -329,6 +329,7 @@ async def test_drain_without_limit_has_no_deadline(
         routes=[Route("r", gated)],
         batch_timeout=0,
         drain_timeout=None,
+        write_timeout=None,
     )
     async with running(pipeline) as handle:
         await trio.sleep(1)

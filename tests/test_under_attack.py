@@ -19,6 +19,7 @@ from trio_sink import (
     Infra,
     Pipeline,
     Record,
+    RescueStore,
     RetryPolicy,
     Route,
     exit_status,
@@ -191,3 +192,162 @@ async def test_jsonl_file_sink_makes_the_folder_it_writes_to(tmp_path: Path) -> 
 
 
 # -- 21 (the pipeline's part). a run seals the store it wrote ----------------------------------
+
+
+# -- 6, 23. hung sinks in batch mode; transient errors retried by default -------------------
+
+
+class Hung:
+    """A sink whose write never returns (a peer that accepted the connection and went
+    silent)."""
+
+    name = "hung"
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.writes += 1
+        await trio.sleep_forever()
+
+
+async def test_a_hung_sink_in_batch_mode_ends_at_its_write_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # More batches than the channel holds: the source is held by backpressure, so it
+    # ends (the Stop of batch mode) only once the sink has taken enough batches.
+    sink = Hung()
+    report = await Pipeline(
+        range(100),
+        routes=[Route("r", sink)],
+        batch_size=10,
+        capacity=2,
+        drain_timeout=1.0,
+        write_timeout=2.0,
+    ).run()
+    report.check()
+    # Each batch is tried 3 times (a WriteTimeout is retried by default): 2 s, a 0.1 s
+    # backoff, 2 s, 0.2 s, 2 s. Once 7 batches failed so, the source has sent its last
+    # one and ended; the 8th batch's first attempt is cut by the drain deadline, 1 s on.
+    assert sink.writes == 7 * 3 + 1
+    timed_out = "sink raised WriteTimeout: the write took longer than 2 s, and was cancelled"
+    assert [(u.record.id, u.reason) for u in report.undelivered] == [
+        (i, timed_out if i < 70 else "drain deadline") for i in range(100)
+    ]
+    # (The backoffs' jitter only shortens them.)
+    assert 7 * 6.0 + 1.0 < trio.current_time() <= 7 * 6.3 + 1.0
+
+
+async def test_a_write_timeout_opens_the_breaker_and_the_rest_is_stored(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    sink = Hung()
+    with RescueStore(tmp_path) as store:
+        report = await Pipeline(
+            range(1000),
+            routes=[Route("r", sink)],
+            write_timeout=2.0,
+            retry=None,
+            breaker=CircuitBreaker(failures=2, probe_interval=1.0),
+            rescue=store,
+        ).run()
+    report.check()
+    assert sink.writes < 8  # the breaker opened after two timeouts
+    assert all(u.stored for u in report.undelivered)
+    assert len(report.undelivered) == 1000
+
+
+async def test_a_write_that_returns_in_time_is_not_touched_by_the_watchdog(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = SlowSink(CollectSink("db"), per_batch=1.9)
+    report = await Pipeline(range(500), routes=[Route("r", sink)], write_timeout=2.0).run()
+    assert report.ok
+    assert trio.current_time() == pytest.approx(4 * 1.9)
+
+
+class FlakyConnection:
+    """Refuses the connection at its first write, then takes everything."""
+
+    name = "db"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.writes = 0
+        self.ids: list[int] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            raise self.error
+        self.ids.extend(r.id for r in batch)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ConnectionRefusedError("refused"), True),
+        (TimeoutError("read timed out"), True),
+        (OSError(28, "No space left on device"), False),
+        (ValueError("bad row"), False),
+    ],
+)
+async def test_transient_errors_are_retried_by_default(
+    autojump_clock: trio.testing.MockClock, error: Exception, retried: bool
+) -> None:
+    sink = FlakyConnection(error)
+    report = await Pipeline(range(10), routes=[Route("r", sink)]).run()
+    report.check()
+    assert report.ok is retried
+    assert sink.ids == (list(range(10)) if retried else [])
+
+
+async def test_no_retry_turns_the_default_retry_off(autojump_clock: trio.testing.MockClock) -> None:
+    from trio_sink import NO_RETRY
+
+    sink = FlakyConnection(ConnectionResetError("reset"))
+    report = await Pipeline(range(10), routes=[Route("r", sink)], retry=NO_RETRY).run()
+    assert not report.ok
+    assert sink.writes == 1
+
+
+# -- 7. a sink that never awaits --------------------------------------------------------
+
+
+class BlockingSink:
+    """A sink whose write blocks the event loop (a blocking client called from async
+    code) and never awaits."""
+
+    name = "blocking"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.writes = 0
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        import time
+
+        self.writes += 1
+        time.sleep(self.seconds)  # noqa: ASYNC251 - the case under test
+
+
+def test_a_sink_that_never_awaits_still_ends_at_the_drain_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Real time: the case is about a write that blocks the loop. 50 writes of 0.15 s
+    # would take 7.5 s; the drain deadline is 0.3 s after the source's end.
+    import time
+
+    caplog.set_level(logging.WARNING, logger="trio_sink")
+    sink = BlockingSink(0.15)
+    pipeline = Pipeline(range(50), routes=[Route("r", sink)], batch_size=1, drain_timeout=0.3)
+    began = time.monotonic()
+    report = trio.run(pipeline.run)
+    elapsed = time.monotonic() - began
+    report.check()
+    assert report.timed_out
+    assert sink.writes < 50
+    assert elapsed < 4.0
+    blocking = [r for r in caplog.records if "sink.blocking" in r.getMessage()]
+    assert len(blocking) == 1  # once per sink
+    assert "trio.to_thread" in blocking[0].getMessage()

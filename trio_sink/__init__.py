@@ -25,9 +25,11 @@ from ._rescue import RescueStatistics as RescueStatistics
 from ._rescue import RescueStore as RescueStore
 from ._rescue_format import RescueEntry as RescueEntry
 from ._rescue_format import RescueFormatError as RescueFormatError
+from ._retry import DEFAULT_RETRY as DEFAULT_RETRY
 from ._retry import NO_RETRY as NO_RETRY
 from ._retry import PermanentError as PermanentError
 from ._retry import RetryPolicy as RetryPolicy
+from ._retry import WriteTimeout as WriteTimeout
 from ._route import Infra as Infra
 from ._route import Route as Route
 from ._serve import ExitStatus as ExitStatus
@@ -43,6 +45,7 @@ from ._stats import SourceStatistics as SourceStatistics
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_RETRY",
     "NO_RETRY",
     "AccountingError",
     "CircuitBreaker",
@@ -76,6 +79,7 @@ __all__ = [
     "TrioSinkError",
     "Undelivered",
     "UnknownSinkError",
+    "WriteTimeout",
     "__version__",
     "exit_status",
     "replay",

@@ -31,6 +31,7 @@ __all__ = [
     "fraction",
     "is_async_callable",
     "per_sink",
+    "per_sink_seconds",
     "positive_seconds",
     "seconds",
 ]
@@ -135,6 +136,25 @@ def per_sink(name: str, value: object, kind: type[T], sinks: Sequence[str]) -> d
         if not isinstance(item, kind):
             raise ConfigError(f"{name}[{key!r}] must be a {kind.__name__}, got {item!r}")
         out[key] = item
+    return out
+
+
+def per_sink_seconds(
+    name: str, value: object, sinks: Sequence[str], default: float | None = 60.0
+) -> dict[str, float | None]:
+    """A duration (> 0, or None for no limit) for every sink, or a mapping by sink name
+    (the sinks it does not name get ``default``); as a full mapping."""
+    if not isinstance(value, Mapping):
+        seconds = check_seconds(name, value, positive=True, optional=True)
+        return dict.fromkeys(sinks, seconds)
+    out: dict[str, float | None] = dict.fromkeys(sinks, default)
+    for key, item in value.items():
+        if key not in sinks:
+            raise ConfigError(
+                f"{name} names the sink {key!r}, which the pipeline does not have;"
+                f" its sinks are: {', '.join(map(repr, sinks))}"
+            )
+        out[key] = check_seconds(f"{name}[{key!r}]", item, positive=True, optional=True)
     return out
 
 

@@ -21,7 +21,14 @@ from typing import Any, final
 import trio
 
 from ._breaker import CircuitBreaker
-from ._checks import check_function, check_int, check_seconds, check_source, per_sink
+from ._checks import (
+    check_function,
+    check_int,
+    check_seconds,
+    check_source,
+    per_sink,
+    per_sink_seconds,
+)
 from ._control import Pause, StopControl
 from ._exceptions import ConfigError, describe
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
@@ -31,7 +38,7 @@ from ._observe import Monitor, Watch, snapshot, supervise
 from ._recovery import Recovery
 from ._report import DEADLINE, IMMEDIATE, DeliveryReport, SourceError
 from ._rescue import RescueStore
-from ._retry import RetryPolicy
+from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
 from ._sink import SinkSlot
 from ._source import Source, SourceStage, run_source_stage
@@ -62,8 +69,16 @@ class Pipeline:
     - ``progress_interval``: seconds between two ``drain.progress`` log lines while a
       drain lasts; None for none.
     - ``retry``: how failed writes are retried: one :class:`RetryPolicy` for every
-      sink, or a mapping from sink name to policy (sinks not named: no retry). None:
-      a failed write is reported at once.
+      sink, or a mapping from sink name to policy (sinks not named keep the default).
+      By default (:data:`DEFAULT_RETRY`), errors of a peer that is briefly away
+      (``ConnectionError``, ``TimeoutError``, a :class:`WriteTimeout`) are retried twice,
+      never past the drain deadline, and other errors reported at once. ``NO_RETRY`` or
+      None: a failed write is reported at once.
+    - ``write_timeout``: seconds after which a write is cancelled and counts as a failed
+      attempt (:class:`WriteTimeout`: retried, counted by the breaker, stored or
+      reported); one value for every sink or a mapping by sink name (sinks not named:
+      60 s); None for no limit. A batch cancelled so may have been partly written:
+      at-least-once, as at the drain deadline.
     - ``breaker``: when a failing sink is taken out of service and probed
       (:class:`CircuitBreaker`): one for every sink, a mapping by sink name, or None.
     - ``rescue``: a :class:`RescueStore` where every record not delivered is kept
@@ -85,7 +100,8 @@ class Pipeline:
         stop_when_idle: float | None = None,
         monitor_interval: float = 1.0,
         progress_interval: float | None = 1.0,
-        retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
+        retry: RetryPolicy | Mapping[str, RetryPolicy] | None = DEFAULT_RETRY,
+        write_timeout: float | Mapping[str, float | None] | None = 60.0,
         breaker: CircuitBreaker | Mapping[str, CircuitBreaker] | None = None,
         rescue: RescueStore | None = None,
     ) -> None:
@@ -156,6 +172,9 @@ class Pipeline:
             obj = getattr(infra, group)
             self._infra_slots[group] = None if obj is None else add(obj, f"infra {group!r}")
         self._retry = per_sink("retry", retry, RetryPolicy, self.sink_names)
+        if isinstance(retry, Mapping):  # the sinks it does not name keep the default
+            self._retry = {**dict.fromkeys(self.sink_names, DEFAULT_RETRY), **self._retry}
+        self._write_timeout = per_sink_seconds("write_timeout", write_timeout, self.sink_names)
         self._breaker = per_sink("breaker", breaker, CircuitBreaker, self.sink_names)
         self._rescue = rescue
         self._ran = False
@@ -302,6 +321,8 @@ class Pipeline:
             with control.scope:
                 async with trio.open_nursery() as nursery:
                     for writer in writers:
+                        if writer.write_timeout is not None:
+                            nursery.start_soon(writer.watch, name=f"trio_sink.watch:{writer.name}")
                         scope = monitor.scope if monitor and writer.slot is monitor_slot else None
                         nursery.start_soon(
                             _in_scope,
@@ -386,6 +407,7 @@ class Pipeline:
             control=control,
             data=data,
             retry=self._retry.get(name),
+            write_timeout=self._write_timeout[name],
             recovery=recovery,
             rescue=rescue,
             errors=errors,

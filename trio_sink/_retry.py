@@ -27,11 +27,28 @@ from ._checks import (
 )
 from ._exceptions import ConfigError, TrioSinkError, describe
 
-__all__ = ["NO_RETRY", "PermanentError", "RetryPolicy", "write_with_retry"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "NO_RETRY",
+    "PermanentError",
+    "RetryPolicy",
+    "WriteTimeout",
+    "timed_out",
+    "write_once",
+    "write_with_retry",
+]
 
 log = logging.getLogger("trio_sink.sink")
 
 B = TypeVar("B")
+
+
+class WriteTimeout(TrioSinkError, TimeoutError):
+    """A sink's write ran longer than its ``write_timeout`` (``Pipeline(write_timeout=...)``)
+    and was cancelled. It counts as a failed attempt: retried (the default policy retries
+    it), counted by the circuit breaker, then stored or reported. A sink that is not
+    atomic may have written part of the batch: delivery is then at-least-once, as at the
+    drain deadline."""
 
 
 class PermanentError(TrioSinkError):
@@ -127,6 +144,12 @@ class RetryPolicy:
 NO_RETRY: Final = RetryPolicy(attempts=1)
 """A policy that never retries: each batch gets one attempt."""
 
+DEFAULT_RETRY: Final = RetryPolicy(retry_on=(ConnectionError, TimeoutError))
+"""The policy of a sink given none: errors of a peer that is briefly away
+(:exc:`ConnectionError`, :exc:`TimeoutError`, and so a :class:`WriteTimeout`) are
+retried, 3 attempts in all with 0.1 s then 0.2 s of backoff; anything else (a full disk
+is an ``OSError``, not transient) is reported at once."""
+
 
 # -- the async calls -----------------------------------------------------------------------
 
@@ -139,6 +162,9 @@ async def write_with_retry(
     *,
     name: str,
     on_retry: Callable[[int, float, Exception], object] | None = None,
+    write_timeout: float | None = None,
+    failed: Exception | None = None,
+    deadline: float | None = None,
 ) -> None:
     """Write ``batch`` with ``write``, retrying under ``policy``.
 
@@ -149,29 +175,61 @@ async def write_with_retry(
     write returns; raises the last exception when it is not retryable or no attempt is
     left.
 
+    ``write_timeout``: an attempt still running after this many seconds is cancelled and
+    fails with :class:`WriteTimeout`. ``failed``: the exception of a first attempt the
+    caller made itself; the loop starts with its retry. ``deadline``: a backoff that
+    would end at or past this time (on Trio's clock: the drain deadline) is not waited
+    for; the last exception is raised at once.
+
     A checkpoint whenever it retries (the backoff sleep), and as often as ``write`` is.
     Cancellation is never retried: :exc:`trio.Cancelled` from a write or from the
     backoff sleep propagates at once, and the batch is then not delivered (unless the
     cancelled write itself delivered it, as for any write).
     """
     attempt = 1
+    exc = failed
     while True:
-        try:
-            await write(batch)
-        except Exception as exc:
-            if attempt >= policy.attempts or not policy.is_retryable(exc):
-                raise
-            delay = policy.backoff(attempt, rng)
-            log.warning(
-                'sink.retry sink=%s attempt=%d delay=%.3f error="%s"',
-                name,
-                attempt,
-                delay,
-                describe(exc),
-            )
-            if on_retry is not None:
-                on_retry(attempt, delay, exc)
-        else:
-            return
+        if exc is None:
+            try:
+                await write_once(write, batch, write_timeout)
+            except Exception as error:
+                exc = error
+            else:
+                return
+        if attempt >= policy.attempts or not policy.is_retryable(exc):
+            raise exc
+        delay = policy.backoff(attempt, rng)
+        if deadline is not None and trio.current_time() + delay >= deadline:
+            raise exc
+        log.warning(
+            'sink.retry sink=%s attempt=%d delay=%.3f error="%s"',
+            name,
+            attempt,
+            delay,
+            describe(exc),
+        )
+        if on_retry is not None:
+            on_retry(attempt, delay, exc)
         await trio.sleep(delay)
         attempt += 1
+        exc = None
+
+
+async def write_once(
+    write: Callable[[B], Awaitable[object]], batch: B, write_timeout: float | None
+) -> None:
+    """``await write(batch)``; with a ``write_timeout``, cancelled past it, raising
+    :class:`WriteTimeout`. (A failed attempt, not a cancellation: hence a limit passed
+    in, where a caller would otherwise use a cancel scope of its own.)"""
+    if write_timeout is None:
+        await write(batch)
+        return
+    with trio.move_on_after(write_timeout) as scope:
+        await write(batch)
+    if scope.cancelled_caught:
+        raise WriteTimeout(timed_out(write_timeout))
+
+
+def timed_out(write_timeout: float) -> str:
+    """The message of a :class:`WriteTimeout`."""
+    return f"the write took longer than {write_timeout:g} s, and was cancelled"

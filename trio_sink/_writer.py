@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Protocol
 
 import trio
@@ -35,7 +36,14 @@ from ._record import Record, with_error
 from ._recovery import Recovery
 from ._report import Reason, Undelivered, sink_error
 from ._rescue import RescueStore
-from ._retry import PermanentError, RetryPolicy, write_with_retry
+from ._retry import (
+    PermanentError,
+    RetryPolicy,
+    WriteTimeout,
+    timed_out,
+    write_once,
+    write_with_retry,
+)
 from ._sink import SinkSlot
 
 __all__ = ["ErrorHook", "SinkWriter", "close_sink"]
@@ -45,6 +53,9 @@ sink_log = logging.getLogger("trio_sink.sink")
 rescue_log = logging.getLogger("trio_sink.rescue")
 
 MONITOR_GROUP = "monitor"
+
+BLOCKING = 0.1
+"""Seconds of a write without a checkpoint that get a sink logged as blocking the loop."""
 
 
 class ErrorHook(Protocol):
@@ -60,10 +71,16 @@ class SinkWriter:
     """One sink's task (see the module documentation).
 
     ``data``: the sink takes data records (every sink but the monitor's). ``retry``:
-    how a failed write is tried again (None: once). ``breaker``: when the sink is
-    taken out of service and probed. ``rescue``: where the records of failed writes
-    are kept (and set aside while the breaker is open). ``errors``: the error group's
-    feed, for the copies of the records of failed writes.
+    how a failed write is tried again (None: once). ``write_timeout``: seconds after
+    which a write is cancelled and fails with :class:`WriteTimeout` (None: never).
+    ``recovery``: what the sink's circuit breaker adds. ``rescue``: where the records of
+    failed writes are kept (and set aside while the breaker is open). ``errors``: the
+    error group's feed, for the copies of the records of failed writes.
+
+    A write of the main loop is timed by a watchdog task (:meth:`watch`), which cancels
+    the loop's ``guard`` scope when the write in progress passes its timeout: a cancel
+    scope of its own for every write would cost more than the write of a small batch.
+    The other writes (retries, replays, trial writes) have a scope of their own.
     """
 
     def __init__(
@@ -76,6 +93,7 @@ class SinkWriter:
         pause: Pause | None = None,
         data: bool = True,
         retry: RetryPolicy | None = None,
+        write_timeout: float | None = None,
         recovery: Recovery | None = None,
         rescue: RescueStore | None = None,
         errors: ErrorHook | None = None,
@@ -97,6 +115,16 @@ class SinkWriter:
         self.on_drained = on_drained
         self.held: list[SinkBatch] = []
         """Batches taken from the channel and not settled: what a cancellation reports."""
+        self.write_timeout = write_timeout
+        # The watchdog's view of the main loop's writes: when the write in progress
+        # began (None between writes), how many began, the scope it cancels.
+        self.write_began: float | None = None
+        self.writes = 0
+        self.guard = trio.CancelScope()
+        self.timed_out = False
+        self.watchdog_idle: trio.Event | None = None  # set when a write begins
+        self.watchdog_scope = trio.CancelScope()
+        self.blocking_logged = False
 
     # -- the task ----------------------------------------------------------------------
 
@@ -105,7 +133,7 @@ class SinkWriter:
         left to feed back), then flush; report what is left when cancelled."""
         assert self.control is not None
         try:
-            await self._loop(recv)
+            await self._guarded(recv)
             if self.recovery is not None:
                 await self.recovery.finish()
             await close_sink(self.slot, self.ledger, "flush")
@@ -131,7 +159,43 @@ class SinkWriter:
                 self.close_errors(self.errors)
             if self.on_drained is not None:
                 self.on_drained()
+            self.watchdog_scope.cancel()
             await close_sink(self.slot, self.ledger, "aclose")
+
+    async def _guarded(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
+        """The main loop, in the scope the watchdog cancels when a write runs too long;
+        the timed-out write counts as a failed attempt, and the loop goes on."""
+        while True:
+            self.guard = guard = trio.CancelScope()
+            with guard:
+                if self.timed_out:
+                    self.timed_out = False
+                    self.write_began = None
+                    if self.held:
+                        timeout = self.write_timeout
+                        assert timeout is not None
+                        await self._after_failure(WriteTimeout(timed_out(timeout)))
+                await self._loop(recv)
+                return
+
+    async def watch(self) -> None:
+        """The watchdog of the main loop's writes (a task beside the writer's, until the
+        writer ends): cancels a write that runs past ``write_timeout``."""
+        timeout = self.write_timeout
+        if timeout is None:
+            return
+        with self.watchdog_scope:
+            while True:
+                began = self.write_began
+                if began is None or self.timed_out:
+                    self.watchdog_idle = idle = trio.Event()
+                    await idle.wait()
+                    continue
+                writes = self.writes
+                await trio.sleep_until(began + timeout)
+                if self.writes == writes and self.write_began == began:
+                    self.timed_out = True
+                    self.guard.cancel()
 
     async def _loop(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
         # The common case (no breaker, no retry policy) is written out inline: a batch
@@ -142,11 +206,20 @@ class SinkWriter:
         pause = self.pause
         held = self.held
         recovery = self.recovery
-        write = self.slot.write if self.policy is None else self.attempt
+        write = self.slot.write
+        control = self.control
+        assert control is not None
+        timed = self.write_timeout is not None
+        task = trio.lowlevel.current_task()
+        clock = trio.current_time
         ended = False
         while True:
             if pause.resumed is not None:
                 await pause.wait()
+            if (control.stopping and clock() >= control.scope.deadline) or self.timed_out:
+                # A sink that never awaits never lets the deadline (or the watchdog) in:
+                # look between batches.
+                await trio.lowlevel.checkpoint()
             if recovery is not None:
                 if await recovery.step(ended):
                     continue
@@ -182,30 +255,75 @@ class SinkWriter:
             if recovery is not None and not recovery.closed:
                 await recovery.open_breaker(batch, recv)
                 continue
+            points = task._schedule_points
+            began = perf_counter()
+            if timed:
+                self.writes += 1
+                self.write_began = clock()
+                if self.watchdog_idle is not None:
+                    self.watchdog_idle.set()
+                    self.watchdog_idle = None
             try:
                 await write(batch)
             except Exception as exc:
-                await self.failed(exc)
+                self.write_began = None
+                await self._after_failure(exc)
             else:
+                self.write_began = None
                 held.clear()
                 ledger.deliver(account, len(batch), item[1])
                 if recovery is not None:
                     recovery.succeeded()
+            if perf_counter() - began >= BLOCKING and task._schedule_points == points:
+                self._blocked(perf_counter() - began)
 
     # -- writing -----------------------------------------------------------------------
 
-    async def attempt(self, records: Sequence[Record]) -> None:
-        """Write ``records`` once, or as the retry policy says. Raises the last error."""
-        if self.policy is None:
-            await self.slot.write(records)
+    async def attempt(self, records: Sequence[Record], failed: Exception | None = None) -> None:
+        """Write ``records`` as the retry policy says (once, with none), each attempt
+        bounded by ``write_timeout``; after a first attempt that raised ``failed``, from
+        its retry. A backoff is not waited for past the drain deadline. Raises the last
+        error."""
+        policy = self.policy
+        if policy is None:
+            if failed is not None:
+                raise failed
+            await write_once(self.slot.write, records, self.write_timeout)
+            return
+        control = self.control
+        await write_with_retry(
+            self.slot.write,
+            records,
+            policy,
+            self.rng,
+            name=self.name,
+            on_retry=self._on_retry,
+            write_timeout=self.write_timeout,
+            failed=failed,
+            deadline=None if control is None else control.deadline,
+        )
+
+    async def _after_failure(self, exc: Exception) -> None:
+        """The first attempt at the held batch raised ``exc``: retry it as the policy
+        says, then count it delivered, or failed."""
+        records = [r for batch, _ in self.held for r in batch]
+        try:
+            await self.attempt(records, exc)
+        except Exception as last:
+            await self.failed(last)
         else:
-            await write_with_retry(
-                self.slot.write,
-                records,
-                self.policy,
-                self.rng,
-                name=self.name,
-                on_retry=self._on_retry,
+            self.delivered()
+
+    def _blocked(self, seconds: float) -> None:
+        """A write held the event loop for ``seconds`` without letting another task run."""
+        if not self.blocking_logged:
+            self.blocking_logged = True
+            sink_log.warning(
+                "sink.blocking sink=%s seconds=%.3f: its write held the event loop and no"
+                " other task could run meanwhile; run blocking calls in it with"
+                " trio.to_thread.run_sync",
+                self.name,
+                seconds,
             )
 
     def _on_retry(self, attempt: int, delay: float, exc: Exception) -> None:
