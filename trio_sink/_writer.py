@@ -119,6 +119,7 @@ class SinkWriter:
         # The watchdog's view of the main loop's writes: when the write in progress
         # began (None between writes), how many began, the scope it cancels.
         self.write_began: float | None = None
+        self.last_began = 0.0
         self.writes = 0
         self.guard = trio.CancelScope()
         self.timed_out = False
@@ -180,20 +181,24 @@ class SinkWriter:
 
     async def watch(self) -> None:
         """The watchdog of the main loop's writes (a task beside the writer's, until the
-        writer ends): cancels a write that runs past ``write_timeout``."""
+        writer ends): cancels a write that runs past ``write_timeout``.
+
+        It sleeps until the write it last saw begin is ``write_timeout`` old, then looks
+        again; with writes flowing, that is one look per ``write_timeout``, never one per
+        write. It waits without a deadline once the writer has been idle that long.
+        """
         timeout = self.write_timeout
         if timeout is None:
             return
         with self.watchdog_scope:
+            seen = -1
             while True:
-                began = self.write_began
-                if began is None or self.timed_out:
+                if self.writes == seen or self.timed_out:
                     self.watchdog_idle = idle = trio.Event()
                     await idle.wait()
-                    continue
-                writes = self.writes
-                await trio.sleep_until(began + timeout)
-                if self.writes == writes and self.write_began == began:
+                seen = self.writes
+                await trio.sleep_until(self.last_began + timeout)
+                if self.writes == seen and self.write_began is not None:
                     self.timed_out = True
                     self.guard.cancel()
 
@@ -259,7 +264,7 @@ class SinkWriter:
             began = perf_counter()
             if timed:
                 self.writes += 1
-                self.write_began = clock()
+                self.write_began = self.last_began = clock()
                 if self.watchdog_idle is not None:
                     self.watchdog_idle.set()
                     self.watchdog_idle = None
