@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, final
 
@@ -29,14 +28,15 @@ from ._checks import (
     per_sink,
     per_sink_seconds,
 )
-from ._control import Pause, StopControl
-from ._exceptions import ConfigError, describe
+from ._control import StopControl
+from ._ending import log_deadline, store_the_rest
+from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
 from ._ledger import Ledger
 from ._observe import Monitor, Watch, snapshot, supervise
 from ._recovery import Recovery
-from ._report import DEADLINE, IMMEDIATE, DeliveryReport, SourceError
+from ._report import DeliveryReport, SourceError
 from ._rescue import RescueStore
 from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
@@ -45,6 +45,7 @@ from ._source import Source, SourceStage, run_source_stage
 from ._stats import PipelineStatistics
 from ._user_errors import UserErrors
 from ._writer import SinkWriter
+from .sources import off_the_loop
 
 __all__ = ["Pipeline"]
 
@@ -122,7 +123,7 @@ class Pipeline:
             infra = Infra()
         elif not isinstance(infra, Infra):
             raise ConfigError(f"infra must be an Infra, got {infra!r}")
-        self._source = source
+        self._source = off_the_loop(source)
         self._parse = parse
         self._routes = tuple(routes)
         self._infra = infra
@@ -322,7 +323,9 @@ class Pipeline:
                 async with trio.open_nursery() as nursery:
                     for writer in writers:
                         if writer.write_timeout is not None:
-                            nursery.start_soon(writer.watch, name=f"trio_sink.watch:{writer.name}")
+                            nursery.start_soon(
+                                writer.watchdog.watch, name=f"trio_sink.watch:{writer.name}"
+                            )
                         scope = monitor.scope if monitor and writer.slot is monitor_slot else None
                         nursery.start_soon(
                             _in_scope,
@@ -355,14 +358,14 @@ class Pipeline:
             user_errors.flush()
             try:
                 if self._rescue is not None:
-                    await _store_the_rest(ledger, self._rescue)
+                    await store_the_rest(ledger, self._rescue)
             finally:
                 # Also if the store write was interrupted (KeyboardInterrupt): the report
                 # then says which records were stored.
                 report = ledger.report(control.seconds_since_stop())
                 handle._finish(report)
             if report.timed_out:
-                _log_deadline(report, pauses)
+                log_deadline(report, pauses)
             log.info(
                 "pipeline.complete received=%d delivered=%d undelivered=%d"
                 " timed_out=%s drain_seconds=%.3f",
@@ -416,47 +419,6 @@ class Pipeline:
         if recovery is not None:
             recovery.bind(writer)
         return writer
-
-
-async def _store_the_rest(ledger: Ledger, store: RescueStore) -> None:
-    """Write every undelivered record not stored yet to ``store``. At the end of a run,
-    once its tasks are done: the write runs in a worker thread (a large backlog does not
-    hold up the other tasks of the program), shielded from cancellation (what is
-    undelivered is kept, also when the run was cancelled). If the store fails, the
-    records stay unstored and the failure is noted in ``sink_errors["rescue"]``."""
-    places = ledger.unstored()
-    if not places:
-        return
-    undelivered = ledger.undelivered
-    try:
-        with trio.CancelScope(shield=True):
-            await store.arescue([undelivered[k] for k in places])
-    except Exception as exc:
-        rescue_log.error(
-            'rescue.failed records=%d error="%s"', len(places), describe(exc), exc_info=exc
-        )
-        ledger.note_error("rescue", f"rescue store raised {describe(exc)}")
-        return
-    ledger.mark_stored(places)
-
-
-def _log_deadline(report: DeliveryReport, pauses: Mapping[str, Pause]) -> None:
-    """One ``drain.deadline`` line per sink that lost records to the deadline (or an
-    immediate stop), whichever stage gave them up; ``sink=-`` for those before routing."""
-    if not drain_log.isEnabledFor(logging.WARNING):
-        return
-    lost: Counter[tuple[str | None, str]] = Counter(
-        (u.sink, u.reason) for u in report.undelivered if u.kind in (DEADLINE.kind, IMMEDIATE.kind)
-    )
-    for (sink, reason), n in lost.items():
-        paused = sink is not None and pauses[sink].paused
-        drain_log.warning(
-            'drain.deadline sink=%s undelivered=%d reason="%s" paused=%s',
-            "-" if sink is None else sink,
-            n,
-            reason,
-            paused,
-        )
 
 
 async def _in_scope(

@@ -15,6 +15,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from itertools import islice
+from time import perf_counter
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -27,6 +28,9 @@ __all__ = ["Source", "SourceStage", "run_source_stage"]
 
 T = TypeVar("T")
 log = logging.getLogger("trio_sink.pipeline")
+
+BLOCKING = 0.1
+"""Seconds one pull of a sync source may hold the event loop before it is logged."""
 
 
 class Source(Generic[T]):
@@ -90,6 +94,7 @@ class SourceStage:
         self.shipping = False
         self.on_activity: Callable[[], object] = _nothing
         self.on_end: Callable[[], object] = _nothing
+        self.blocking_logged = False
         """Called when the stage ends, whatever the reason."""
 
     def pause_source(self) -> None:
@@ -102,6 +107,15 @@ class SourceStage:
             self.on_activity()
             if log_it:
                 log.info("pipeline.source_resumed received=%d", self.ledger.received)
+
+    def _blocked(self, seconds: float) -> None:
+        self.blocking_logged = True
+        log.warning(
+            "source.blocking seconds=%.3f: pulling one batch from the source held the event"
+            " loop, and nothing else could run meanwhile; read files, pipes and sockets with"
+            " trio_sink.sources.LinesSource, or give an async iterable",
+            seconds,
+        )
 
     async def wait_resumed(self) -> None:
         """Wait while the source is paused; return at once on Stop."""
@@ -149,10 +163,13 @@ class SourceStage:
             # self.buf meanwhile, so that abandon() reports them after a BaseException.
             raws: list[Any] = []
             self.buf = raws
+            began = perf_counter()
             try:
                 raws.extend(islice(it, take))
             except Exception as exc:
                 self.failed(exc)
+            if perf_counter() - began >= BLOCKING and not self.blocking_logged:
+                self._blocked(perf_counter() - began)
             self.buf = []
             if raws:
                 await self.ship(raws)  # notes the time it ends, if track_idle

@@ -45,6 +45,7 @@ from ._retry import (
     write_with_retry,
 )
 from ._sink import SinkSlot
+from ._watchdog import BLOCKING, Watchdog
 
 __all__ = ["ErrorHook", "SinkWriter", "close_sink"]
 
@@ -53,9 +54,6 @@ sink_log = logging.getLogger("trio_sink.sink")
 rescue_log = logging.getLogger("trio_sink.rescue")
 
 MONITOR_GROUP = "monitor"
-
-BLOCKING = 0.1
-"""Seconds of a write without a checkpoint that get a sink logged as blocking the loop."""
 
 
 class ErrorHook(Protocol):
@@ -116,16 +114,7 @@ class SinkWriter:
         self.held: list[SinkBatch] = []
         """Batches taken from the channel and not settled: what a cancellation reports."""
         self.write_timeout = write_timeout
-        # The watchdog's view of the main loop's writes: when the write in progress
-        # began (None between writes), how many began, the scope it cancels.
-        self.write_began: float | None = None
-        self.last_began = 0.0
-        self.writes = 0
-        self.guard = trio.CancelScope()
-        self.timed_out = False
-        self.watchdog_idle: trio.Event | None = None  # set when a write begins
-        self.watchdog_scope = trio.CancelScope()
-        self.blocking_logged = False
+        self.watchdog = Watchdog(slot.name, write_timeout)
 
     # -- the task ----------------------------------------------------------------------
 
@@ -160,47 +149,25 @@ class SinkWriter:
                 self.close_errors(self.errors)
             if self.on_drained is not None:
                 self.on_drained()
-            self.watchdog_scope.cancel()
+            self.watchdog.scope.cancel()
             await close_sink(self.slot, self.ledger, "aclose")
 
     async def _guarded(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
         """The main loop, in the scope the watchdog cancels when a write runs too long;
         the timed-out write counts as a failed attempt, and the loop goes on."""
+        watchdog = self.watchdog
         while True:
-            self.guard = guard = trio.CancelScope()
+            watchdog.guard = guard = trio.CancelScope()
             with guard:
-                if self.timed_out:
-                    self.timed_out = False
-                    self.write_began = None
+                if watchdog.timed_out:
+                    watchdog.timed_out = False
+                    watchdog.began = None
                     if self.held:
                         timeout = self.write_timeout
                         assert timeout is not None
                         await self._after_failure(WriteTimeout(timed_out(timeout)))
                 await self._loop(recv)
                 return
-
-    async def watch(self) -> None:
-        """The watchdog of the main loop's writes (a task beside the writer's, until the
-        writer ends): cancels a write that runs past ``write_timeout``.
-
-        It sleeps until the write it last saw begin is ``write_timeout`` old, then looks
-        again; with writes flowing, that is one look per ``write_timeout``, never one per
-        write. It waits without a deadline once the writer has been idle that long.
-        """
-        timeout = self.write_timeout
-        if timeout is None:
-            return
-        with self.watchdog_scope:
-            seen = -1
-            while True:
-                if self.writes == seen or self.timed_out:
-                    self.watchdog_idle = idle = trio.Event()
-                    await idle.wait()
-                seen = self.writes
-                await trio.sleep_until(self.last_began + timeout)
-                if self.writes == seen and self.write_began is not None:
-                    self.timed_out = True
-                    self.guard.cancel()
 
     async def _loop(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
         # The common case (no breaker, no retry policy) is written out inline: a batch
@@ -214,6 +181,7 @@ class SinkWriter:
         write = self.slot.write
         control = self.control
         assert control is not None
+        watchdog = self.watchdog
         timed = self.write_timeout is not None
         task = trio.lowlevel.current_task()
         clock = trio.current_time
@@ -221,7 +189,7 @@ class SinkWriter:
         while True:
             if pause.resumed is not None:
                 await pause.wait()
-            if (control.stopping and clock() >= control.scope.deadline) or self.timed_out:
+            if (control.stopping and clock() >= control.scope.deadline) or watchdog.timed_out:
                 # A sink that never awaits never lets the deadline (or the watchdog) in:
                 # look between batches.
                 await trio.lowlevel.checkpoint()
@@ -263,24 +231,20 @@ class SinkWriter:
             points = task._schedule_points
             began = perf_counter()
             if timed:
-                self.writes += 1
-                self.write_began = self.last_began = clock()
-                if self.watchdog_idle is not None:
-                    self.watchdog_idle.set()
-                    self.watchdog_idle = None
+                watchdog.begin(clock())
             try:
                 await write(batch)
             except Exception as exc:
-                self.write_began = None
+                watchdog.began = None
                 await self._after_failure(exc)
             else:
-                self.write_began = None
+                watchdog.began = None
                 held.clear()
                 ledger.deliver(account, len(batch), item[1])
                 if recovery is not None:
                     recovery.succeeded()
             if perf_counter() - began >= BLOCKING and task._schedule_points == points:
-                self._blocked(perf_counter() - began)
+                watchdog.blocked(perf_counter() - began)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -318,18 +282,6 @@ class SinkWriter:
             await self.failed(last)
         else:
             self.delivered()
-
-    def _blocked(self, seconds: float) -> None:
-        """A write held the event loop for ``seconds`` without letting another task run."""
-        if not self.blocking_logged:
-            self.blocking_logged = True
-            sink_log.warning(
-                "sink.blocking sink=%s seconds=%.3f: its write held the event loop and no"
-                " other task could run meanwhile; run blocking calls in it with"
-                " trio.to_thread.run_sync",
-                self.name,
-                seconds,
-            )
 
     def _on_retry(self, attempt: int, delay: float, exc: Exception) -> None:
         self.ledger.retried(self.account)
