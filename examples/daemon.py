@@ -152,7 +152,9 @@ async def serve_lines(
         drain_timeout=args.drain_timeout,
     )
     try:
-        return await serve(pipeline)  # until SIGINT / SIGTERM, or the end of the source
+        # Until SIGINT / SIGTERM, or the end of the source; the process exits next, so a
+        # later signal is ignored rather than ending it with the signal's status.
+        return await serve(pipeline, ignore_after_stop=True)
     except SourceError as exc:
         return exc  # its report is in exc.report
 

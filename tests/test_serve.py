@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -482,3 +484,42 @@ async def test_the_code_in_the_docs_runs(
     assert await namespace["main"](["a", "b"]) == 0
     assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 2
     assert await namespace["main"](ScriptedSource(["c", Fail(OSError("gone"))])) == 4
+
+
+SERVE_CHILD = Path(__file__).with_name("serve_child.py")
+
+
+@pytest.mark.parametrize(("mode", "status"), [("ignore", 3), ("restore", -signal.SIGTERM)])
+def test_a_third_signal_after_serve_returned_keeps_the_report_status(
+    mode: str, status: int
+) -> None:
+    # Real processes and real signals: SIGTERM (a Stop), SIGINT (an immediate stop: the
+    # slow sink's backlog is reported), then, once serve() has returned and the program
+    # winds down, a third SIGTERM. With ignore_after_stop the process still exits with
+    # the report's status (3); without, the signal's default handler ends it.
+    project = Path(__file__).parent.parent
+    path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
+    with subprocess.Popen(
+        [sys.executable, str(SERVE_CHILD), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            # Two different signals: Trio takes a signal that comes again before it was
+            # taken only once.
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline() == "returned\n"
+            # The kernel acts on it at once: a default handler ends the process, SIG_IGN
+            # discards the signal; only then is the line below written.
+            proc.send_signal(signal.SIGTERM)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert proc.wait(30) == status
+        finally:
+            proc.kill()

@@ -76,22 +76,46 @@ class _Relay:
         outer: trio.TaskStatus[PipelineHandle],
         nursery: trio.Nursery,
         receiver: AsyncIterator[int] | None,
+        signals: _Signals,
     ) -> None:
         self._outer = outer
         self._nursery = nursery
         self._receiver = receiver
+        self._signals = signals
 
     def started(self, value: PipelineHandle | None = None) -> None:
         assert value is not None
         if self._receiver is not None:
-            self._nursery.start_soon(_watch, self._receiver, value, name="trio_sink.serve")
+            self._nursery.start_soon(
+                _watch, self._receiver, value, self._signals, name="trio_sink.serve"
+            )
         self._outer.started(value)
 
 
-async def _watch(receiver: AsyncIterator[int], handle: PipelineHandle) -> None:
-    taken = 0
+class _Signals:
+    """What :func:`serve`'s watcher has taken."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+
+def _drain(receiver: AsyncIterator[int], signals: _Signals) -> None:
+    """Take the signals that arrived as the run ended, before the receiver closes: Trio
+    would deliver them again to the handlers of before, and a default handler would end
+    the process with the signal's status instead of the report's. They are logged and
+    ignored. (Reads the receiver's queue: Trio has no call that takes a signal without
+    waiting.)"""
+    pending = getattr(receiver, "_pending", None)
+    while pending:
+        signum, _ = pending.popitem(last=False)
+        signals.taken += 1
+        log.warning("serve.signal signal=%s action=ignored", _signal_name(signum))
+
+
+async def _watch(receiver: AsyncIterator[int], handle: PipelineHandle, signals: _Signals) -> None:
     async for signum in receiver:
-        taken += 1
+        signals.taken += 1
+        taken = signals.taken
         name = _signal_name(signum)
         if taken == 1:
             log.info("serve.signal signal=%s action=stop", name)
@@ -107,6 +131,7 @@ async def serve(
     pipeline: Pipeline,
     *,
     signals: Iterable[int] = DEFAULT_SIGNALS,
+    ignore_after_stop: bool = False,
     task_status: trio.TaskStatus[PipelineHandle] = trio.TASK_STATUS_IGNORED,
 ) -> DeliveryReport:
     """Run ``pipeline`` as a daemon: until a signal stops it, or until its source ends.
@@ -118,6 +143,9 @@ async def serve(
     Each signal is logged on ``trio_sink.serve`` (``serve.signal signal=SIGINT
     action=stop``). While ``serve`` runs, it replaces the handlers of ``signals``
     (so SIGINT raises no ``KeyboardInterrupt``); they are restored when it returns.
+    With ``ignore_after_stop=True``, once a signal has stopped the run they are left
+    ignored (``SIG_IGN``) instead: for a program that exits with the report's status
+    next, so that one more Ctrl-C or SIGTERM cannot end it with the signal's status.
     With ``signals=()`` no handler is touched, and the run ends with its source or
     through the handle.
 
@@ -137,28 +165,36 @@ async def serve(
     A checkpoint. Cancelled from outside, it behaves as ``pipeline.run()``: every
     record not yet delivered is reported, the report is built (``handle.report``), and
     ``Cancelled`` propagates. Trio delivers a signal that arrives again before
-    ``serve`` has taken the first one only once; a signal that arrives as the run ends,
-    after ``serve`` stopped watching, goes to the handler that was there before (Trio
-    re-delivers it, so that no signal is lost).
+    ``serve`` has taken the first one only once; one that arrives as the run ends is
+    logged and ignored like the third.
     """
     if not isinstance(pipeline, Pipeline):
         raise ConfigError(f"pipeline must be a trio_sink.Pipeline, got {pipeline!r}")
     signums = _check_signals(signals)
     failure: Exception | None = None
     report: DeliveryReport | None = None
+    taken = _Signals()
     with contextlib.ExitStack() as stack:
         # Signals are received from before the pipeline starts: none is missed.
         receiver = stack.enter_context(trio.open_signal_receiver(*signums)) if signums else None
         log.info("serve.start signals=%s", ",".join(map(_signal_name, signums)) or "none")
         async with trio.open_nursery() as nursery:
             try:
-                report = await pipeline.run(task_status=_Relay(task_status, nursery, receiver))
+                relay = _Relay(task_status, nursery, receiver, taken)
+                report = await pipeline.run(task_status=relay)
             except Exception as exc:
                 # Kept and raised below, outside the nursery, so that it is not wrapped
                 # in an exception group: serve raises what pipeline.run raised.
                 failure = exc
             finally:
                 nursery.cancel_scope.cancel()  # the run has ended: stop watching signals
+        if receiver is not None:
+            _drain(receiver, taken)
+    if taken.taken and ignore_after_stop:
+        # The process was told to stop, and is stopping: a later signal must not end it
+        # with the signal's status instead of the report's.
+        for signum in signums:
+            signal.signal(signum, signal.SIG_IGN)
     if failure is not None:
         raise failure
     assert report is not None
