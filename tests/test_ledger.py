@@ -253,6 +253,7 @@ def test_ledger_report_is_a_snapshot() -> None:
     ledger.take(a, 2)
     ledger.deliver(a, 1)
     ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(1, 1))
+    ledger.settle(ticket)
     ledger.discard("default", 4)
     ledger.note_error("a", "flush raised OSError: x")
     report = ledger.report(0.5)

@@ -115,8 +115,10 @@ class Ledger:
 
     def dispatch(self, ticket: Ticket, out: Sequence[tuple[Routed, tuple[Sized, object]]]) -> None:
         """``ticket``'s records left the route stage, as the sub-batches of ``out`` (one
-        per destination, each waiting to be sent to its sink's channel). With none
-        (every record was discarded) the batch is settled now."""
+        per destination, each waiting to be sent to its sink's channel): the ticket is
+        open until each is settled. With none (every record was discarded) the batch is
+        settled now."""
+        self.open_tickets[ticket.first_id] = ticket
         strict = self.strict
         for dest, (batch, _) in out:
             account = dest.account

@@ -20,6 +20,7 @@ from ._breaker import BreakerState
 from ._control import Pause, StopControl
 from ._exceptions import describe
 from ._feeds import LossyFeed
+from ._ki import protected
 from ._ledger import Ledger
 from ._record import Record
 from ._source import SourceStage
@@ -146,6 +147,7 @@ class Monitor:
         self.feed.offer((Record(rid, stats, stats),))
 
 
+@protected
 async def supervise(
     control: StopControl,
     watch: Watch,

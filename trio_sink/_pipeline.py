@@ -33,6 +33,7 @@ from ._ending import log_deadline, store_the_rest
 from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
+from ._ki import protected, unprotect
 from ._ledger import Ledger
 from ._observe import Monitor, Watch, snapshot, supervise
 from ._recovery import Recovery
@@ -179,6 +180,7 @@ class Pipeline:
         self._breaker = per_sink("breaker", breaker, CircuitBreaker, self.sink_names)
         self._rescue = rescue
         self._ran = False
+        unprotect(parse, *(route.when for route in self._routes))
         if not self._routes:
             raise ConfigError(
                 "routes must hold at least one Route: with none, every record would go to"
@@ -231,6 +233,7 @@ class Pipeline:
         """Every sink's name, business sinks first, in configuration order."""
         return tuple(s.name for s in self._slots)
 
+    @protected
     async def run(
         self, *, task_status: trio.TaskStatus[PipelineHandle] = trio.TASK_STATUS_IGNORED
     ) -> DeliveryReport:
@@ -421,6 +424,7 @@ class Pipeline:
         return writer
 
 
+@protected
 async def _in_scope(
     scope: trio.CancelScope | None, fn: Callable[..., Awaitable[None]], *args: Any, **kw: Any
 ) -> None:

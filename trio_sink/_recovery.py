@@ -41,6 +41,7 @@ import trio
 from ._breaker import BreakerState, CircuitBreaker, find_probe, probe_sink
 from ._exceptions import describe
 from ._feeds import SinkBatch
+from ._ki import unprotect
 from ._ledger import Ledger, SinkAccount
 from ._parking import Parking
 from ._record import Record
@@ -100,6 +101,7 @@ class Recovery:
         """Work for ``writer``'s sink."""
         self.writer = writer
         self.probe = find_probe(writer.slot.obj)
+        unprotect(self.probe)
 
     def _w(self) -> Writer:
         assert self.writer is not None

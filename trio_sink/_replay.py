@@ -23,6 +23,7 @@ import trio
 
 from ._checks import check_int, check_text
 from ._exceptions import ConfigError, describe
+from ._ki import protected
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
 from ._report import DeliveryReport, Reason
@@ -39,6 +40,7 @@ log = logging.getLogger("trio_sink.rescue")
 NO_ROUTE = Reason("not_routed", "not routed (replay does not route)")
 
 
+@protected
 async def replay(
     store: RescueStore,
     sinks: Sequence[object],

@@ -164,7 +164,6 @@ class Router:
         """Parse and split one source batch; count what goes where."""
         n = len(raws)
         ticket = Ticket(first_id, n, 0)
-        self.ledger.open(ticket)
         ids = range(first_id, first_id + n)
         # Filled on the slow path only (a failed parse, a residue).
         misses: Sequence[Record] = ()

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._checks import is_async_callable
 from ._exceptions import ConfigError
+from ._ki import unprotect
 from ._record import Record
 
 __all__ = ["Sink", "SinkLike", "SinkSlot", "as_slot"]
@@ -86,6 +87,7 @@ class SinkSlot:
             )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"sink {obj!r}: name must be a non-empty str, got {name!r}")
+        unprotect(write, flush, aclose)
         self.name: str = name
         self.write: Callable[[Sequence[Record]], Awaitable[Any]] = write
         self.flush: Callable[[], Awaitable[Any]] = flush

@@ -22,6 +22,7 @@ import trio
 
 from ._control import Pause, StopControl
 from ._exceptions import describe
+from ._ki import protected, unprotect
 from ._route import Fanout, unrouted
 
 __all__ = ["Source", "SourceStage", "run_source_stage"]
@@ -191,6 +192,7 @@ class SourceStage:
             nursery.start_soon(self._puller, ait)
             await self._batcher()
 
+    @protected
     async def _puller(self, ait: AsyncIterator[Any]) -> None:
         size = self.batch_size
         control = self.control
@@ -243,6 +245,7 @@ class SourceStage:
                 return
 
 
+@protected
 async def run_source_stage(
     source: Any,
     stage: SourceStage,
@@ -264,6 +267,7 @@ async def run_source_stage(
         try:
             if isinstance(source, Source):
                 closers.append(source)
+                unprotect(source.open, source.aclose)
                 await source.open()
             # Generators the pipeline iterated are closed at the end (one suspended at a
             # yield by Stop runs its finally blocks now, not whenever the GC gets to it),
@@ -271,10 +275,12 @@ async def run_source_stage(
             # memory channel given as the source, are the caller's to close.
             if isinstance(source, AsyncIterable):
                 ait = aiter(source)
+                unprotect(ait)
                 if inspect.isasyncgen(ait):
                     closers.insert(0, ait)
             else:
                 it = iter(source)
+                unprotect(it)
                 if inspect.isgenerator(it):
                     closers.insert(0, it)
         except Exception as exc:

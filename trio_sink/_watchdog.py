@@ -16,6 +16,8 @@ import logging
 
 import trio
 
+from ._ki import protected
+
 __all__ = ["BLOCKING", "Watchdog"]
 
 log = logging.getLogger("trio_sink.sink")
@@ -53,6 +55,7 @@ class Watchdog:
             self.idle = None
             idle.set()
 
+    @protected
     async def watch(self) -> None:
         """Cancel the guard when a write runs past ``write_timeout``; until the writer
         ends (which cancels :attr:`scope`)."""

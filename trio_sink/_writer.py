@@ -31,6 +31,7 @@ import trio
 from ._control import Pause, StopControl, take_buffered
 from ._exceptions import describe
 from ._feeds import SinkBatch
+from ._ki import protected
 from ._ledger import Ledger, Place, SinkAccount
 from ._record import Record, with_error
 from ._recovery import Recovery
@@ -118,6 +119,7 @@ class SinkWriter:
 
     # -- the task ----------------------------------------------------------------------
 
+    @protected
     async def run(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
         """Write every batch of ``recv`` until its input ends (and nothing set aside is
         left to feed back), then flush; report what is left when cancelled."""
