@@ -427,30 +427,26 @@ def test_python_m_trio_sink_replay_list(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc")
-async def test_what_stays_is_on_disk_before_the_offset_moves(
+async def test_what_stays_is_on_disk_before_its_old_lines_count_as_consumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill(tmp_path, [entry(i, "a" if i % 2 else "b") for i in range(8)], fsync="never")
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    events: list[str] = []
+    real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        events.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
         real_fsync(fd)
-
-    def replace(src: Any, dst: Any) -> None:
-        events.append(("replace", Path(dst).name))
-        real_replace(src, dst)
 
     (original,) = seg_files(tmp_path)
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
     store = RescueStore(tmp_path, fsync="never")  # replay forces what it needs
     checked(await replay(store, [CollectSink("a"), FailingSink("b")], batch_size=4))
-    first_done = next(i for i, e in enumerate(events) if e[0] == "replace" and ".done" in e[1])
-    before = events[:first_done]
-    assert any(kind == "fsync" and name.endswith(".jsonl.open") for kind, name in before)
-    assert before[-1] == ("fsync", original + ".done.tmp")
+    first_done = events.index(original + ".done")
+    # The copies of the entries whose write failed, then the directory, then the record
+    # of consumption.
+    assert events[first_done - 2].endswith(".jsonl.open")
+    assert events[first_done - 1] == tmp_path.name
     assert [e.id for e in store.entries()] == [0, 2, 4, 6]
 
 
@@ -495,6 +491,14 @@ async def test_replay_does_its_file_work_off_the_event_loop(
     modules = ("_rescue", "_segment_log", "_rescue_segments", "_replay")
     for module in (f"trio_sink.{name}" for name in modules):
         watched(module)
+    real_os_open = os.open
+
+    def os_open(file: Any, *args: Any, **kwargs: Any) -> int:
+        if threading.get_ident() == loop_thread:
+            on_loop.append(Path(file).name)
+        return real_os_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
     store = RescueStore(tmp_path)
     report = checked(await replay(store, [CollectSink("a"), FailingSink("b")]))
     assert report.delivered == {"a": 1, "b": 0}
@@ -517,4 +521,6 @@ async def test_a_read_during_a_replay_leaves_the_replays_stats_alone(tmp_path: P
     report = checked(await replay(store, [Peeking()], batch_size=4))
     assert report.delivered == {"a": 10}
     assert pending == [10, 6, 2]
-    assert store.read_stats == RescueReadStats(segments=1, entries=10, torn_lines=1, bad_lines=0)
+    assert store.read_stats == RescueReadStats(
+        segments=1, entries=10, torn_lines=1, bad_lines=0, quarantined=1
+    )
