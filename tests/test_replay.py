@@ -342,6 +342,7 @@ def test_cli_list_prints_counts_per_sink(
         "total: 4",
         "torn lines: 0",
         "bad lines: 0",
+        "quarantined lines: 0",
     ]
     assert main(["replay", str(tmp_path), "--list", "--sink", "b"]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == ["b: 1", "total: 1"]
