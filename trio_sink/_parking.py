@@ -18,7 +18,7 @@ from ._progress import Consumed
 from ._report import Undelivered
 from ._rescue import RescueStore
 from ._rescue_format import PartlyStoredError, rescue_entries
-from ._rescue_segments import Chunk, final_path
+from ._rescue_segments import Chunk
 from ._segment_log import SegmentLog
 
 __all__ = ["PARK_CHUNK", "Parking"]
@@ -60,8 +60,6 @@ class Parking:
         self.store = store
         self.log: SegmentLog | None = None
         """The writer of the parked entries, made at the first :meth:`park`."""
-        self.open: Path | None = None
-        """The log's segment, not sealed yet."""
         self.segments: deque[_Sealed] = deque()
         """The sealed segments with entries to replay, in order."""
         self.pending = 0
@@ -89,25 +87,19 @@ class Parking:
                 fsync_interval=store.fsync_interval,
                 segment_max_records=sys.maxsize,
             )
+            # Each segment it seals (to be read, or after a failed write) joins the
+            # segments to replay.
+            segment_log.on_sealed = self._sealed
         entries = rescue_entries(undelivered, run=store.run)
         try:
             stored = await trio.to_thread.run_sync(segment_log.write_some, entries, PARK_CHUNK)
         except PartlyStoredError as exc:
             self.pending += exc.stored
             raise
-        finally:
-            self._track()
         self.pending += stored
 
-    def _track(self) -> None:
-        """Follow the log's segment: one it sealed by itself (after a failed write)
-        joins the segments to replay."""
-        assert self.log is not None
-        path = self.log.current
-        if path != self.open:
-            if self.open is not None:
-                self.segments.append(_Sealed(final_path(self.open)))
-            self.open = path
+    def _sealed(self, path: Path) -> None:
+        self.segments.append(_Sealed(path))
 
     async def next_chunk(self) -> Chunk | None:
         """The next chunk of parked entries, oldest first; None when none is left, or
@@ -120,11 +112,8 @@ class Parking:
             self.pending = 0
             return None
         try:
-            if not self.segments and self.open is not None:
-                try:
-                    await trio.to_thread.run_sync(segment_log.seal)
-                finally:
-                    self._track()
+            if not self.segments and segment_log.current is not None:
+                await trio.to_thread.run_sync(segment_log.seal)
             while self.segments:
                 seg = self.segments[0]
                 chunk = await trio.to_thread.run_sync(

@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 log = logging.getLogger("trio_sink.rescue")
 
@@ -128,6 +128,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_file(f: IO[bytes], data: bytes | bytearray) -> None:
+    """Write all of ``data`` to the unbuffered file ``f``."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
 
 
 def write_all(fd: int, data: bytes | bytearray) -> None:

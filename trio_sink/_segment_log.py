@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Literal, final
 
@@ -39,6 +39,7 @@ from ._exceptions import describe
 from ._progress import Consumed, Range
 from ._quarantine import quarantine, tidy_quarantine
 from ._rescue_files import DirectoryLock, fsync_dir
+from ._rescue_files import write_file as _write_all  # replaced by tests: a full disk
 from ._rescue_format import Encoder, PartlyStoredError, RescueEntry
 from ._rescue_segments import (
     FINAL,
@@ -121,6 +122,9 @@ class SegmentLog:
         self._sealed = 0
         self._fsyncs = 0
         self._last_read = Tally()
+        self.on_sealed: Callable[[Path], object] | None = None
+        """Called with the final path of each segment this log seals (in the thread
+        that seals it), also when the seal was forced by a failed write."""
 
     # -- writing ---------------------------------------------------------------------
 
@@ -333,6 +337,8 @@ class SegmentLog:
         fsync_dir(self.path)
         self._sealed += 1
         log.debug("rescue.sealed segment=%s records=%d", final.name, records)
+        if self.on_sealed is not None:
+            self.on_sealed(final)
         if failed is not None:
             raise failed
 
@@ -438,9 +444,3 @@ class SegmentLog:
             delete(path)
         else:
             _progress.append(path, [*consumed, *((b.start, b.end) for b in bad)])
-
-
-def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[f.write(view) :]
