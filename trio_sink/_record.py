@@ -73,8 +73,10 @@ class ReplayedRecord(Record, frozen=True, gc=False, kw_only=True):
 
     Attributes:
         origin_run: The run that rescued the record (``RescueEntry.run``).
-        origin_id: The record's id in that run (``RescueEntry.id``). Together with
-            ``origin_run``, unique: the same record replayed twice has the same pair.
+        origin_id: The record's id in that run (``RescueEntry.id``). With
+            ``origin_run``, it names one record of one run, for a sink: the same record
+            replayed twice has the same pair (a record meant for several sinks has it
+            at each).
         error_text: The record's own ``error`` (what ``parse`` or a route's ``when``
             raised, or the sink's error for a copy sent to the ``error`` group) as
             ``"TypeName: message"``; None when it had none.
