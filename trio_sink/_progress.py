@@ -40,6 +40,7 @@ TMP: Final = ".tmp"
 _HEADER: Final = b"v2\n"
 _LINE: Final = re.compile(rb"\d+-\d+(?: \d+-\d+)*;")
 _OLD: Final = re.compile(rb"\d+")
+_MANY_LINES: Final = 16
 
 Range = tuple[int, int]
 
@@ -59,12 +60,14 @@ def merge(ranges: Iterable[Range]) -> list[Range]:
 class Consumed:
     """The consumed byte ranges of one segment: sorted, disjoint, not adjacent."""
 
-    __slots__ = ("_ends", "_starts")
+    __slots__ = ("_ends", "_starts", "lines")
 
-    def __init__(self, ranges: Iterable[Range] = ()) -> None:
+    def __init__(self, ranges: Iterable[Range] = (), lines: int = 0) -> None:
         merged = merge(ranges)
         self._starts = [a for a, _ in merged]
         self._ends = [b for _, b in merged]
+        self.lines = lines
+        """Lines of ranges in the progress file they were read from."""
 
     @property
     def ranges(self) -> list[Range]:
@@ -112,18 +115,22 @@ def load(segment: Path) -> Consumed:
         return Consumed()
     with os.fdopen(fd, "rb") as f:
         data = f.read()
-    return Consumed(_parse(data, done))
+    ranges, lines = _parse(data, done)
+    return Consumed(ranges, lines)
 
 
-def _parse(data: bytes, done: Path) -> list[Range]:
+def _parse(data: bytes, done: Path) -> tuple[list[Range], int]:
     lines = data.split(b"\n")
     lines.pop()  # what follows the last newline: empty, or a torn line
     ranges: list[Range] = []
     bad = 0
+    good = 0
     for k, line in enumerate(lines):
         if k == 0 and _OLD.fullmatch(line):
             ranges.append((0, int(line)))
+            good += 1
         elif _LINE.fullmatch(line):
+            good += 1
             for part in line[:-1].split(b" "):
                 a, _, b = part.partition(b"-")
                 if int(a) < int(b):
@@ -132,7 +139,7 @@ def _parse(data: bytes, done: Path) -> list[Range]:
             bad += 1
     if bad:
         log.warning("rescue.bad_progress file=%r lines=%d; those lines ignored", done.name, bad)
-    return ranges
+    return ranges, good + bad
 
 
 def _text(ranges: Sequence[Range]) -> bytes:
@@ -146,7 +153,16 @@ def append(segment: Path, ranges: Iterable[Range]) -> None:
     if not merged:
         return
     done = done_path(segment)
-    fd = open_regular(done, os.O_RDWR | os.O_APPEND)
+    try:
+        fd = open_regular(done, os.O_RDWR | os.O_APPEND)
+    except NotRegularFile:
+        if not os.path.islink(done):
+            raise
+        # A symlink at this name, which reads ignore: replaced by a file of our own
+        # (removing the link leaves what it points to alone).
+        warn_once(done, "symlink")
+        done.unlink()
+        fd = None
     created = fd is None
     if fd is None:
         fd = open_regular(done, os.O_RDWR | os.O_APPEND | os.O_CREAT)
@@ -184,10 +200,7 @@ def compact(segment: Path, consumed: Consumed) -> None:
     fsync_dir(segment.parent)
 
 
-def needs_compacting(segment: Path) -> bool:
-    """True when the progress file of ``segment`` has grown past a page: many lines,
-    each read at every listing."""
-    try:
-        return os.lstat(done_path(segment)).st_size > 4096
-    except OSError:
-        return False
+def needs_compacting(consumed: Consumed) -> bool:
+    """True when the progress file ``consumed`` was read from has many lines, each
+    parsed at every listing: a replay rewrites it as one."""
+    return consumed.lines > _MANY_LINES

@@ -405,7 +405,7 @@ class SegmentLog:
         tidy_quarantine(self.path)
         segments = [s for s in self.readable_segments() if s.path.name.endswith(FINAL)]
         for s in segments:
-            if _progress.needs_compacting(s.path):
+            if _progress.needs_compacting(s.consumed):
                 _progress.compact(s.path, s.consumed)
         if tally is not None:
             tally.segments = len(segments)
