@@ -172,7 +172,7 @@ def append(segment: Path, ranges: Iterable[Range]) -> None:
         text = _text(merged)
         if size == 0:
             text = _HEADER + text
-        elif os.pread(fd, 1, size - 1) != b"\n":
+        elif _last_byte(fd, size) != b"\n":
             text = b"\n" + text  # after a torn line, which stays ignored
         write_all(fd, text)
         os.fsync(fd)
@@ -180,6 +180,11 @@ def append(segment: Path, ranges: Iterable[Range]) -> None:
         os.close(fd)
     if created:
         fsync_dir(segment.parent)
+
+
+def _last_byte(fd: int, size: int) -> bytes:
+    os.lseek(fd, size - 1, os.SEEK_SET)  # appends go to the end all the same
+    return os.read(fd, 1)
 
 
 def compact(segment: Path, consumed: Consumed) -> None:
