@@ -83,12 +83,6 @@ class Consumed:
         i = bisect.bisect_right(self._starts, start) - 1
         return i >= 0 and self._ends[i] >= end
 
-    def add(self, ranges: Iterable[Range]) -> None:
-        """Count ``ranges`` as consumed too."""
-        merged = merge([*self.ranges, *ranges])
-        self._starts = [a for a, _ in merged]
-        self._ends = [b for _, b in merged]
-
     def __bool__(self) -> bool:
         return bool(self._starts)
 
