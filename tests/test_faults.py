@@ -325,13 +325,13 @@ async def test_the_backlog_left_at_the_end_is_stored_from_a_worker_thread(
     # An immediate stop with 300 records waiting behind a hung sink: they are written
     # to the store at the end of the run, not in the event loop's thread.
     writers: list[bool] = []
-    write = threaded_store._write
+    write_some = threaded_store.segment_log.write_some
 
-    def watched(entries: Any) -> Any:
+    def watched(entries: Any, chunk_size: int) -> Any:
         writers.append(threading.current_thread() is threading.main_thread())
-        return write(entries)
+        return write_some(entries, chunk_size)
 
-    monkeypatch.setattr(threaded_store, "_write", watched)
+    monkeypatch.setattr(threaded_store.segment_log, "write_some", watched)
     sink = GatedSink("db")
     pipeline = Pipeline(range(300), routes=[Route("r", sink)], rescue=threaded_store)
     async with running(pipeline) as handle:
@@ -362,10 +362,10 @@ async def test_an_interrupted_end_of_run_store_write_still_finishes_the_report(
     store: RescueStore,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def interrupted(undelivered: object) -> int:
+    async def interrupted(undelivered: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store, "arescue", interrupted)
+    monkeypatch.setattr(store, "arescue_some", interrupted)
     sink = GatedSink("db")
     pipeline = Pipeline(range(300), routes=[Route("r", sink)], rescue=store)
     handles: list[PipelineHandle] = []

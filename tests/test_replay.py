@@ -19,14 +19,19 @@ import trio.testing
 from trio_sink import (
     ConfigError,
     DeliveryReport,
+    Infra,
+    Pipeline,
     Record,
     RescueEntry,
     RescueReadStats,
     RescueStore,
+    Route,
     Sink,
     replay,
 )
 from trio_sink.__main__ import main
+from trio_sink._record import ReplayedRecord
+from trio_sink._replay import BATCH_SIZE
 from trio_sink.sinks import CollectSink
 
 
@@ -342,6 +347,7 @@ def test_cli_list_prints_counts_per_sink(
         "total: 4",
         "torn lines: 0",
         "bad lines: 0",
+        "quarantined lines: 0",
     ]
     assert main(["replay", str(tmp_path), "--list", "--sink", "b"]) == 0
     assert capsys.readouterr().out.splitlines()[:2] == ["b: 1", "total: 1"]
@@ -427,30 +433,26 @@ def test_python_m_trio_sink_replay_list(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc")
-async def test_what_stays_is_on_disk_before_the_offset_moves(
+async def test_what_stays_is_on_disk_before_its_old_lines_count_as_consumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fill(tmp_path, [entry(i, "a" if i % 2 else "b") for i in range(8)], fsync="never")
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    events: list[str] = []
+    real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        events.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
         real_fsync(fd)
-
-    def replace(src: Any, dst: Any) -> None:
-        events.append(("replace", Path(dst).name))
-        real_replace(src, dst)
 
     (original,) = seg_files(tmp_path)
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
     store = RescueStore(tmp_path, fsync="never")  # replay forces what it needs
     checked(await replay(store, [CollectSink("a"), FailingSink("b")], batch_size=4))
-    first_done = next(i for i, e in enumerate(events) if e[0] == "replace" and ".done" in e[1])
-    before = events[:first_done]
-    assert any(kind == "fsync" and name.endswith(".jsonl.open") for kind, name in before)
-    assert before[-1] == ("fsync", original + ".done.tmp")
+    first_done = events.index(original + ".done")
+    # The copies of the entries whose write failed, then the directory, then the record
+    # of consumption.
+    assert events[first_done - 2].endswith(".jsonl.open")
+    assert events[first_done - 1] == tmp_path.name
     assert [e.id for e in store.entries()] == [0, 2, 4, 6]
 
 
@@ -495,6 +497,14 @@ async def test_replay_does_its_file_work_off_the_event_loop(
     modules = ("_rescue", "_segment_log", "_rescue_segments", "_replay")
     for module in (f"trio_sink.{name}" for name in modules):
         watched(module)
+    real_os_open = os.open
+
+    def os_open(file: Any, *args: Any, **kwargs: Any) -> int:
+        if threading.get_ident() == loop_thread:
+            on_loop.append(Path(file).name)
+        return real_os_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
     store = RescueStore(tmp_path)
     report = checked(await replay(store, [CollectSink("a"), FailingSink("b")]))
     assert report.delivered == {"a": 1, "b": 0}
@@ -517,4 +527,142 @@ async def test_a_read_during_a_replay_leaves_the_replays_stats_alone(tmp_path: P
     report = checked(await replay(store, [Peeking()], batch_size=4))
     assert report.delivered == {"a": 10}
     assert pending == [10, 6, 2]
-    assert store.read_stats == RescueReadStats(segments=1, entries=10, torn_lines=1, bad_lines=0)
+    assert store.read_stats == RescueReadStats(
+        segments=1, entries=10, torn_lines=1, bad_lines=0, quarantined=1
+    )
+
+
+# -- what a replayed record carries ------------------------------------------------------
+
+
+class Opaque:
+    """A payload JSON cannot hold: the store keeps its repr()."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.n})"
+
+
+async def test_a_replayed_record_carries_its_origin_its_error_text_and_repr_only(
+    tmp_path: Path,
+) -> None:
+    def parse(x: int) -> Opaque:
+        if x % 2:
+            raise ValueError(f"odd {x}")
+        return Opaque(x)
+
+    # Every write fails: the records for "db" and their copies for the error group
+    # (and the records parse could not parse) all end in the store.
+    store = RescueStore(tmp_path)
+    pipeline = Pipeline(
+        range(6),
+        parse=parse,
+        routes=[Route("r", FailingSink("db"))],
+        infra=Infra(error=FailingSink("errors")),
+        rescue=store,
+    )
+    first = checked(await pipeline.run())
+    store.close()
+    db, errors = CollectSink("db"), CollectSink("errors")
+    report = checked(await replay(RescueStore(tmp_path), [db, errors]))
+    assert report.ok
+    to_db = [r for r in db.records if isinstance(r, ReplayedRecord)]
+    to_errors = [r for r in errors.records if isinstance(r, ReplayedRecord)]
+    replayed = [*to_db, *to_errors]
+    assert len(replayed) == len(db.records) + len(errors.records)
+    assert sorted(r.id for r in replayed) == list(range(report.received))  # its own ids
+    assert {r.origin_run for r in replayed} == {store.run}
+    assert sorted((r.origin_id, r.raw) for r in to_db) == [(0, 0), (2, 2), (4, 4)]
+    for r in to_db:
+        assert (r.payload, r.repr_only, r.error_text, r.error) == (
+            f"Opaque({r.raw})",
+            True,
+            None,
+            None,
+        )
+    failed_parse = {r.origin_id: r.error_text for r in to_errors if r.raw % 2}
+    assert failed_parse == {1: "ValueError: odd 1", 3: "ValueError: odd 3", 5: "ValueError: odd 5"}
+    assert {r.error_text for r in to_errors if not r.raw % 2} == {"OSError: still down"}
+    # For one sink, the origin names one record: an idempotency key.
+    for records in (to_db, to_errors):
+        assert len({(r.origin_run, r.origin_id) for r in records}) == len(records)
+    assert len(first.undelivered) == report.received
+
+
+# -- segments a live writer holds --------------------------------------------------------
+
+
+async def test_a_replay_that_skips_a_live_writers_segment_is_not_ok_and_says_why(
+    tmp_path: Path,
+) -> None:
+    fill(tmp_path, [entry(0, "a")])
+    live = RescueStore(tmp_path)  # a writer of this process that has not sealed
+    live.write([entry(1, "a"), entry(2, None), entry(3, "b")])
+    store = RescueStore(tmp_path)
+    a = CollectSink("a")
+    report = checked(await replay(store, [a]))
+    assert not report.ok
+    assert report.received == 4
+    assert [r.raw for r in a.records] == ["raw a 0"]
+    (open_name,) = [n for n in seg_files(tmp_path) if n.endswith(".open")]
+    why = f"held by a live writer: {open_name} is still being written; replay once it is sealed"
+    assert sorted((u.sink or "", u.reason) for u in report.undelivered) == [
+        ("", why),
+        ("a", why),
+        ("b", why),
+    ]
+    assert store.read_stats.held == 3
+    # Sealed, the store object stays usable, and its entries are replayed.
+    live.seal()
+    live.write([entry(4, "a")])
+    live.seal()
+    a2 = CollectSink("a")
+    again = checked(await replay(store, [a2, CollectSink("b")]))
+    assert store.read_stats.held == 0
+    assert [r.raw for r in a2.records] == ["raw a 1", "raw a 4"]
+    assert [u.reason for u in again.undelivered] == ["not routed (replay does not route)"]
+    live.close()
+
+
+async def test_a_store_sealed_after_a_run_takes_the_next_runs_entries(tmp_path: Path) -> None:
+    store = RescueStore(tmp_path)
+    for items in (range(3), range(3, 5)):
+        pipeline = Pipeline(items, routes=[Route("r", FailingSink("db"))], rescue=store)
+        checked(await pipeline.run())
+        store.seal()  # what the end of a run does
+    db = CollectSink("db")
+    report = checked(await replay(RescueStore(tmp_path), [db]))
+    assert report.ok
+    assert sorted(r.raw for r in db.records) == list(range(5))
+    store.close()
+
+
+# -- cost --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [None, 128])
+async def test_replay_costs_at_most_one_fsync_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int | None
+) -> None:
+    fill(tmp_path, [entry(i, "a") for i in range(5000)])
+    fsyncs = 0
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store, sinks = RescueStore(tmp_path), [CollectSink("a")]
+    if batch_size is None:
+        report = checked(await replay(store, sinks))
+    else:
+        report = checked(await replay(store, sinks, batch_size=batch_size))
+    assert report.delivered == {"a": 5000}
+    batches = -(-5000 // (batch_size or BATCH_SIZE))
+    # One a batch, and the directory's at the tidy-up, the progress file's creation
+    # and the segment's deletion.
+    assert fsyncs <= batches + 3

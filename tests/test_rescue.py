@@ -712,7 +712,12 @@ async def test_a_probe_at_segment_creation_does_not_unlock_the_segment(
 
     first = CollectSink("db")
     report = await replay(RescueStore(tmp_path), [first])
-    assert report.received == 0  # the live writer's segment is left alone
+    # The live writer's segment is left alone: its entry is reported held, not replayed.
+    assert (report.delivered, [u.reason[:20] for u in report.undelivered]) == (
+        {"db": 0},
+        ["held by a live write"],
+    )
+    assert first.records == []
     assert segments(tmp_path) == [name]
     writer.write([entry(1)])
     writer.close()

@@ -351,3 +351,100 @@ def test_a_sink_that_never_awaits_still_ends_at_the_drain_deadline(
     blocking = [r for r in caplog.records if "sink.blocking" in r.getMessage()]
     assert len(blocking) == 1  # once per sink
     assert "trio.to_thread" in blocking[0].getMessage()
+
+
+async def test_a_replay_right_after_a_run_in_the_same_process_delivers_what_it_stored(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    from trio_sink import replay
+
+    async def down(batch: Sequence[Record]) -> None:
+        raise OSError("down")
+
+    store = RescueStore(tmp_path)
+    report = await Pipeline(range(5), routes=[Route("db", down)], rescue=store, retry=None).run()
+    assert [u.stored for u in report.undelivered] == [True] * 5
+    # The run sealed its segment: a replay at once (the same store object, or another)
+    # takes the entries, and the store goes on taking writes.
+    target = CollectSink("down")
+    again = await replay(RescueStore(tmp_path), sinks=[target])
+    assert again.ok
+    assert [r.raw for r in target.records] == [0, 1, 2, 3, 4]
+    report = await Pipeline(range(2), routes=[Route("db", down)], rescue=store, retry=None).run()
+    assert all(u.stored for u in report.undelivered)
+    store.close()
+
+
+# -- 18. a nearly full disk -----------------------------------------------------------------
+
+
+class DiskFull:
+    """The segment log's writes on a disk with ``free`` bytes left."""
+
+    def __init__(self, free: int) -> None:
+        from trio_sink._rescue_files import write_file
+
+        self.free = free
+        self.write_all = write_file
+
+    def __call__(self, f: Any, data: bytes | bytearray) -> None:
+        import errno
+
+        if len(data) > self.free:
+            self.write_all(f, bytes(data[: self.free]))
+            self.free = 0
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.free -= len(data)
+        self.write_all(f, data)
+
+
+async def test_at_the_end_of_a_run_a_nearly_full_disk_stores_what_fits(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trio_sink._segment_log._write_all", DiskFull(200_000))
+    store = RescueStore(tmp_path)
+
+    async def down(batch: Sequence[Record]) -> None:
+        await trio.sleep_forever()
+
+    handle_reports = []
+    pipeline = Pipeline(range(3000), routes=[Route("db", down)], rescue=store)
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(pipeline.run)
+        await trio.testing.wait_all_tasks_blocked()
+        handle.stop(immediate=True)
+        handle_reports.append(await handle.wait())
+    report = handle_reports[0]
+    report.check()
+    stored = [u.record.id for u in report.undelivered if u.stored]
+    # All or nothing, 64 of 3,000 records were stored; in chunks, most of the free space
+    # is used, and only the rest is reported unstored.
+    assert 1000 < len(stored) < 3000
+    assert "No space left" in report.sink_errors["rescue"]
+    monkeypatch.undo()
+    with RescueStore(tmp_path) as reader:
+        assert sorted(e.id for e in reader.entries()) == sorted(stored)
+    store.close()
+
+
+async def test_a_breaker_parking_on_a_nearly_full_disk_parks_what_fits(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(batch: Sequence[Record]) -> None:
+        raise ConnectionError("down")
+
+    store = RescueStore(tmp_path)
+    monkeypatch.setattr("trio_sink._segment_log._write_all", DiskFull(100_000))
+    report = await Pipeline(
+        range(3000),
+        routes=[Route("db", down)],
+        rescue=store,
+        retry=None,
+        breaker=CircuitBreaker(failures=1, probe_interval=1000.0),
+        drain_timeout=5.0,
+    ).run()
+    report.check()
+    stored = [u for u in report.undelivered if u.stored]
+    assert 200 < len(stored) < 3000  # what fitted is parked or stored; the rest reported
+    assert len(report.undelivered) == 3000
+    store.close()

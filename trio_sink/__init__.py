@@ -13,12 +13,14 @@ from ._pipeline import Pipeline as Pipeline
 from ._record import ErrorRecord as ErrorRecord
 from ._record import Miss as Miss
 from ._record import Record as Record
+from ._record import ReplayedRecord as ReplayedRecord
 from ._record import Residue as Residue
 from ._replay import replay as replay
 from ._report import DeliveryReport as DeliveryReport
 from ._report import ReasonKind as ReasonKind
 from ._report import SourceError as SourceError
 from ._report import Undelivered as Undelivered
+from ._rescue import PartlyStoredError as PartlyStoredError
 from ._rescue import RescueReader as RescueReader
 from ._rescue import RescueReadStats as RescueReadStats
 from ._rescue import RescueStatistics as RescueStatistics
@@ -56,12 +58,14 @@ __all__ = [
     "ExitStatus",
     "Infra",
     "Miss",
+    "PartlyStoredError",
     "PermanentError",
     "Pipeline",
     "PipelineHandle",
     "PipelineStatistics",
     "ReasonKind",
     "Record",
+    "ReplayedRecord",
     "RescueEntry",
     "RescueFormatError",
     "RescueReadStats",

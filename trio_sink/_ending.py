@@ -14,6 +14,7 @@ from ._exceptions import describe
 from ._ledger import Ledger
 from ._report import DEADLINE, IMMEDIATE, DeliveryReport
 from ._rescue import RescueStore
+from ._rescue_format import PartlyStoredError
 
 __all__ = ["log_deadline", "store_the_rest"]
 
@@ -22,25 +23,36 @@ rescue_log = logging.getLogger("trio_sink.rescue")
 
 
 async def store_the_rest(ledger: Ledger, store: RescueStore) -> None:
-    """Write every undelivered record not stored yet to ``store``. At the end of a run,
-    once its tasks are done: the write runs in a worker thread (a large backlog does not
-    hold up the other tasks of the program), shielded from cancellation (what is
-    undelivered is kept, also when the run was cancelled). If the store fails, the
-    records stay unstored and the failure is noted in ``sink_errors["rescue"]``."""
+    """Write every undelivered record not stored yet to ``store``, then seal it. At the
+    end of a run, once its tasks are done: the write runs in a worker thread (a large
+    backlog does not hold up the other tasks of the program), shielded from
+    cancellation (what is undelivered is kept, also when the run was cancelled). If the
+    store fails, the records it could not take stay unstored and the failure is noted
+    in ``sink_errors["rescue"]``."""
     places = ledger.unstored()
-    if not places:
-        return
     undelivered = ledger.undelivered
-    try:
-        with trio.CancelScope(shield=True):
-            await store.arescue([undelivered[k] for k in places])
-    except Exception as exc:
-        rescue_log.error(
-            'rescue.failed records=%d error="%s"', len(places), describe(exc), exc_info=exc
-        )
-        ledger.note_error("rescue", f"rescue store raised {describe(exc)}")
-        return
-    ledger.mark_stored(places)
+    with trio.CancelScope(shield=True):
+        if places:
+            try:
+                # In chunks: on a nearly full disk, what fits is stored.
+                await store.arescue_some([undelivered[k] for k in places])
+            except Exception as exc:
+                stored = exc.stored if isinstance(exc, PartlyStoredError) else 0
+                ledger.mark_stored(places[:stored])
+                _failed(ledger, len(places) - stored, exc)
+            else:
+                ledger.mark_stored(places)
+        # What the run wrote becomes readable (a replay may follow at once); the store
+        # object stays usable for another run.
+        try:
+            await trio.to_thread.run_sync(store.seal)
+        except Exception as exc:
+            _failed(ledger, 0, exc)
+
+
+def _failed(ledger: Ledger, n: int, exc: Exception) -> None:
+    rescue_log.error('rescue.failed records=%d error="%s"', n, describe(exc), exc_info=exc)
+    ledger.note_error("rescue", f"rescue store raised {describe(exc)}")
 
 
 def log_deadline(report: DeliveryReport, pauses: Mapping[str, Pause]) -> None:

@@ -7,7 +7,15 @@ from typing import Any, final
 import attrs
 import msgspec
 
-__all__ = ["ErrorRecord", "Miss", "Record", "Residue", "residue_made", "with_error"]
+__all__ = [
+    "ErrorRecord",
+    "Miss",
+    "Record",
+    "ReplayedRecord",
+    "Residue",
+    "residue_made",
+    "with_error",
+]
 
 
 # Record is the one value created per item on the hot path, so it is a frozen
@@ -52,6 +60,35 @@ class ErrorRecord(Record, frozen=True, gc=True):
     """A :class:`Record` tracked by the garbage collector, for records that carry an
     ``error``: an exception's traceback can refer back to the record through the
     frames that held it. Otherwise the same as a Record (an instance of it)."""
+
+
+class ReplayedRecord(Record, frozen=True, gc=False, kw_only=True):
+    """A record delivered by :func:`trio_sink.replay`: a :class:`Record` (an instance
+    of it) that also says where it came from, read from its rescue store entry.
+
+    Its ``id`` is the replay's own numbering (0, 1, ... in store order, as in any run,
+    so that the replay's report adds up); a sink that uses ids as idempotency keys
+    should use ``(origin_run, origin_id)`` instead. ``error`` is None: an exception does
+    not survive the store, its text does (:attr:`error_text`).
+
+    Attributes:
+        origin_run: The run that rescued the record (``RescueEntry.run``).
+        origin_id: The record's id in that run (``RescueEntry.id``). With
+            ``origin_run``, it names one record of one run, for a sink: the same record
+            replayed twice has the same pair (a record meant for several sinks has it
+            at each).
+        error_text: The record's own ``error`` (what ``parse`` or a route's ``when``
+            raised, or the sink's error for a copy sent to the ``error`` group) as
+            ``"TypeName: message"``; None when it had none.
+        repr_only: True when part of ``raw``, ``payload`` or ``rest`` could not be
+            stored as JSON and is only its ``repr()`` text (``RescueEntry.repr_only``):
+            the value is not the one the source or ``parse`` made.
+    """
+
+    origin_run: str
+    origin_id: int
+    error_text: str | None = None
+    repr_only: bool = False
 
 
 def with_error(record: Record, error: BaseException) -> ErrorRecord:

@@ -47,7 +47,7 @@ from ._parking import Parking
 from ._record import Record
 from ._report import Reason, Undelivered, unhealthy
 from ._rescue import RescueStore
-from ._rescue_format import RescueEntry
+from ._rescue_format import PartlyStoredError, RescueEntry
 from ._rescue_segments import Chunk
 from ._retry import PermanentError
 from ._sink import SinkSlot
@@ -238,6 +238,12 @@ class Recovery:
         ]
         try:
             await parking.park(undelivered)
+        except PartlyStoredError as exc:
+            # A nearly full disk: the first ones are parked, the rest are not stored.
+            k = exc.stored
+            w.store_failed(len(records) - k, exc)
+            ledger.abandon(account, "in_flight", "sink", reason, records[:k], error, parked=True)
+            ledger.abandon(account, "in_flight", "sink", reason, records[k:], error)
         except Exception as exc:
             w.store_failed(len(records), exc)
             ledger.abandon(account, "in_flight", "sink", reason, records, error)

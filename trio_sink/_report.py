@@ -38,6 +38,7 @@ ReasonKind = Literal[
     "pipeline_failed",
     "no_sink",
     "not_routed",
+    "held",
 ]
 """Why a record was given up, as a value code can test (:attr:`Undelivered.kind`)."""
 
@@ -81,6 +82,7 @@ STAT_KEYS: Final[Mapping[ReasonKind, str]] = MappingProxyType(
         "pipeline_failed": "pipeline failed",
         "no_sink": "no sink",
         "not_routed": "not routed",
+        "held": "held by a writer",
     }
 )
 """The key of each kind in ``SinkStatistics.undelivered_by_reason`` and the ``reason``
@@ -105,6 +107,7 @@ _PREFIXES: Final[tuple[tuple[str, ReasonKind], ...]] = (
     ("pipeline failed", "pipeline_failed"),
     ("no sink named", "no_sink"),
     ("not routed", "not_routed"),
+    ("held by a live writer", "held"),
 )
 
 
@@ -145,8 +148,8 @@ class Undelivered:
     )
     """The kind of :attr:`reason`, one of a few values (:data:`ReasonKind`) for code to
     test: ``"deadline"``, ``"immediate"``, ``"cancelled"``, ``"sink_error"``,
-    ``"unhealthy"``, ``"pipeline_failed"``, and in a replay ``"no_sink"`` and
-    ``"not_routed"``."""
+    ``"unhealthy"``, ``"pipeline_failed"``, and in a replay ``"no_sink"``,
+    ``"not_routed"`` and ``"held"`` (in a segment a live writer still holds)."""
 
 
 def _frozen_map(d: Mapping[str, int]) -> Mapping[str, int]:

@@ -4,8 +4,8 @@ Layout of a store directory::
 
     seg-<time_ns>-<pid>-<n>.jsonl.open   the segment a writer is appending to
     seg-<time_ns>-<pid>-<n>.jsonl        a finished segment
-    seg-<time_ns>-<pid>-<n>.jsonl.done   how far replay has consumed that segment
-    .replay.lock                         held by the replay in progress
+    seg-<time_ns>-<pid>-<n>.jsonl.done   what replay has consumed of that segment
+    quarantine/                          lines no reader can decode, kept as they were
 
 A segment holds one JSON object a line, each with ``"v"``, the schema version (the
 line format is in :mod:`trio_sink._rescue_format`, the files' primitives in
@@ -19,9 +19,12 @@ segments whose lock is free: those of a writer that died; never one that a live 
 holds, the store's own included.
 
 An undecodable line (a writer killed mid-write leaves at most one, the last of its
-segment) is skipped, counted and logged, and nothing around it is lost. A line of a
-newer schema version stops the read with :class:`RescueFormatError`; that line and all
-after it stay where they are.
+segment) is skipped, counted and logged, and nothing around it is lost; a replay moves
+it to the quarantine, never deletes it. A line of a newer schema version stops the read
+with :class:`RescueFormatError`; that line and all after it stay where they are. Names
+that are not regular files (a directory, a FIFO, a symlink) are skipped with a warning,
+and nothing is opened through a symlink. A replay holds an ``flock`` on the directory
+itself.
 
 :class:`RescueStore` is the public face: it checks arguments and builds entries. What
 it does to the files is a :class:`~trio_sink._segment_log.SegmentLog`'s (writes that
@@ -35,7 +38,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Final, TypeVar, final
@@ -46,33 +49,21 @@ import trio
 from ._checks import check_choice, check_int, check_seconds, check_text
 from ._exceptions import ConfigError
 from ._report import Undelivered
-from ._rescue_format import RescueEntry, checked_entries, rescue_entries
-from ._rescue_segments import Tally, scan
+from ._rescue_format import PartlyStoredError, RescueEntry, checked_entries, rescue_entries
+from ._rescue_reader import RescueReader, RescueReadStats, stats_of
 from ._segment_log import FsyncPolicy, SegmentLog
 
-__all__ = ["RescueReadStats", "RescueReader", "RescueStatistics", "RescueStore"]
+__all__ = [
+    "PartlyStoredError",
+    "RescueReadStats",
+    "RescueReader",
+    "RescueStatistics",
+    "RescueStore",
+]
 
 T = TypeVar("T")
 
 _POLICIES: Final = ("batch", "interval", "never")
-
-
-@final
-@attrs.frozen
-class RescueReadStats:
-    """What one read of a store (``entries()``, ``counts()``, ``pending()``, or a
-    replay) went through: :attr:`RescueReader.stats` for a read of its own,
-    :attr:`RescueStore.read_stats` for the read that ended last. A read stopped
-    early counts what it had passed."""
-
-    segments: int
-    """Segments read."""
-    entries: int
-    """Entries read."""
-    torn_lines: int
-    """Undecodable last lines of a segment (a writer killed mid-write), skipped."""
-    bad_lines: int
-    """Undecodable lines elsewhere, skipped."""
 
 
 @final
@@ -250,6 +241,25 @@ class RescueStore:
         """:meth:`rescue`, with the write in a worker thread, as :meth:`awrite`."""
         return await trio.to_thread.run_sync(self._write, self._entries_of(undelivered))
 
+    def rescue_some(self, undelivered: Iterable[Undelivered], *, chunk_size: int = 256) -> int:
+        """:meth:`rescue`, in writes of ``chunk_size`` entries, each all or nothing, so
+        that on a nearly full disk what fits is stored; return how many (all). Blocks.
+
+        When the first write fails, raises its error: nothing was stored. When a later
+        one fails, raises :class:`PartlyStoredError`: its ``stored`` first entries are
+        in the store, the rest not (its ``__cause__`` is the write's error).
+        """
+        check_int("chunk_size", chunk_size, 1)
+        return self.segment_log.write_some(self._entries_of(undelivered), chunk_size)
+
+    async def arescue_some(
+        self, undelivered: Iterable[Undelivered], *, chunk_size: int = 256
+    ) -> int:
+        """:meth:`rescue_some`, with the writes in a worker thread, as :meth:`awrite`."""
+        check_int("chunk_size", chunk_size, 1)
+        entries = self._entries_of(undelivered)
+        return await trio.to_thread.run_sync(self.segment_log.write_some, entries, chunk_size)
+
     def _entries_of(self, undelivered: Iterable[Undelivered]) -> Sequence[RescueEntry]:
         return rescue_entries(_checked(undelivered, Undelivered, "undelivered"), run=self.run)
 
@@ -274,9 +284,10 @@ class RescueStore:
 
     def seal(self) -> None:
         """Finish the segment being written (fsync, rename, fsync of the directory);
-        the next write starts a new one. Entries become readable through this object
-        once their segment is sealed. Blocks. A failed fsync raises, once the segment
-        is sealed all the same (renamed and closed)."""
+        the next write starts a new one: the store stays open. Entries become readable
+        (and a replay takes them) once their segment is sealed. Idempotent. Blocks. A
+        failed fsync raises, once the segment is sealed all the same (renamed and
+        closed)."""
         self.segment_log.seal()
 
     def close(self) -> None:
@@ -321,7 +332,7 @@ class RescueStore:
         :attr:`~RescueReader.stats`. Raises :class:`RescueFormatError` at a line of
         a newer schema version. Blocks on file reads.
         """
-        return RescueReader(self, sink)
+        return RescueReader(self.segment_log, sink)
 
     def counts(self) -> Mapping[str | None, int]:
         """Entries per sink name (None: records given up before routing)."""
@@ -338,80 +349,9 @@ class RescueStore:
         lines skipped): an :meth:`entries` reader that reached its end, raised or was
         closed, :meth:`counts`, :meth:`pending`, or a replay. All zero before the
         first. A read of its own has its own :attr:`RescueReader.stats`."""
-        return _stats_of(self.segment_log.last_read)
+        return stats_of(self.segment_log.last_read)
 
     @property
     def torn_lines(self) -> int:
         """Torn last lines skipped by the read that ended last (:attr:`read_stats`)."""
         return self.segment_log.last_read.torn
-
-
-def _scan_entries(
-    log: SegmentLog, tally: Tally, sink: str | None
-) -> Generator[RescueEntry, None, None]:
-    """The entries of the segments ``log`` reads, for ``sink`` when given."""
-    for seg in log.readable_segments():
-        tally.segments += 1
-        for item in scan(seg.path, seg.start, tally):
-            if sink is None or item.entry.sink == sink:
-                yield item.entry
-
-
-def _stats_of(tally: Tally) -> RescueReadStats:
-    return RescueReadStats(
-        segments=tally.segments, entries=tally.entries, torn_lines=tally.torn, bad_lines=tally.bad
-    )
-
-
-@final
-class RescueReader(Iterator[RescueEntry]):
-    """One read of a store, from :meth:`RescueStore.entries`: an iterator of its
-    entries, in write order, and what the read has gone through in :attr:`stats`.
-
-    Each read counts for itself, so reads at once (in threads, or during a replay)
-    do not mix their counts. The read ends when it reaches its end, raises, or is
-    closed; then its stats become the store's :attr:`~RescueStore.read_stats`.
-    Close it (or use it as a context manager) to let go of its open file early.
-    """
-
-    def __init__(self, store: RescueStore, sink: str | None) -> None:
-        self._log = store.segment_log
-        self._tally = Tally()
-        self._entries = _scan_entries(self._log, self._tally, sink)
-        self._ended = False
-
-    def __iter__(self) -> RescueReader:
-        return self
-
-    def __next__(self) -> RescueEntry:
-        try:
-            return next(self._entries)
-        except BaseException:  # StopIteration, or what the read raised: it ended
-            self._end()
-            raise
-
-    @property
-    def stats(self) -> RescueReadStats:
-        """What this read has gone through so far."""
-        return _stats_of(self._tally)
-
-    def close(self) -> None:
-        """End the read here, closing the file it reads. Idempotent."""
-        self._entries.close()
-        self._end()
-
-    def __enter__(self) -> RescueReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._log.end_read(self._tally)

@@ -25,7 +25,7 @@ from ._exceptions import ConfigError, TrioSinkError, describe
 from ._record import Record
 from ._report import Undelivered
 
-__all__ = ["SCHEMA_VERSION", "RescueEntry", "RescueFormatError"]
+__all__ = ["SCHEMA_VERSION", "PartlyStoredError", "RescueEntry", "RescueFormatError"]
 
 SCHEMA_VERSION: Final = 1
 """The version this trio_sink writes, and the newest it reads."""
@@ -43,6 +43,19 @@ class RescueFormatError(TrioSinkError, ValueError):
     to read this store. It is never raised for a torn or garbled line: those are
     skipped and counted.
     """
+
+
+class PartlyStoredError(TrioSinkError, OSError):
+    """A write in chunks stored only the first :attr:`stored` of its :attr:`total`
+    entries: the next chunk failed (its error is the ``__cause__``), and nothing after
+    it was tried. The stored ones are in the store; the rest are not."""
+
+    def __init__(self, stored: int, total: int, cause: OSError) -> None:
+        super().__init__(f"stored {stored} of {total} entries, then: {describe(cause)}")
+        self.stored = stored
+        """How many of the first entries were stored."""
+        self.total = total
+        """How many entries the call was given."""
 
 
 class RescueEntry(msgspec.Struct, frozen=True, kw_only=True):

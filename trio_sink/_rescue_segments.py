@@ -1,10 +1,10 @@
 """The files of a rescue store directory (the layout is in :mod:`trio_sink._rescue`).
 
 Segment names, the ``flock`` that tells a live writer's segment from a dead one's, the
-``.done`` files that record how far replay has consumed a segment, the scan of a
-segment's lines that skips torn and bad lines, counts them and logs them, and the copy
-of lines that a commit keeps. The writer that uses them is
-:class:`~trio_sink._segment_log.SegmentLog`.
+listing that skips what is not a regular file, the tidy-up after interrupted work, and
+the scan of a segment's lines: it skips the lines replay has consumed (their ranges are
+in :mod:`trio_sink._progress`), decodes the others, and counts and logs those it cannot
+decode. The writer that uses them is :class:`~trio_sink._segment_log.SegmentLog`.
 """
 
 from __future__ import annotations
@@ -13,24 +13,34 @@ import contextlib
 import itertools
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final, NamedTuple
 
+from . import _progress
+from ._progress import Consumed
+from ._rescue_files import (
+    NotRegularFile,
+    fsync_dir,
+    is_regular,
+    lock,
+    open_regular,
+    try_lock,
+    unlink_regular,
+)
 from ._rescue_format import RescueEntry, decode
 
 log = logging.getLogger("trio_sink.rescue")
 
 FINAL: Final = ".jsonl"
 _OPEN: Final = ".jsonl.open"
-_DONE: Final = ".done"
 _TMP: Final = ".tmp"
-REPLAY_LOCK: Final = ".replay.lock"
 _CREATE_TRIES: Final = 8
 """Attempts at creating a segment, each removed by a tidy-up before it was locked."""
+_BACK: Final = 4096
+"""Bytes read at a time when looking back for the start of a line."""
 
 _names = itertools.count()
 _names_lock = threading.Lock()
@@ -40,19 +50,21 @@ _last_ns = 0
 class Tally:
     """What a read went through; :class:`~trio_sink.RescueReadStats` is its snapshot."""
 
-    __slots__ = ("bad", "entries", "segments", "torn")
+    __slots__ = ("bad", "entries", "held", "quarantined", "segments", "torn")
 
     def __init__(self) -> None:
         self.segments = 0
         self.entries = 0
         self.torn = 0
         self.bad = 0
+        self.quarantined = 0
+        self.held = 0
 
     def copy(self) -> Tally:
         """A tally with the same counts, that this one's later counts leave alone."""
         other = Tally()
-        other.segments, other.entries = self.segments, self.entries
-        other.torn, other.bad = self.torn, self.bad
+        for name in Tally.__slots__:
+            setattr(other, name, getattr(self, name))
         return other
 
 
@@ -61,71 +73,40 @@ class Item(NamedTuple):
 
     start: int
     end: int
-    line: bytes
     entry: RescueEntry
 
 
+class Bad(NamedTuple):
+    """One line of a segment that cannot be decoded, as it is on disk."""
+
+    start: int
+    end: int
+    data: bytes
+    torn: bool
+    """The last line of its segment (a writer killed mid-write leaves one)."""
+
+
 class Chunk(NamedTuple):
-    """Up to ``n`` entries of a segment from an offset, as replay reads them."""
+    """Up to ``n`` entries of a segment from an offset, as replay reads them, and the
+    undecodable lines among them."""
 
     items: list[Item]
+    bad: list[Bad]
     start: int
-    """The byte offset the read started at."""
+    """The byte offset the read started at: the start of a line."""
     end: int
-    """Where the next read starts: after the last item, or the segment's end."""
+    """Where the next read starts: after the last line read, or the segment's end."""
     size: int
     """The segment's size."""
 
 
 class Segment(NamedTuple):
-    """A segment to read, from byte ``start`` (what replay has not consumed yet)."""
+    """A segment to read: from the start of the line that holds byte ``start`` (the
+    end of its consumed prefix), skipping the lines ``consumed`` covers."""
 
     path: Path
     start: int
-
-
-if sys.platform == "win32":  # pragma: no cover - no flock: one writer per directory
-
-    def try_lock(fd: int) -> bool:
-        return True
-
-    def _lock(fd: int) -> None:
-        pass
-
-else:
-    import fcntl
-
-    def try_lock(fd: int) -> bool:
-        """Take the lock on ``fd`` if it is free (a probe); False when someone holds it."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _lock(fd: int) -> None:
-        """Take the lock on ``fd``, waiting while someone holds it: on a new segment,
-        only a reader's probe can, and only for a moment."""
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-
-def fsync_dir(path: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _open_existing(path: Path) -> IO[bytes] | None:
-    """``path`` opened for reading; None when it is gone (consumed, or adopted, since
-    it was listed)."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        return None
+    consumed: Consumed
 
 
 # -- names -------------------------------------------------------------------------
@@ -146,9 +127,11 @@ def final_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".open"))
 
 
-def _done_path(path: Path) -> Path:
-    """The progress file of the segment ``path``."""
-    return path.with_name(path.name + _DONE)
+def _open_existing(path: Path) -> IO[bytes] | None:
+    """``path`` opened for reading; None when it is gone (consumed, or adopted, since
+    it was listed). Raises :class:`NotRegularFile` for anything but a regular file."""
+    fd = open_regular(path)
+    return None if fd is None else os.fdopen(fd, "rb")
 
 
 # -- writers -----------------------------------------------------------------------
@@ -168,10 +151,12 @@ def create_segment(directory: Path) -> tuple[IO[bytes], Path]:
         base = _segment_base()
         path = directory / (base + _OPEN)
         tmp = directory / f".{base}{_TMP}"
+        fd = open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        assert fd is not None
         # Unbuffered: after a failed write, no buffer holds bytes to write later.
-        f = open(tmp, "xb", buffering=0)  # noqa: SIM115 - closed when the segment is sealed
+        f = os.fdopen(fd, "wb", buffering=0)
         try:
-            _lock(f.fileno())
+            lock(f.fileno())
             os.replace(tmp, path)
         except FileNotFoundError:
             f.close()
@@ -186,8 +171,12 @@ def create_segment(directory: Path) -> tuple[IO[bytes], Path]:
 
 
 def writer_gone(path: Path) -> bool:
-    """True when no live writer holds segment ``path`` (its writer died)."""
-    f = _open_existing(path)
+    """True when no live writer holds segment ``path`` (its writer died). False when
+    it is gone, or not a regular file."""
+    try:
+        f = _open_existing(path)
+    except NotRegularFile:
+        return False
     if f is None:
         return False
     with f:
@@ -197,35 +186,55 @@ def writer_gone(path: Path) -> bool:
 # -- listing -----------------------------------------------------------------------
 
 
-def list_segments(directory: Path, own: Path | None) -> list[Segment]:
-    """The segments to read, in write order: the sealed ones, from their consumed
-    offset, and those of writers that died, except ``own`` (a live writer's)."""
-    found: list[tuple[str, Path, bool]] = []  # (sort key, path, sealed)
+def _found(directory: Path) -> list[tuple[str, Path, bool]]:
+    """The regular files named as segments, in write order: (sort key, path, sealed)."""
+    found: list[tuple[str, Path, bool]] = []
     with os.scandir(directory) as it:
         for d in it:
             name = d.name
             if not name.startswith("seg-"):
                 continue
-            if name.endswith(FINAL):
-                found.append((name, Path(d.path), True))
-            elif name.endswith(_OPEN):
-                found.append((final_path(Path(d.path)).name, Path(d.path), False))
+            sealed = name.endswith(FINAL)
+            if not (sealed or name.endswith(_OPEN)) or not is_regular(d):
+                continue
+            path = Path(d.path)
+            found.append((final_path(path).name, path, sealed))
     found.sort()
+    return found
+
+
+def list_segments(directory: Path, own: Path | None) -> list[Segment]:
+    """The segments to read, in write order: the sealed ones, with what replay has
+    consumed of them, and those of writers that died, except ``own`` (a live
+    writer's)."""
     segments: list[Segment] = []
-    for _, path, sealed in found:
+    for _, path, sealed in _found(directory):
         if sealed:
-            segments.append(Segment(path, _read_offset(path)))
+            consumed = _progress.load(path)
+            segments.append(Segment(path, consumed.prefix, consumed))
         elif path != own and writer_gone(path):
-            segments.append(Segment(path, 0))
+            segments.append(Segment(path, 0, Consumed()))
     return segments
+
+
+def held_segments(directory: Path, own: Path | None) -> list[Path]:
+    """The ``.open`` segments that a live writer other than ``own`` holds, in write
+    order."""
+    return [
+        path
+        for _, path, sealed in _found(directory)
+        if not sealed and path != own and not writer_gone(path) and path.exists()
+    ]
 
 
 def tidy(directory: Path) -> None:
     """Adopt the segments of writers that died (rename them to their final name) and
     drop what interrupted work left: empty segments never named, temporary progress
-    files, progress files of deleted segments. Only while holding the replay lock."""
+    files, progress files of deleted segments. Only while holding the replay lock.
+    Names that are not regular files are left alone."""
     with os.scandir(directory) as it:
-        names = sorted(d.name for d in it if d.name.startswith(("seg-", ".seg-")))
+        names = sorted(d.name for d in it if d.name.startswith(("seg-", ".seg-")) and is_regular(d))
+    done = _progress.DONE
     for name in names:
         path = directory / name
         if name.startswith(".seg-"):
@@ -237,112 +246,117 @@ def tidy(directory: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, final)
                 log.info("rescue.adopted segment=%s", final.name)
-        elif name.endswith(_DONE + _TMP):
+        elif name.endswith(done + _TMP):
             path.unlink(missing_ok=True)
     for name in names:
-        if name.endswith(_DONE) and not (directory / name.removesuffix(_DONE)).exists():
+        if name.endswith(done) and not (directory / name.removesuffix(done)).exists():
             (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
 
 
-# -- progress ----------------------------------------------------------------------
-
-
-def _read_offset(path: Path) -> int:
-    """How far replay has consumed the segment ``path``: a byte offset, 0 when its
-    progress file is missing or unreadable."""
-    done = _done_path(path)
-    try:
-        text = done.read_text("ascii")
-    except FileNotFoundError:
-        return 0
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    try:
-        offset = int(text.strip())
-    except ValueError:
-        offset = -1
-    if offset < 0:
-        log.warning('rescue.bad_progress file=%s text="%s"; reading from the start', done, text)
-        return 0
-    return offset
-
-
-def mark_consumed(path: Path, offset: int, size: int) -> None:
-    """Record that the segment ``path`` (of ``size`` bytes) is consumed up to
-    ``offset``: in its progress file, replaced atomically, or, at its end, by deleting
-    it and then its progress file. Durable when this returns."""
-    done = _done_path(path)
-    if offset >= size:
-        path.unlink(missing_ok=True)
-        done.unlink(missing_ok=True)
-        log.debug("rescue.consumed segment=%s", path.name)
-    else:
-        tmp = done.with_name(done.name + _TMP)
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{offset}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, done)
+def delete(path: Path) -> None:
+    """Delete the consumed segment ``path``, then its progress file; durable when this
+    returns."""
+    unlink_regular(path)
+    unlink_regular(_progress.done_path(path))
     fsync_dir(path.parent)
+    log.debug("rescue.consumed segment=%s", path.name)
 
 
 # -- reading -----------------------------------------------------------------------
 
 
-def scan(path: Path, start: int, tally: Tally) -> Iterator[Item]:
-    """The decodable lines of segment ``path`` from byte ``start``."""
-    f = _open_existing(path)
+def line_start(f: IO[bytes], pos: int) -> int:
+    """The start of the line that holds byte ``pos``: ``pos`` itself when a line ends
+    just before it. A read never starts inside a line."""
+    if pos <= 0:
+        return 0
+    f.seek(pos - 1)
+    if f.read(1) == b"\n":
+        return pos
+    end = pos - 1
+    while end > 0:
+        begin = max(0, end - _BACK)
+        f.seek(begin)
+        i = f.read(end - begin).rfind(b"\n")
+        if i >= 0:
+            return begin + i + 1
+        end = begin
+    return 0
+
+
+def scan(path: Path, start: int, consumed: Consumed, tally: Tally | None) -> Iterator[Item | Bad]:
+    """The lines of segment ``path`` that ``consumed`` does not cover, from the line
+    that holds byte ``start``."""
+    try:
+        f = _open_existing(path)
+    except NotRegularFile:
+        return
     if f is None:
         return
     with f:
         size = os.fstat(f.fileno()).st_size
-        yield from scan_open(f, path, start, size, tally)
+        yield from scan_open(f, path, line_start(f, min(start, size)), size, consumed, tally)
 
 
-def read_chunk(path: Path, start: int, n: int, tally: Tally) -> Chunk:
-    """Up to ``n`` entries of segment ``path`` from byte ``start``."""
+def read_chunk(path: Path, start: int, n: int, consumed: Consumed, tally: Tally) -> Chunk:
+    """Up to ``n`` lines (entries and undecodable lines) of segment ``path`` from the
+    line that holds byte ``start``, skipping those ``consumed`` covers."""
     items: list[Item] = []
-    f = _open_existing(path)
+    bad: list[Bad] = []
+    try:
+        f = _open_existing(path)
+    except NotRegularFile:
+        f = None
     if f is None:
-        return Chunk(items, start, start, start)
+        return Chunk(items, bad, start, start, start)
     with f:
         size = os.fstat(f.fileno()).st_size
-        end = start
-        for item in scan_open(f, path, start, size, tally):
-            items.append(item)
-            end = item.end
-            if len(items) >= n:
+        first = line_start(f, min(start, size))
+        end = size
+        for line in scan_open(f, path, first, size, consumed, tally):
+            if isinstance(line, Item):
+                items.append(line)
+            else:
+                bad.append(line)
+            if len(items) + len(bad) >= n:
+                end = line.end
                 break
-        else:
-            end = size
-    return Chunk(items, start, end, size)
+    return Chunk(items, bad, first, end, size)
 
 
 def scan_open(
-    f: IO[bytes], path: Path, start: int, size: int, tally: Tally | None
-) -> Iterator[Item]:
-    """The decodable lines of ``f`` (segment ``path``, ``size`` bytes) from ``start``;
-    the rest are counted in ``tally`` and logged, unless ``tally`` is None (lines
-    that a read has counted already). An undecodable line is torn when it ends at
-    ``size``, else bad.
+    f: IO[bytes], path: Path, start: int, size: int, consumed: Consumed, tally: Tally | None
+) -> Iterator[Item | Bad]:
+    """The lines of ``f`` (segment ``path``, ``size`` bytes) from ``start`` (the start
+    of a line) to ``size``, but those ``consumed`` covers; counted in ``tally`` (and
+    undecodable ones logged) unless it is None. An undecodable line is torn when it
+    ends the segment, else bad.
 
-    A last line without its newline is kept when it decodes: a JSON object decodes
-    only when whole.
+    A last line without its newline is an entry when it decodes: a JSON object
+    decodes only when whole.
     """
     f.seek(start)
     pos = start
+    covers = consumed.covers if consumed else None
     for data in f:
         end = pos + len(data)
+        if covers is not None and covers(pos, end):
+            pos = end
+            continue
         entry = decode(data, f"{path.name} at byte {pos}")
         if entry is None:
+            torn = end >= size
             if tally is not None:
-                _skip(tally, path, pos, len(data), torn=end >= size)
+                _skip(tally, path, pos, len(data), torn=torn)
+            yield Bad(pos, end, data, torn)
         else:
             if tally is not None:
                 tally.entries += 1
-            yield Item(pos, end, data, entry)
+            yield Item(pos, end, entry)
         pos = end
+        if pos >= size:
+            return
 
 
 def _skip(tally: Tally, path: Path, pos: int, length: int, *, torn: bool) -> None:
@@ -353,30 +367,3 @@ def _skip(tally: Tally, path: Path, pos: int, length: int, *, torn: bool) -> Non
     else:
         tally.bad += 1
         log.warning("rescue.bad_line segment=%s offset=%d bytes=%d", path.name, pos, length)
-
-
-def lines_between(
-    path: Path, span: tuple[int, int] | None
-) -> Generator[tuple[bytes, int], None, None]:
-    """The decodable lines of segment ``path`` in byte range ``span`` (none when it is
-    None), as they are, a piece of up to 1024 lines at a time (whole lines, and how
-    many). Lines skipped are not counted: the read that passed them counted them."""
-    if span is None:
-        return
-    start, stop = span
-    pending: list[bytes] = []
-    with open(path, "rb") as f:
-        for item in scan_open(f, path, start, stop, None):
-            if item.end > stop:
-                break
-            pending.append(item.line)
-            if len(pending) >= 1024:
-                yield joined(pending), len(pending)
-                pending = []
-    if pending:
-        yield joined(pending), len(pending)
-
-
-def joined(lines: Iterable[bytes]) -> bytes:
-    """``lines`` as one buffer, each ending with its newline."""
-    return b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)

@@ -9,49 +9,51 @@ failed fsync no later one can be trusted), so that a failed call leaves nothing
 behind. A writer killed mid-write leaves at most one torn line, the last of its
 segment; readers skip it, count it and log it.
 
-Consumption (replay) never rewrites a segment. Its consumed prefix is a byte offset in
-``<segment>.done``, replaced atomically (write, fsync, rename, fsync of the directory)
-after each batch; a fully consumed segment is deleted, then its ``.done``. An entry
-whose delivery failed again, and an entry the replay leaves behind while it consumes
-those after it, is appended to a new segment (and fsynced) before the offset moves
-past it. An interruption at any point leaves every entry in the store at least once;
-at most the batch in flight is delivered twice.
+Consumption (replay, and parking's own) never rewrites a segment. It records the byte
+ranges of the lines it consumed in ``<segment>.done`` (:mod:`trio_sink._progress`),
+appended and fsynced after each batch; a fully consumed segment is deleted, then its
+``.done``. Entries a replay leaves behind stay where they are, as they are: nothing is
+copied but the entries whose delivery failed again (appended, with their new reason, to
+this log's segment and fsynced before their old lines count as consumed) and the lines
+no reader can decode (moved to the quarantine, :mod:`trio_sink._quarantine`, first). An
+interruption at any point leaves every entry in the store at least once; at most the
+batch in flight is delivered twice, and its entries that failed again stored twice.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Literal, final
 
 import attrs
 import trio
 
+from . import _progress
 from ._exceptions import describe
-from ._rescue_format import Encoder, RescueEntry
+from ._progress import Consumed, Range
+from ._quarantine import quarantine, tidy_quarantine
+from ._rescue_files import DirectoryLock, fsync_dir
+from ._rescue_files import write_file as _write_all  # replaced by tests: a full disk
+from ._rescue_format import Encoder, PartlyStoredError, RescueEntry
 from ._rescue_segments import (
     FINAL,
-    REPLAY_LOCK,
+    Bad,
     Chunk,
     Segment,
     Tally,
     create_segment,
+    delete,
     final_path,
-    fsync_dir,
-    joined,
-    lines_between,
+    held_segments,
     list_segments,
-    mark_consumed,
     read_chunk,
     tidy,
-    try_lock,
 )
 
 __all__ = ["FsyncPolicy", "LogStatistics", "SegmentLog"]
@@ -120,6 +122,9 @@ class SegmentLog:
         self._sealed = 0
         self._fsyncs = 0
         self._last_read = Tally()
+        self.on_sealed: Callable[[Path], object] | None = None
+        """Called with the final path of each segment this log seals (in the thread
+        that seals it), also when the seal was forced by a failed write."""
 
     # -- writing ---------------------------------------------------------------------
 
@@ -144,9 +149,28 @@ class SegmentLog:
             if not entries:
                 return 0
             buf, _ = self._encoder.encode(entries)
-            self._append([(buf, len(entries))], durable=False)
+            self._append(buf, len(entries), durable=False)
             self._written += len(entries)
         return len(entries)
+
+    def write_some(self, entries: Sequence[RescueEntry], chunk_size: int) -> int:
+        """Append ``entries`` in chunks of ``chunk_size``, each a :meth:`write` of its
+        own (all or nothing), until one fails; return how many (all of them). Blocks.
+
+        When the first chunk fails, raises its error (nothing was stored); when a later
+        one does, raises :class:`PartlyStoredError`, whose ``stored`` says how many of
+        the first entries are in the store. So on a nearly full disk, what fits is
+        stored.
+        """
+        stored = 0
+        for i in range(0, len(entries), chunk_size):
+            try:
+                stored += self.write(entries[i : i + chunk_size])
+            except OSError as exc:
+                if stored == 0:
+                    raise
+                raise PartlyStoredError(stored, len(entries), exc) from exc
+        return stored
 
     def sync(self) -> None:
         """fsync the segment being written, when part of it is not synced. Blocks.
@@ -224,37 +248,26 @@ class SegmentLog:
         self._segment_records = 0
         return f
 
-    def _append(self, pieces: Iterable[tuple[bytes | bytearray, int]], *, durable: bool) -> int:
-        """Append ``pieces`` (whole lines, and how many) to one segment, then fsync it:
-        always when ``durable`` (and the directory), else per the policy. Return how
-        many lines were appended.
+    def _append(self, buf: bytes | bytearray, n: int, *, durable: bool) -> int:
+        """Append ``buf`` (``n`` whole lines) to one segment, then fsync it: always when
+        ``durable`` (and the directory), else per the policy. Return ``n``.
 
-        All or nothing: if a piece, a write or an fsync raises, what was appended is
-        truncated away and the segment sealed (:meth:`_take_back`). The segment rolls
-        over before the first piece when that would not fit, and after the last when
-        it is full; never in between.
+        All or nothing: if the write or an fsync raises, what was appended is truncated
+        away and the segment sealed (:meth:`_take_back`). The segment rolls over before
+        the write when the lines would not fit, and after it when it is full.
         """
-        f: IO[bytes] | None = None
-        start = 0
-        n = 0
+        f = self._segment_for(n)
+        start = f.tell()
         try:
-            for buf, count in pieces:
-                if f is None:
-                    f = self._segment_for(count)
-                    start = f.tell()
-                _write_all(f, buf)
-                self._unsynced = True
-                n += count
-            if f is None:
-                return 0
+            _write_all(f, buf)
+            self._unsynced = True
             if durable:
                 self._sync()
                 fsync_dir(self.path)
             else:
                 self._sync_by_policy()
         except BaseException as exc:
-            if f is not None:
-                self._take_back(f, start, exc)
+            self._take_back(f, start, exc)
             raise
         self._segment_records += n
         if self._segment_records >= self.segment_max_records:
@@ -324,6 +337,8 @@ class SegmentLog:
         fsync_dir(self.path)
         self._sealed += 1
         log.debug("rescue.sealed segment=%s records=%d", final.name, records)
+        if self.on_sealed is not None:
+            self.on_sealed(final)
         if failed is not None:
             raise failed
 
@@ -340,20 +355,23 @@ class SegmentLog:
     # -- reading ---------------------------------------------------------------------
 
     def readable_segments(self) -> list[Segment]:
-        """The segments a read takes, in write order: the sealed ones, from their
-        consumed offset, and those of writers that died; not :attr:`current`. Blocks
-        (a directory listing, and a lock probe per ``.open`` segment); changes
+        """The segments a read takes, in write order: the sealed ones, with what replay
+        has consumed of them, and those of writers that died; not :attr:`current`.
+        Blocks (a directory listing, and a lock probe per ``.open`` segment); changes
         nothing."""
         with self._lock:
             own = self._current
         return list_segments(self.path, own)
 
-    def read_chunk(self, path: Path, offset: int, n: int, tally: Tally | None = None) -> Chunk:
-        """Up to ``n`` entries of segment ``path`` from byte ``offset``; the lines
-        skipped are counted in ``tally``, when given. Blocks (a file read); changes
-        nothing. An empty chunk at ``offset`` when the segment is gone. Raises
+    def read_chunk(
+        self, path: Path, offset: int, n: int, consumed: Consumed, tally: Tally | None = None
+    ) -> Chunk:
+        """Up to ``n`` lines of segment ``path`` from the line that holds byte
+        ``offset``, but those ``consumed`` covers; the lines that cannot be decoded are
+        counted in ``tally``, when given. Blocks (a file read); changes nothing. An
+        empty chunk at ``offset`` when the segment is gone. Raises
         :class:`~trio_sink.RescueFormatError` at a line of a newer schema version."""
-        return read_chunk(path, offset, n, Tally() if tally is None else tally)
+        return read_chunk(path, offset, n, consumed, Tally() if tally is None else tally)
 
     def end_read(self, tally: Tally) -> None:
         """Record ``tally`` as what the read that ended last went through
@@ -367,65 +385,62 @@ class SegmentLog:
 
     # -- consumption -----------------------------------------------------------------
 
-    def lock_replay(self) -> IO[bytes]:
+    def lock_replay(self) -> DirectoryLock:
         """The directory's replay lock, taken: one replay at a time per directory.
-        Closing the file lets it go. Blocks (a file open). Raises
-        :class:`trio.BusyResourceError` when another replay holds it, with nothing
-        left open."""
-        f = open(self.path / REPLAY_LOCK, "ab")  # noqa: SIM115 - the caller closes it
+        Closing it lets it go. Blocks (a directory open). Raises
+        :class:`trio.BusyResourceError` when another replay holds it."""
         try:
-            if not try_lock(f.fileno()):
-                raise trio.BusyResourceError(f"another replay is running on {self.path}")
-        except BaseException:
-            f.close()
-            raise
-        return f
+            return DirectoryLock(self.path)
+        except BlockingIOError:
+            raise trio.BusyResourceError(f"another replay is running on {self.path}") from None
 
-    def replay_segments(self, tally: Tally | None = None) -> list[Segment]:
+    def replay_segments(self, tally: Tally | None = None) -> tuple[list[Segment], list[Path]]:
         """Seal this log's segment, adopt the segments of dead writers, tidy up after
         interrupted work; then the segments to consume, in order, counted in ``tally``
-        when given. Call under the replay lock (:meth:`lock_replay`). Blocks. A failure
-        leaves the directory as tidy as it got: each step stands on its own."""
+        when given, and the segments live writers hold. Call under the replay lock
+        (:meth:`lock_replay`). Blocks. A failure leaves the directory as tidy as it
+        got: each step stands on its own."""
         self.seal()
         tidy(self.path)
+        tidy_quarantine(self.path)
         segments = [s for s in self.readable_segments() if s.path.name.endswith(FINAL)]
+        for s in segments:
+            if _progress.needs_compacting(s.consumed):
+                _progress.compact(s.path, s.consumed)
         if tally is not None:
             tally.segments = len(segments)
-        return segments
+        return segments, held_segments(self.path, self.current)
 
     def commit(
         self,
         path: Path,
-        offset: int,
-        size: int,
+        consumed: Sequence[Range],
         *,
-        moved: tuple[int, int] | None = None,
-        keep: Sequence[bytes | RescueEntry] = (),
+        bad: Sequence[Bad] = (),
+        keep: Sequence[RescueEntry] = (),
+        finished: bool = False,
     ) -> None:
-        """Record that segment ``path`` (``size`` bytes) is consumed up to byte
-        ``offset``, after appending what stays to this log: the lines of ``path`` in
-        byte range ``moved`` as they are, then ``keep`` (lines as they are, entries
-        encoded). Blocks.
+        """Record that the lines of segment ``path`` in the byte ranges ``consumed``
+        (and the ``bad`` lines) are consumed, after appending ``keep`` to this log and
+        moving the ``bad`` lines, byte for byte, to the quarantine. ``finished``: every
+        line of the segment is consumed now; it is deleted. Blocks.
 
-        What stays is fsynced (and the directory) before the offset moves: in the
-        ``.done`` file of ``path``, replaced atomically, or, at its end, by deleting
-        it. A failure before the offset moves leaves the segment as it was, and what
-        stays truncated away (as :meth:`write`); appending after :meth:`close` raises
-        :class:`trio.ClosedResourceError`. A failure to move the offset leaves what
-        stays in both places: nothing is lost, an entry may be read twice.
+        What stays and the quarantined lines are on disk (fsynced, and their
+        directories) before the consumption is recorded, in the segment's ``.done``
+        file (appended and fsynced) or by deleting it. A failure before that leaves the
+        segment as it was, and ``keep`` truncated away (as :meth:`write`); appending
+        after :meth:`close` raises :class:`trio.ClosedResourceError`. A failure to
+        record the consumption leaves what stays in both places: nothing is lost, an
+        entry may be read twice.
         """
-        with self._lock:
-            fresh = iter(self._encoder.lines([k for k in keep if isinstance(k, RescueEntry)]))
-            lines = [next(fresh) if isinstance(k, RescueEntry) else k for k in keep]
-            copied = lines_between(path, moved)
-            with contextlib.closing(copied):
-                pieces = itertools.chain(copied, [(joined(lines), len(lines))] if lines else [])
-                # What stays must be on disk before the offset moves past its old copy.
-                self._written += self._append(pieces, durable=True)
-        mark_consumed(path, offset, size)
-
-
-def _write_all(f: IO[bytes], data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[f.write(view) :]
+        if keep:
+            with self._lock:
+                buf, _ = self._encoder.encode(keep)
+                # What stays must be on disk before its old line counts as consumed.
+                self._written += self._append(buf, len(keep), durable=True)
+        if bad:
+            quarantine(self.path, path, [(b.start, b.data) for b in bad])
+        if finished:
+            delete(path)
+        else:
+            _progress.append(path, [*consumed, *((b.start, b.end) for b in bad)])
