@@ -92,24 +92,6 @@ def events(caplog: pytest.LogCaptureFixture, *names: str) -> list[str]:
 
 
 @pytest.fixture
-def inline_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run ``trio.to_thread.run_sync`` calls in the event loop, after a checkpoint.
-
-    Under an autojump clock, waiting for a worker thread counts as idle: virtual time
-    jumps ahead by as many steps as the thread's real duration allows, which makes the
-    order of events depend on the machine. Inline, a store write takes no virtual time,
-    and a test can say when things happen. Cancellation keeps its meaning for a thread
-    that has not started: cancelled at the checkpoint, nothing ran.
-    """
-
-    async def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        await trio.lowlevel.checkpoint()
-        return fn(*args)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
-
-
-@pytest.fixture
 def store(tmp_path: Path, inline_threads: None) -> Iterator[RescueStore]:
     """A rescue store whose writes take no virtual time (see ``inline_threads``)."""
     with RescueStore(tmp_path / "rescue", fsync="never") as store:

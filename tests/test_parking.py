@@ -40,18 +40,6 @@ class DiskFull:
 
 
 @pytest.fixture
-def inline_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``trio.to_thread.run_sync`` in the event loop, after a checkpoint: under the
-    autojump clock, a store write then takes no virtual time (see tests/test_faults.py)."""
-
-    async def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        await trio.lowlevel.checkpoint()
-        return fn(*args)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> Iterator[RescueStore]:
     with RescueStore(tmp_path / "rescue", fsync="never") as store:
         yield store

@@ -25,6 +25,7 @@ from trio_sink import (
     exit_status,
 )
 from trio_sink.sinks import CollectSink, JsonlFileSink, SlowSink
+from trio_sink.testing import FlakySink, Pause, ScriptedSource
 
 # -- 1. a failure while setting up a sink's fault handling ---------------------------------
 
@@ -448,3 +449,77 @@ async def test_a_breaker_parking_on_a_nearly_full_disk_parks_what_fits(
     assert 200 < len(stored) < 3000  # what fitted is parked or stored; the rest reported
     assert len(report.undelivered) == 3000
     store.close()
+
+
+# -- 17. memory while a sink keeps failing, with a store ------------------------------------
+
+
+async def test_stored_undelivered_records_past_a_sample_are_read_back_from_the_store(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inline_threads: None,
+) -> None:
+    from trio_sink import _ledger
+
+    monkeypatch.setattr(_ledger, "KEEP_STORED", 100)
+
+    async def down(batch: Sequence[Record]) -> None:
+        raise OSError("down")
+
+    with RescueStore(tmp_path) as store:
+        handles = []
+        # No drain deadline: the store's writes run in threads, and the autojump clock
+        # would jump to a deadline while one runs.
+        pipeline = Pipeline(
+            range(3000), routes=[Route("db", down)], rescue=store, retry=None, drain_timeout=None
+        )
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(pipeline.run)
+            handles.append(handle)
+        report = handles[0].report
+        assert report is not None
+        undelivered = report.undelivered
+        assert type(undelivered).__name__ == "UndeliveredView"  # not 3,000 objects in memory
+        assert len(undelivered) == 3000
+        assert not report.ok
+        report.check()  # reads them back
+        assert sorted(u.record.id for u in undelivered) == list(range(3000))
+        assert {(u.sink, u.reason, u.kind, u.stored) for u in undelivered} == {
+            ("down", "sink raised OSError: down", "sink_error", True)
+        }
+        assert undelivered[2999].stored
+        assert [u.record.id for u in undelivered[:3]] == [0, 1, 2]
+        stats = handles[0].statistics().sinks["down"]
+        assert (stats.undelivered, stats.stored) == (3000, 3000)
+
+
+async def test_parked_records_past_the_sample_are_counted_and_replayed(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inline_threads: None,
+) -> None:
+    from trio_sink import _ledger
+
+    monkeypatch.setattr(_ledger, "KEEP_STORED", 50)
+    # Down for the first 30 s of a source that gives 10 records a second for 60 s: its
+    # batches are parked (most of them only counted), then fed back once it answers.
+    sink = FlakySink(name="db", fail_on=lambda k, batch: trio.current_time() < 30)
+    source = ScriptedSource(
+        [x for i in range(600) for x in (i, *([Pause(1.0)] if i % 10 == 9 else []))]
+    )
+    with RescueStore(tmp_path) as store:
+        report = await Pipeline(
+            source,
+            routes=[Route("db", sink)],
+            rescue=store,
+            retry=None,
+            breaker=CircuitBreaker(failures=1, probe_interval=5.0),
+            batch_size=10,
+        ).run()
+        assert store.pending() == 0
+    report.check()
+    assert report.ok
+    assert sorted(r.id for r in sink.records) == list(range(600))
+    assert report.delivered["db"] == 600

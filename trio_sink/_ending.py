@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import trio
 
 from ._control import Pause
 from ._exceptions import describe
 from ._ledger import Ledger
-from ._report import DEADLINE, IMMEDIATE, DeliveryReport
+from ._record import Record
+from ._report import DEADLINE, IMMEDIATE, Undelivered, kind_of
 from ._rescue import RescueStore
 from ._rescue_format import PartlyStoredError
 
-__all__ = ["log_deadline", "store_the_rest"]
+__all__ = ["log_deadline", "read_back", "store_the_rest"]
+
+KINDS = (DEADLINE.kind, IMMEDIATE.kind)
 
 drain_log = logging.getLogger("trio_sink.drain")
 rescue_log = logging.getLogger("trio_sink.rescue")
@@ -55,14 +58,32 @@ def _failed(ledger: Ledger, n: int, exc: Exception) -> None:
     ledger.note_error("rescue", f"rescue store raised {describe(exc)}")
 
 
-def log_deadline(report: DeliveryReport, pauses: Mapping[str, Pause]) -> None:
+def read_back(store: RescueStore) -> Iterator[Undelivered]:
+    """The undelivered records of ``store``'s run, read back from its entries (for a
+    report whose ledger only counted them): their values as the store keeps them, the
+    reason as text (``error`` None)."""
+    with RescueStore(store.path) as reader:
+        for e in reader.entries():
+            if e.run == store.run:
+                record = Record(e.id, e.raw, e.payload, e.rest)
+                yield Undelivered(
+                    record, e.sink, e.stage, e.reason, stored=True, kind=kind_of(e.reason)
+                )
+
+
+def log_deadline(ledger: Ledger, pauses: Mapping[str, Pause]) -> None:
     """One ``drain.deadline`` line per sink that lost records to the deadline (or an
-    immediate stop), whichever stage gave them up; ``sink=-`` for those before routing."""
+    immediate stop), whichever stage gave them up; ``sink=-`` for those before routing.
+    From the ledger's counts (a report may hold only some of its records in memory)."""
     if not drain_log.isEnabledFor(logging.WARNING):
         return
     lost: Counter[tuple[str | None, str]] = Counter(
-        (u.sink, u.reason) for u in report.undelivered if u.kind in (DEADLINE.kind, IMMEDIATE.kind)
+        (u.sink, u.reason) for u in ledger.undelivered if u.sink is None and u.kind in KINDS
     )
+    for name, account in ledger.accounts.items():
+        for reason in (DEADLINE.text, IMMEDIATE.text):
+            if account.by_reason[reason]:
+                lost[name, reason] = account.by_reason[reason]
     for (sink, reason), n in lost.items():
         paused = sink is not None and pauses[sink].paused
         drain_log.warning(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 
 import attrs
 
@@ -28,8 +28,13 @@ from ._exceptions import AccountingError
 from ._ledger_accounts import Place, Routed, SinkAccount, Ticket
 from ._record import Record
 from ._report import DEADLINE, IMMEDIATE, STAT_KEYS, DeliveryReport, Reason, Undelivered
+from ._undelivered_view import UndeliveredView
 
 __all__ = ["ERROR_IDS_AT_LEAST", "STRICT", "Ledger", "Place", "SinkAccount", "Ticket"]
+
+KEEP_STORED = 1024
+"""Stored undelivered records a run with a rescue store keeps in memory; past them, the
+ledger only counts what it stores, and the report reads those back from the store."""
 
 ERROR_IDS_AT_LEAST = 4096
 """The size from which the ledger forgets the ids of settled error records."""
@@ -76,6 +81,12 @@ class Ledger:
         # must not be sent there twice); see sent_to_errors.
         self._error_ids: set[int] = set()
         self._error_ids_limit = ERROR_IDS_AT_LEAST
+        self.read_back: Callable[[], Iterator[Undelivered]] | None = None
+        """Reads this run's entries back from its rescue store; set when there is one.
+        Until it is, every undelivered record is kept in memory."""
+        self.kept_stored = 0
+        self.spilled = 0  # stored undelivered records counted, not kept (see read_back)
+        self.parked_spilled: dict[str, Counter[str]] = {}  # the same, parked: by stat key
 
     def account(self, name: str) -> SinkAccount:
         """The account of sink ``name``, opened if it has none yet (a replay meets sink
@@ -221,19 +232,28 @@ class Ledger:
             self.unrouted += n
         else:
             name = account.name
-            if parked:
+            if (parked or stored) and self._spill(records):
+                n = len(records)  # type: ignore[arg-type]
+                self.spilled += n
+                if parked:
+                    self.parked_spilled.setdefault(name, Counter())[STAT_KEYS[kind]] += n
+                stored = True
+            elif parked:
                 box = self.parked.setdefault(name, {})
                 before = len(box)
                 for r in records:
                     box[r.id] = Undelivered(r, name, stage, text, error, True, kind=kind)
                 n = len(box) - before
                 stored = True
+                self.kept_stored += n
             else:
                 before = len(self.undelivered)
                 self.undelivered.extend(
                     Undelivered(r, name, stage, text, error, stored, kind=kind) for r in records
                 )
                 n = len(self.undelivered) - before
+                if stored:
+                    self.kept_stored += n
             if n:
                 assert place is not None
                 setattr(account, place, getattr(account, place) - n)
@@ -260,7 +280,7 @@ class Ledger:
     def replayed(self, account: SinkAccount, ids: Iterable[int]) -> int:
         """The parked records of ``account`` with these ids (those that are parked) were
         delivered by the sink's task after all: undelivered no longer. Returns how many."""
-        n = len(self._unpark(account, ids))
+        n = self._unpark(account, ids)[1]
         account.delivered += n
         account.replayed += n
         if self.strict:
@@ -276,12 +296,12 @@ class Ledger:
     ) -> int:
         """The parked records of ``account`` with these ids failed for good and were
         stored again, with ``reason``: they stay undelivered, no longer parked."""
-        back = self._unpark(account, ids)
-        n = len(back)
+        back, n = self._unpark(account, ids)
         name, text, kind = account.name, reason.text, reason.kind
         self.undelivered.extend(
             Undelivered(u.record, name, "sink", text, error, True, kind=kind) for u in back
         )
+        self.spilled += n - len(back)  # stored again, still only counted
         account.undelivered += n
         account.stored += n
         if n:
@@ -290,22 +310,42 @@ class Ledger:
             self._checked(account)
         return n
 
-    def _unpark(self, account: SinkAccount, ids: Iterable[int]) -> list[Undelivered]:
-        box = self.parked.get(account.name)
-        if not box:
-            return []
+    def _spill(self, records: Iterable[Record]) -> bool:
+        """Whether stored ``records`` are only counted, not kept (see :data:`KEEP_STORED`)."""
+        return (
+            self.read_back is not None
+            and self.kept_stored >= KEEP_STORED
+            and isinstance(records, Sized)
+        )
+
+    def _unpark(self, account: SinkAccount, ids: Iterable[int]) -> tuple[list[Undelivered], int]:
+        """Take the parked records of these ids back from undelivered: those kept (the
+        list), and as many of the counted ones as the ids that were not kept; with them,
+        how many in all."""
+        box = self.parked.get(account.name, {})
+        ids = list(ids)
         out = [box.pop(i) for i in ids if i in box]
-        n = len(out)
+        keys = [STAT_KEYS[u.kind] for u in out]
+        counted = self.parked_spilled.get(account.name)
+        if counted and len(out) < len(ids):
+            more = min(len(ids) - len(out), sum(counted.values()))
+            for key in list(counted):
+                take = min(more, counted[key])
+                keys += [key] * take
+                counted[key] -= take
+                more -= take
+            self.spilled -= len(keys) - len(out)
+            counted += Counter()  # drops the keys at 0
+        n = len(keys)
         if n:
             account.undelivered -= n
             account.stored -= n
             by_reason = account.by_reason
-            for u in out:
-                key = STAT_KEYS[u.kind]
+            for key in keys:
                 by_reason[key] -= 1
                 if by_reason[key] <= 0:
                     del by_reason[key]
-        return out
+        return out, n
 
     def settle(self, ticket: Ticket) -> None:
         """One sub-batch of ``ticket`` reached its final outcome."""
@@ -376,6 +416,14 @@ class Ledger:
             if u.sink is not None and u.sink in accounts:
                 accounts[u.sink].stored += 1
 
+    def _undelivered(self) -> Sequence[Undelivered]:
+        """The report's undelivered records: every one, or a view that reads those only
+        counted back from the store."""
+        kept = self.all_undelivered()
+        if not self.spilled or self.read_back is None:
+            return kept
+        return UndeliveredView(kept, self.spilled, self.read_back)
+
     def all_undelivered(self) -> list[Undelivered]:
         """Every undelivered record: the list, then the parked ones sink by sink."""
         out = list(self.undelivered)
@@ -398,7 +446,7 @@ class Ledger:
             received=self.received,
             routed={a.name: a.routed for a in accounts},
             delivered={a.name: a.delivered for a in accounts},
-            undelivered=self.all_undelivered(),
+            undelivered=self._undelivered(),
             discarded=self.discarded,
             timed_out=self.deadline_abandoned > 0,
             drain_seconds=drain_seconds,

@@ -29,7 +29,7 @@ from ._checks import (
     per_sink_seconds,
 )
 from ._control import StopControl
-from ._ending import log_deadline, store_the_rest
+from ._ending import log_deadline, read_back, store_the_rest
 from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
@@ -252,6 +252,8 @@ class Pipeline:
             raise RuntimeError("a Pipeline runs once; build a new one for another run")
         self._ran = True
         ledger = Ledger(self.sink_names)
+        if self._rescue is not None:
+            ledger.read_back = functools.partial(read_back, self._rescue)
         control = StopControl(self._drain_timeout, ledger)
         monitor_slot = self._infra_slots["monitor"]
 
@@ -368,7 +370,7 @@ class Pipeline:
                 report = ledger.report(control.seconds_since_stop())
                 handle._finish(report)
             if report.timed_out:
-                log_deadline(report, pauses)
+                log_deadline(ledger, pauses)
             log.info(
                 "pipeline.complete received=%d delivered=%d undelivered=%d"
                 " timed_out=%s drain_seconds=%.3f",

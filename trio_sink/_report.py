@@ -161,6 +161,8 @@ def _frozen_text_map(d: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _as_tuple(items: Iterable[Undelivered]) -> Sequence[Undelivered]:
+    if getattr(items, "keeps_its_records", True) is False:  # a view of the store's
+        return items  # type: ignore[return-value]
     return tuple(items)
 
 
