@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 import attrs
 
 from ._exceptions import AccountingError
-from ._ledger_accounts import Place, Routed, SinkAccount, Ticket
+from ._ledger_accounts import ERROR_IDS_AT_LEAST, ErrorIds, Place, Routed, SinkAccount, Ticket
 from ._record import Record
 from ._report import DEADLINE, IMMEDIATE, STAT_KEYS, DeliveryReport, Reason, Undelivered
 from ._undelivered_view import UndeliveredView
@@ -35,9 +35,6 @@ __all__ = ["ERROR_IDS_AT_LEAST", "STRICT", "Ledger", "Place", "SinkAccount", "Ti
 KEEP_STORED = 1024
 """Stored undelivered records a run with a rescue store keeps in memory; past them, the
 ledger only counts what it stores, and the report reads those back from the store."""
-
-ERROR_IDS_AT_LEAST = 4096
-"""The size from which the ledger forgets the ids of settled error records."""
 
 
 STRICT = os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
@@ -79,8 +76,7 @@ class Ledger:
         self.open_tickets: dict[int, Ticket] = {}
         # Ids of records sent to the error group that could still fail at a sink (and
         # must not be sent there twice); see sent_to_errors.
-        self._error_ids: set[int] = set()
-        self._error_ids_limit = ERROR_IDS_AT_LEAST
+        self._error_ids = ErrorIds()
         self.read_back: Callable[[], Iterator[Undelivered]] | None = None
         """Reads this run's entries back from its rescue store; set when there is one.
         Until it is, every undelivered record is kept in memory."""
@@ -371,34 +367,14 @@ class Ledger:
     # -- the error group's copies ------------------------------------------------------
 
     def sent_to_errors(self, records: Iterable[Record]) -> list[Record]:
-        """The records of ``records`` not sent to the error group yet, now marked sent.
-
-        A record that failed at several sinks (or again, when replayed) goes there
-        once: the error sink must not get one id twice. An id is remembered only while
-        the record can still fail somewhere: its source batch is not settled, or it is
-        parked for replay. The rest are forgotten from time to time, so a long run with
-        steady failures keeps a bounded set.
-        """
-        ids = self._error_ids
-        fresh = [r for r in records if r.id not in ids]
-        ids.update(r.id for r in fresh)
-        if len(ids) >= self._error_ids_limit:
-            self._forget_settled_errors()
-        return fresh
-
-    def _forget_settled_errors(self) -> None:
-        # Amortised: the limit doubles with what is kept, so each id is looked at a
-        # bounded number of times.
-        floor = min(self.open_tickets, default=self.received)
-        parked = set().union(*self.parked.values())
-        kept = {i for i in self._error_ids if i >= floor or i in parked}
-        self._error_ids = kept
-        self._error_ids_limit = max(ERROR_IDS_AT_LEAST, 2 * len(kept))
+        """The records of ``records`` not sent to the error group yet, now marked sent
+        (see :class:`~trio_sink._ledger_accounts.ErrorIds`)."""
+        return self._error_ids.fresh(records, self.open_tickets, self.parked, self.received)
 
     @property
     def error_ids_kept(self) -> int:
         """How many ids of records sent to the error group are remembered now."""
-        return len(self._error_ids)
+        return len(self._error_ids.ids)
 
     # -- the end -----------------------------------------------------------------------
 

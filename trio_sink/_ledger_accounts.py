@@ -5,9 +5,13 @@ them."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Literal, Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Literal, Protocol
 
-__all__ = ["Place", "Routed", "SinkAccount", "Ticket"]
+if TYPE_CHECKING:
+    from ._record import Record
+
+__all__ = ["ERROR_IDS_AT_LEAST", "ErrorIds", "Place", "Routed", "SinkAccount", "Ticket"]
 
 Place = Literal["waiting", "buffered", "in_flight"]
 """Where records were when a sink gave them up."""
@@ -85,3 +89,41 @@ class SinkAccount:
 
     def _text(self) -> str:
         return ", ".join(f"{k}={getattr(self, k)}" for k in self.__slots__ if k != "by_reason")
+
+
+ERROR_IDS_AT_LEAST = 4096
+"""The size from which the ledger forgets the ids of settled error records."""
+
+
+class ErrorIds:
+    """The ids of the records sent to the error group, while they can still fail.
+
+    A record that failed at several sinks (or again, when replayed) goes there once: the
+    error sink must not get one id twice. An id is remembered only while the record can
+    still fail somewhere: its source batch is not settled, or it is parked for replay.
+    The rest are forgotten from time to time (the limit doubles with what is kept, so
+    each id is looked at a bounded number of times), so a long run with steady failures
+    keeps a bounded set.
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.limit = ERROR_IDS_AT_LEAST
+
+    def fresh(
+        self,
+        records: Iterable[Record],
+        open_tickets: Mapping[int, object],
+        parked: Mapping[str, Mapping[int, object]],
+        received: int,
+    ) -> list[Record]:
+        """The records of ``records`` not sent yet, now marked sent."""
+        ids = self.ids
+        fresh = [r for r in records if r.id not in ids]
+        ids.update(r.id for r in fresh)
+        if len(ids) >= self.limit:
+            floor = min(open_tickets, default=received)
+            kept_parked = set().union(*parked.values())
+            self.ids = {i for i in ids if i >= floor or i in kept_parked}
+            self.limit = max(ERROR_IDS_AT_LEAST, 2 * len(self.ids))
+        return fresh
