@@ -429,20 +429,6 @@ def test_the_strict_ledger_is_off_without_the_environment_variable(
     assert _strict_from_environment() is False
 
 
-def test_the_suite_ledger_class_is_strict_from_the_environment() -> None:
-    """The class attribute itself, as the test suite's environment set it at import (the
-    autouse fixture of this module sets it too; the module's own reading is checked)."""
-    import importlib
-
-    import trio_sink._ledger
-
-    fresh = importlib.reload(trio_sink._ledger)
-    try:
-        assert fresh.Ledger.strict is True
-    finally:
-        importlib.reload(trio_sink._ledger)
-
-
 def test_report_at_the_end_refuses_a_source_batch_never_settled() -> None:
     ledger = Ledger(["a"])
     a = ledger.accounts["a"]
@@ -525,3 +511,15 @@ def test_strict_ledger_refuses_each_bad_move_at_the_move_itself(
     ledger = Ledger(["a"])
     with pytest.raises(AccountingError, match="sink 'a'"):
         bad_move(ledger, ledger.accounts["a"])
+
+
+def test_a_reason_whose_parked_records_were_all_replayed_leaves_by_reason() -> None:
+    # by_reason is what statistics show as undelivered_by_reason: no key with 0 left.
+    ledger = Ledger(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 3)
+    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
+    ledger.abandon(db, "in_flight", "sink", unhealthy, _records(0, 2), parked=True)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(2, 1))
+    assert ledger.replayed(db, [0, 1]) == 2
+    assert dict(db.by_reason) == {"drain deadline": 1}
