@@ -15,7 +15,16 @@ import trio.testing
 from helpers import checked
 
 import trio_sink._parking
-from trio_sink import CircuitBreaker, Pipeline, Record, RescueEntry, RescueStore, Route, Sink
+from trio_sink import (
+    CircuitBreaker,
+    PermanentError,
+    Pipeline,
+    Record,
+    RescueEntry,
+    RescueStore,
+    Route,
+    Sink,
+)
 from trio_sink.testing import FlakySink, Pause, ScriptedSource
 
 UNHEALTHY = "sink unhealthy: OSError: flaky write"
@@ -131,6 +140,57 @@ async def test_batches_the_store_fails_to_park_are_reported_unparked_and_stored_
         (1, UNHEALTHY, True),
     ]
     assert entries(store) == stored(report) == [("db", 0), ("db", 1)]
+
+
+class RefusesRepeats(Sink):
+    """Down until ``up_at`` (its probe too); then takes each record once, and refuses
+    for good (PermanentError) a batch with a record it has taken before."""
+
+    name = "db"
+
+    def __init__(self, up_at: float) -> None:
+        self.up_at = up_at
+        self.records: list[Record] = []
+        self.repeats: list[int] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        await trio.lowlevel.checkpoint()
+        if trio.current_time() < self.up_at:
+            raise OSError("down")
+        taken = {r.id for r in self.records}
+        again = [r.id for r in batch if r.id in taken]
+        if again:
+            self.repeats.extend(again)
+            raise PermanentError(f"written twice: {again}")
+        self.records.extend(batch)
+
+    async def probe(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if trio.current_time() < self.up_at:
+            raise OSError("still down")
+
+
+async def test_each_parked_record_is_replayed_once_and_leaves_the_store(
+    autojump_clock: trio.testing.MockClock, store: RescueStore
+) -> None:
+    # Records 0 (failed at t=1) and 1 (set aside at t=2) are parked; the probe at t=3
+    # closes the breaker and the replay writes each once, consuming it in the store.
+    sink = RefusesRepeats(up_at=2.5)
+    pipeline = Pipeline(
+        every_second(5),
+        routes=[Route("r", sink)],
+        batch_size=1,
+        breaker=CircuitBreaker(failures=1, probe_interval=2.0),
+        rescue=store,
+    )
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(pipeline.run)
+    report = checked(await handle.wait())
+    assert report.ok
+    assert sink.repeats == []
+    assert sorted(r.id for r in sink.records) == [0, 1, 2, 3, 4]
+    assert handle.statistics().sinks["db"].replayed == 2
+    assert entries(store) == []
 
 
 async def test_a_replayed_chunk_the_sink_refuses_stays_parked_while_the_store_fails(
