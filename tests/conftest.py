@@ -22,6 +22,11 @@ settings.register_profile(
     max_examples=200,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# "mutants": tools/mutate.py's test runs. The dev profile, derandomized and without the
+# example database, so that a mutant's verdict is the same from one run to the next.
+settings.register_profile(
+    "mutants", parent=settings.get_profile("dev"), derandomize=True, database=None
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 

@@ -890,3 +890,28 @@ async def test_control_calls_are_not_checkpoints(
     checked(await handle.wait())
     assert reached
     assert "reached_after_checkpoint" not in locals()
+
+
+async def test_a_graceful_stop_after_an_immediate_one_at_the_same_instant_keeps_its_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # With drain_timeout=0 both stops put the deadline at the same instant: the
+    # graceful one changes nothing, and what is given up is an "immediate stop".
+    a = RecordingSink("a")
+    pipeline = Pipeline(
+        ScriptedSource(endless=lambda i: i, interval=1.0),
+        routes=[Route("r", SlowSink(a, per_batch=4.0))],
+        batch_size=1,
+        batch_timeout=0,
+        drain_timeout=0,
+    )
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(pipeline.run)
+        await trio.sleep(2.5)  # [0] in the write (t=1..5), [1] buffered
+        handle.stop(immediate=True)
+        handle.stop()
+    report = checked(await handle.wait())
+    assert trio.current_time() == 2.5
+    assert lost(report, "a") == [0, 1]
+    assert reasons(report) == {"immediate stop"}
+    assert {u.kind for u in report.undelivered} == {"immediate"}

@@ -226,7 +226,11 @@ def check_case(case: Case, directory: Path, clock: trio.testing.MockClock) -> No
                 assert set(got) | set(mine) == routed_ids
                 assert all(r.raw == RAW_BASE + r.id for r in sink.records)
             store.seal()
+            # This run's entries: the store's directory is fresh for each example, and
+            # the parking writers stamp the run's id too.
             entries = [e for e in store.entries() if e.run == store.run]
+            # As many entries as records the report says are stored.
+            assert len(entries) == sum(1 for u in report.undelivered if u.stored)
             per_sink: dict[str | None, list[int]] = {}
             for e in entries:
                 per_sink.setdefault(e.sink, []).append(e.id)

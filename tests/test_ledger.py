@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from trio_sink import AccountingError, Record
@@ -397,3 +399,142 @@ def test_a_ticket_with_the_first_id_of_an_open_one_does_not_close_it() -> None:
     ledger.open(source)
     ledger.settle(Ticket(0, 2, 1))  # the error group's copies, starting at the same id
     assert ledger.open_tickets == {0: source}
+
+
+# -- the checks themselves ------------------------------------------------------------------
+
+
+def test_problem_names_more_stored_than_undelivered() -> None:
+    a = SinkAccount("a")
+    assert a.problem() is None
+    a.stored = 1  # stored, with nothing undelivered
+    problem = a.problem()
+    assert problem is not None
+    assert "stored > undelivered" in problem
+
+
+def test_problem_names_undelivered_not_split_by_reason() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    _taken(ledger, a, 2)
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(0, 2))
+    assert a.problem() is None
+    a.by_reason["drain deadline"] -= 1  # 2 undelivered, 1 by reason
+    problem = a.problem()
+    assert problem is not None
+    assert "by reason" in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "strict"), [("", False), ("0", False), ("1", True), ("yes", True)]
+)
+def test_the_strict_ledger_is_turned_on_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, strict: bool
+) -> None:
+    from trio_sink._ledger import strict_from_environment
+
+    monkeypatch.setenv("TRIO_SINK_STRICT_LEDGER", value)
+    assert strict_from_environment() is strict
+
+
+def test_the_strict_ledger_is_off_without_the_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trio_sink._ledger import strict_from_environment
+
+    monkeypatch.delenv("TRIO_SINK_STRICT_LEDGER", raising=False)
+    assert strict_from_environment() is False
+
+
+def test_report_at_the_end_refuses_a_source_batch_never_settled() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    ticket = Ticket(ledger.receive(2), 2, 0)
+    ledger.dispatch(ticket, [(Dest(a), (_records(0, 2), ticket))])
+    ledger.send(a, 2)
+    ledger.take(a, 2)
+    ledger.deliver(a, 2)  # delivered, and the sub-batch never settled
+    with pytest.raises(AccountingError, match=r"source batches never settled: \[0\]"):
+        ledger.report(0.0)
+    ledger.settle(ticket)
+    ledger.report(0.0).check()
+
+
+def test_report_while_records_are_pending_does_not_check_tickets() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    ticket = Ticket(ledger.receive(2), 2, 0)
+    ledger.dispatch(ticket, [(Dest(a), (_records(0, 2), ticket))])
+    report = ledger.report(0.0)  # mid-run: the batch waits, its ticket is open
+    assert dict(report.routed) == {"a": 2}
+
+
+def test_report_at_the_end_refuses_an_account_that_does_not_add_up() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    _taken(ledger, a, 1)
+    ledger.deliver(a, 1)
+    a.by_reason["drain deadline"] += 1  # what no move does
+    with pytest.raises(AccountingError, match="by reason"):
+        ledger.report(0.0)
+
+
+def _unsend_too_much(ledger: Ledger, a: SinkAccount) -> None:
+    ledger.route(a, 1)
+    ledger.unsend(a, 1)  # nothing was sent
+
+
+def _abandon_more_than_in_hand(ledger: Ledger, a: SinkAccount) -> None:
+    _taken(ledger, a, 1)
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(0, 2))
+
+
+def _abandon_from_the_wrong_place(ledger: Ledger, a: SinkAccount) -> None:
+    _taken(ledger, a, 2)
+    ledger.abandon(a, "buffered", "sink", DEADLINE, _records(0, 2))
+
+
+def _drop_more_than_buffered(ledger: Ledger, a: SinkAccount) -> None:
+    ledger.admit(a, 1)
+    ledger.drop(a, "buffered", "monitor", 2)
+
+
+def _drop_from_the_wrong_place(ledger: Ledger, a: SinkAccount) -> None:
+    ledger.admit(a, 1)
+    ledger.drop(a, "in_flight", "monitor", 1)
+
+
+def _send_more_than_waiting(ledger: Ledger, a: SinkAccount) -> None:
+    ledger.route(a, 1)
+    ledger.send(a, 2)
+
+
+@pytest.mark.parametrize(
+    "bad_move",
+    [
+        _unsend_too_much,
+        _abandon_more_than_in_hand,
+        _abandon_from_the_wrong_place,
+        _drop_more_than_buffered,
+        _drop_from_the_wrong_place,
+        _send_more_than_waiting,
+    ],
+)
+def test_strict_ledger_refuses_each_bad_move_at_the_move_itself(
+    bad_move: Callable[[Ledger, SinkAccount], None],
+) -> None:
+    ledger = Ledger(["a"])
+    with pytest.raises(AccountingError, match="sink 'a'"):
+        bad_move(ledger, ledger.accounts["a"])
+
+
+def test_a_reason_whose_parked_records_were_all_replayed_leaves_by_reason() -> None:
+    # by_reason is what statistics show as undelivered_by_reason: no key with 0 left.
+    ledger = Ledger(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 3)
+    unhealthy = Reason("unhealthy", "sink unhealthy: OSError: x")
+    ledger.abandon(db, "in_flight", "sink", unhealthy, _records(0, 2), parked=True)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(2, 1))
+    assert ledger.replayed(db, [0, 1]) == 2
+    assert dict(db.by_reason) == {"drain deadline": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,15 @@ import trio
 import trio.testing
 from helpers import checked, ended, messages
 
-from trio_sink import DeliveryReport, Infra, Pipeline, PipelineStatistics, Route
+from trio_sink import (
+    CircuitBreaker,
+    DeliveryReport,
+    Infra,
+    Pipeline,
+    PipelineStatistics,
+    RescueStore,
+    Route,
+)
 from trio_sink.sinks import CollectSink, JsonlFileSink, SlowSink
 from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource, running
 
@@ -426,3 +435,80 @@ async def test_drain_deadline_counts_every_record_given_up_for_the_sink(
         'drain.deadline sink=a undelivered=6 reason="drain deadline" paused=True',
         'drain.deadline sink=b undelivered=2 reason="drain deadline" paused=False',
     ]
+
+
+# -- the monitor and the rescue store ---------------------------------------------------------
+
+
+@pytest.fixture
+def inline_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store writes in the event loop, after a checkpoint: under the autojump clock a
+    worker thread would let virtual time jump ahead by its real duration."""
+
+    async def run_sync(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
+
+
+def slow_monitor() -> Any:
+    return SlowSink(RecordingSink("mon"), per_batch=10.0)
+
+
+def hung_monitor() -> Any:
+    return HangingSink("mon")
+
+
+def monitor_failing_then_hung() -> Any:
+    return FlakySink(HangingSink("mon"), fail_on={0})
+
+
+@pytest.mark.parametrize(
+    ("make_monitor", "breaker"),
+    [
+        pytest.param(slow_monitor, False, id="slow"),
+        pytest.param(hung_monitor, False, id="hung"),
+        pytest.param(monitor_failing_then_hung, False, id="failing-then-hung"),
+        pytest.param(monitor_failing_then_hung, True, id="failing-behind-a-breaker"),
+    ],
+)
+async def test_no_statistics_record_reaches_the_rescue_store(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    inline_threads: None,
+    make_monitor: Callable[[], Any],
+    breaker: bool,
+) -> None:
+    # The data sink takes 1 s a record: at the drain deadline (t=2.5) records 2 .. 5
+    # are given up and stored. The monitor is slow or hung then (its records -1 at
+    # t=1 and -2 at t=2 are in its hands or channel); a failing one has given up -1
+    # (with a breaker, -2 too: set aside while the breaker is open). Whether given-up
+    # statistics records are reported (never stored) or counted as discarded, none of
+    # them is in the store.
+    path = tmp_path / "rescue"
+    with RescueStore(path, fsync="never") as store:
+        pipeline = Pipeline(
+            range(6),
+            routes=[Route("r", SlowSink(CollectSink("a"), per_batch=1.0))],
+            infra=Infra(monitor=make_monitor()),
+            batch_size=1,
+            drain_timeout=2.5,
+            monitor_interval=1.0,
+            breaker={"mon": CircuitBreaker(failures=1, probe_interval=10.0)} if breaker else None,
+            rescue=store,
+        )
+        report = checked(await pipeline.run())
+    assert report.timed_out
+    assert report.delivered["a"] == 2
+    statistics = [u for u in report.undelivered if u.record.id < 0]
+    assert all(u.sink == "mon" and not u.stored for u in statistics)
+    assert report.generated == 2
+    assert len(statistics) + report.discarded.get("monitor", 0) == report.generated
+    data = sorted(u.record.id for u in report.undelivered if u.record.id >= 0)
+    assert data == [2, 3, 4, 5]
+    assert all(u.stored for u in report.undelivered if u.record.id >= 0)
+    # Read back by a fresh store object, as a later process would.
+    entries = list(RescueStore(path).entries())
+    assert [e.id for e in entries if e.id < 0] == []
+    assert sorted((e.sink, e.id) for e in entries) == [("a", i) for i in data]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import trio
@@ -18,6 +19,7 @@ from trio_sink import (
     Pipeline,
     PipelineHandle,
     Record,
+    RescueStore,
     Residue,
     Route,
     Sink,
@@ -471,3 +473,17 @@ async def test_every_configured_sink_has_a_delivered_entry_zero_included() -> No
     assert report.routed == {"never": 0, "kept": 5, "monitor": 1}
     assert report.generated == 1
     assert dict(report.discarded) == {}
+
+
+async def test_a_run_with_nothing_to_store_never_writes_to_its_store(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # Every record delivered: the end of the run has nothing to store and does not touch
+    # the store, so that a store that would refuse a write (closed here) is no error.
+    store = RescueStore(tmp_path / "rescue")
+    store.close()
+    out = CollectSink("out")
+    report = checked(await Pipeline(range(5), routes=[Route("r", out)], rescue=store).run())
+    assert report.ok
+    assert dict(report.sink_errors) == {}
+    assert store.statistics().written == 0

@@ -21,6 +21,7 @@ from trio_sink import (
     Infra,
     Miss,
     Pipeline,
+    PipelineHandle,
     Record,
     Residue,
     Route,
@@ -28,8 +29,10 @@ from trio_sink import (
 )
 from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
-from trio_sink._route import _FAILED, INFRA_GROUPS, Dest, Router, apply_each
+from trio_sink._report import pipeline_failed
+from trio_sink._route import _FAILED, INFRA_GROUPS, Dest, Fanout, Router, apply_each
 from trio_sink.sinks import CollectSink, NullSink
+from trio_sink.testing import HangingSink
 
 When = Callable[[Any], Any] | None
 
@@ -980,3 +983,100 @@ def test_async_callable_object_is_rejected_as_when() -> None:
 def test_async_callable_object_is_rejected_as_parse() -> None:
     with pytest.raises(ConfigError, match="parse must be a sync callable"):
         Pipeline([1], parse=_AsyncCallable(), routes=[Route("r", NullSink("n"))])
+
+
+# -- tickets, sends and abandons, against the ledger ------------------------------------------
+
+
+def test_a_routed_batch_is_an_open_ticket_until_its_last_sub_batch_settles() -> None:
+    # The strict ledger's end-of-run check (source batches never settled) and the error
+    # group's memory of ids both rely on it.
+    h = Harness([(None, ["a", "b"])])
+    h.route(10, ["x", "y"])
+    ((_, (_, ticket)), _) = h.out
+    assert h.ledger.open_tickets == {10: ticket}
+    h.ledger.settle(ticket)
+    assert h.ledger.open_tickets == {10: ticket}
+    h.ledger.settle(ticket)
+    assert h.ledger.open_tickets == {}
+
+
+class _Abort(BaseException):
+    """A BaseException from user code, like KeyboardInterrupt or SystemExit."""
+
+
+async def test_a_base_exception_from_parse_leaves_its_batch_reported_unrouted() -> None:
+    # Only an Exception from parse makes an error record; a BaseException ends the run.
+    # The fan-out then reports the batch it was routing with sink None, once.
+    def parse(raw: int) -> int:
+        if raw == 4:
+            raise _Abort
+        return raw
+
+    h = Harness([(None, ["a"])], parse=parse)
+    fanout = Fanout(h.router, list(h.dests.values()))
+    h.ledger.receive(6)
+    await fanout.ship(0, [0, 1, 2])
+    with pytest.raises(_Abort):
+        await fanout.ship(3, [3, 4, 5])
+    fanout.abandon(pipeline_failed(_Abort()))
+    fanout.abandon(pipeline_failed(_Abort()))  # once: nothing more the second time
+    assert [(u.record.id, u.record.raw, u.sink, u.stage) for u in h.ledger.undelivered] == [
+        (i, i, None, "route") for i in (3, 4, 5)
+    ]
+    assert (h.ledger.unrouted, h.ledger.dispatched) == (3, 3)
+    assert h.ledger.accounts["a"].routed == 3
+
+
+async def test_a_send_waiting_for_room_at_the_drain_deadline_is_reported_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Capacity 0: the sink's task holds batch [0] (a write that hangs) and the source
+    # waits to hand it [1]. At the deadline the send is cancelled: [1] waits again and
+    # is reported by the route stage, [0] by the sink's task; each once.
+    pipeline = Pipeline(
+        range(10),
+        routes=[Route("r", HangingSink("h"))],
+        batch_size=1,
+        capacity=0,
+        drain_timeout=1.0,
+    )
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(pipeline.run)
+        await trio.testing.wait_all_tasks_blocked()
+        handle.stop()
+    report = await handle.wait()
+    report.check()
+    assert report.received == 2
+    assert sorted((u.record.id, u.stage, u.reason) for u in report.undelivered) == [
+        (0, "sink", "drain deadline"),
+        (1, "route", "drain deadline"),
+    ]
+
+
+async def test_a_sub_batch_sent_before_another_send_is_cancelled_is_reported_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # One batch, two sinks: "free" takes its sub-batch at once; "h" holds [0] in a write
+    # that hangs, so the send of [1] to it waits (capacity 0). At the deadline only
+    # what was not sent is reported by the route stage: [1] for h. Free's copy of [1]
+    # was sent, and is delivered.
+    free = CollectSink("free")
+    pipeline = Pipeline(
+        range(10),
+        routes=[Route("r", [free, HangingSink("h")])],
+        batch_size=1,
+        capacity=0,
+        drain_timeout=1.0,
+    )
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(pipeline.run)
+        await trio.testing.wait_all_tasks_blocked()
+        handle.stop()
+    report = await handle.wait()
+    report.check()
+    assert ids(free.records) == [0, 1]
+    assert sorted((u.record.id, u.sink, u.stage) for u in report.undelivered) == [
+        (0, "h", "sink"),
+        (1, "h", "route"),
+    ]

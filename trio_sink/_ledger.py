@@ -37,7 +37,12 @@ KEEP_STORED = 1024
 ledger only counts what it stores, and the report reads those back from the store."""
 
 
-STRICT = os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
+def strict_from_environment() -> bool:
+    """Whether ``TRIO_SINK_STRICT_LEDGER`` asks for strict ledgers (set, and not 0)."""
+    return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
+
+
+STRICT = strict_from_environment()
 """Whether ledgers check their accounts after every move unless told otherwise."""
 
 

@@ -1,0 +1,1432 @@
+"""A mutation pass over trio_sink's accounting code.
+
+Run it with the project's Python (the one with pytest; it imports nothing of
+trio_sink itself), from anywhere: it works on the tree it sits in. A full run takes
+about ten minutes on two cores::
+
+    python tools/mutate.py                         # every mutant, then the score
+    python tools/mutate.py --only settle-dispatch  # one mutant (repeat for more)
+    python tools/mutate.py --list                  # the mutants, by name
+    python tools/mutate.py --check                 # only check the list (no test runs)
+    python tools/mutate.py --report tools/MUTANTS.md  # also write the table
+
+First the mutants' test files run once unmutated (skip it with ``--no-baseline``): if
+they fail, no verdict would mean anything, and nothing else runs (exit status 1).
+
+Each mutant is a small hand-made change to one module of ``trio_sink``, of the kind a
+real accounting bug would be: a ``ledger.settle(...)`` call dropped, a count moved
+from the wrong place, a condition inverted. Its exact old text must occur exactly
+once in the module (else nothing runs and the exit status is 2, so that the list
+cannot rot silently as the code changes). One at a time, the module is mutated in
+place, the mutant's test files run (``pytest -x -q -p no:cacheprovider``, with a
+time limit), and the module is restored to its pristine text, also on Ctrl-C,
+SIGTERM or an error. If the process is killed outright, ``git checkout trio_sink``
+restores it.
+
+Each mutant's verdict:
+
+- **killed**: a test failed (named in the table).
+- **timeout**: the tests did not end within the time limit (``--timeout``); a mutant
+  that hangs the pipeline is caught, so this counts as killed.
+- **survived**: every test passed with the mutant in place. Either the tests have a
+  gap (an accounting bug of that shape would go unnoticed: write the test that
+  kills it, in the test file that mirrors the module), or the mutant is
+  *equivalent*: it cannot change what the library does. An equivalent mutant says
+  why in its ``why`` field, which the summary prints.
+
+The score is killed / (mutants - equivalent survivors). Exit status: 0 when every
+survivor is argued equivalent, 1 when one is not (or a test run could not start),
+2 when the list itself is wrong (an old text not found exactly once, a mutated module
+that does not compile, a test file that does not exist, a name used twice).
+
+Each test run has ``TRIO_SINK_STRICT_LEDGER=1`` (every move of a count checked),
+Hypothesis's ``mutants`` profile (tests/conftest.py: derandomized and without the
+example database, so a property test draws the same examples in every run), no
+bytecode written (a mutant's ``.pyc`` must never outlive it), and this tree first on
+``PYTHONPATH`` (the processes that tests start import the mutant too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "trio_sink"
+
+Verdict = Literal["killed", "timeout", "survived", "error"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One hand-made mutant: in ``trio_sink/<file>``, ``old`` (found exactly once)
+    becomes ``new``; ``tests`` are the test files that run against it. ``why``: for an
+    equivalent mutant, why it cannot change behaviour."""
+
+    file: str
+    name: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    why: str = ""
+
+
+# -- the test files each module's mutants run against -----------------------------------
+
+LEDGER = (
+    "tests/test_ledger.py",
+    "tests/test_drain.py",
+    "tests/test_faults.py",
+    "tests/test_monitor.py",
+)
+WRITER = (
+    "tests/test_writer.py",
+    "tests/test_sink_stage.py",
+    "tests/test_drain.py",
+    "tests/test_faults.py",
+    "tests/test_monitor.py",
+)
+RECOVERY = (
+    "tests/test_recovery.py",
+    "tests/test_faults.py",
+    "tests/test_faults_properties.py",
+)
+ROUTE = (
+    "tests/test_route.py",
+    "tests/test_drain.py",
+    "tests/test_source.py",
+    "tests/test_regressions.py",
+)
+SOURCE = (
+    "tests/test_source.py",
+    "tests/test_drain.py",
+    "tests/test_regressions.py",
+    "tests/test_control.py",
+)
+FEEDS = (
+    "tests/test_monitor.py",
+    "tests/test_faults.py",
+)
+CONTROL = (
+    "tests/test_control.py",
+    "tests/test_drain.py",
+    "tests/test_regressions.py",
+)
+PIPELINE = (
+    "tests/test_pipeline.py",
+    "tests/test_faults.py",
+    "tests/test_monitor.py",
+)
+REPLAY = (
+    "tests/test_replay.py",
+    "tests/test_faults.py",
+)
+
+
+def code(indent: int, *lines: str) -> str:
+    """``lines``, each indented by ``indent`` spaces and ended by a newline."""
+    pad = " " * indent
+    return "".join(f"{pad}{line}\n" for line in lines)
+
+
+CANCELLED_ABANDON = 'ledger.abandon(self.account, "in_flight", "sink", reason, records, error)'
+"""_writer.py: a failed batch reported when its store write was cancelled."""
+PARKED_ABANDON = 'ledger.abandon(account, "in_flight", "sink", reason, records, error, parked=True)'
+"""_recovery.py: a batch reported parked."""
+PARK_ABANDON = 'ledger.abandon(account, "in_flight", "sink", reason, records, error)'
+"""_recovery.py: a batch reported unparked (the store failed, or its write was cancelled)."""
+
+
+# -- the mutants ---------------------------------------------------------------------------
+
+UNOBSERVED_REPLAY_TICKET = (
+    "replay's tickets are never opened in its ledger (no ledger.open), its ledger has no "
+    "on_settled hook, and nothing reads settled_batches: whether a replay batch's ticket "
+    "reaches pending == 0 is observed by nothing, in strict mode or not"
+)
+
+MUTANTS: tuple[Mutant, ...] = (
+    # -- _ledger.py: the strict checks themselves ---------------------------------------
+    Mutant(
+        "_ledger.py",
+        "problem-returns-none",
+        '        """What is wrong with the counts, or None when they add up."""\n',
+        '        """What is wrong with the counts, or None when they add up."""\n'
+        "        return None\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "problem-ignores-negative-counts",
+        "if min(parts) < 0 or self.stored < 0 or self.stored > self.undelivered:",
+        "if self.stored < 0 or self.stored > self.undelivered:",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "problem-ignores-stored-over-undelivered",
+        "if min(parts) < 0 or self.stored < 0 or self.stored > self.undelivered:",
+        "if min(parts) < 0 or self.stored < 0:",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "problem-sum-one-sided",
+        "if self.routed != sum(parts):",
+        "if self.routed < sum(parts):",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "problem-ignores-by-reason",
+        "if sum(self.by_reason.values()) != self.undelivered:",
+        "if sum(self.by_reason.values()) > self.undelivered:",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "strict-env-inverted",
+        'return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")',
+        'return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") in ("", "0")',
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "report-end-check-inverted",
+        "if self.strict and not any(a.pending for a in accounts):",
+        "if self.strict and any(a.pending for a in accounts):",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "report-ignores-open-tickets",
+        "            if self.open_tickets:\n                problems.append(",
+        "            if False:\n                problems.append(",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "route-unchecked",
+        "        account.routed += n\n"
+        "        account.waiting += n\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n",
+        "        account.routed += n\n        account.waiting += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "unsend-unchecked",
+        "        account.buffered -= n\n"
+        "        account.waiting += n\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n",
+        "        account.buffered -= n\n        account.waiting += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "take-unchecked",
+        "        account.buffered -= n\n"
+        "        account.in_flight += n\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n",
+        "        account.buffered -= n\n        account.in_flight += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-unchecked",
+        "                    account.stored += n\n"
+        "            if self.strict:\n"
+        "                self._checked(account)\n",
+        "                    account.stored += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "drop-unchecked",
+        "        self.discarded[group] += n\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n",
+        "        self.discarded[group] += n\n",
+        LEDGER,
+    ),
+    # -- _ledger.py: the moves ---------------------------------------------------------
+    Mutant(
+        "_ledger.py",
+        "receive-off-by-one",
+        "        self.received = first + n\n",
+        "        self.received = first + n - 1\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "route-waiting-off-by-one",
+        "        account.routed += n\n        account.waiting += n\n",
+        "        account.routed += n\n        account.waiting += n - 1\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "dispatch-uncounted",
+        "        self.dispatched += ticket.count\n",
+        "",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "dispatch-no-settle",
+        "            ticket.pending = 1\n            self.settle(ticket)\n",
+        "            ticket.pending = 1\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "send-no-peak",
+        "        account.buffered = buffered\n"
+        "        if buffered > account.peak_buffered:\n"
+        "            account.peak_buffered = buffered\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n"
+        "\n"
+        "    def unsend(",
+        "        account.buffered = buffered\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n"
+        "\n"
+        "    def unsend(",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "send-peak-ge",
+        "        account.buffered = buffered\n"
+        "        if buffered > account.peak_buffered:\n"
+        "            account.peak_buffered = buffered\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n"
+        "\n"
+        "    def unsend(",
+        "        account.buffered = buffered\n"
+        "        if buffered >= account.peak_buffered:\n"
+        "            account.peak_buffered = buffered\n"
+        "        if self.strict:\n"
+        "            self._checked(account)\n"
+        "\n"
+        "    def unsend(",
+        LEDGER,
+        why="when buffered == peak_buffered the assignment writes the value already there",
+    ),
+    Mutant(
+        "_ledger.py",
+        "admit-not-routed",
+        "        account.routed += n\n        buffered = account.buffered + n\n",
+        "        buffered = account.buffered + n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "deliver-off-by-one",
+        "        account.in_flight -= n\n        account.delivered += n\n",
+        "        account.in_flight -= n\n        account.delivered += n - 1\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-one-record-uncounted",
+        "            if n:\n                assert place is not None\n",
+        "            if n > 1:\n                assert place is not None\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-stored-uncounted",
+        "                if stored:\n                    account.stored += n\n",
+        "",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-parked-not-stored",
+        "                n = len(box) - before\n                stored = True\n",
+        "                n = len(box) - before\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-immediate-no-timeout",
+        "if reason is DEADLINE or reason is IMMEDIATE:",
+        "if reason is DEADLINE:",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "abandon-unrouted-uncounted",
+        "            self.unrouted += n\n",
+        "",
+        (*LEDGER, "tests/test_statistics.py"),
+    ),
+    Mutant(
+        "_ledger.py",
+        "drop-keeps-routed",
+        "        account.routed -= n\n        self.discarded[group] += n\n",
+        "        self.discarded[group] += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "drop-not-discarded",
+        "        account.routed -= n\n        self.discarded[group] += n\n",
+        "        account.routed -= n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "replayed-not-delivered",
+        "        account.delivered += n\n        account.replayed += n\n",
+        "        account.replayed += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "replayed-uncounted",
+        "        account.delivered += n\n        account.replayed += n\n",
+        "        account.delivered += n\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "repark-not-stored",
+        "        account.undelivered += n\n        account.stored += n\n        if n:\n",
+        "        account.undelivered += n\n        if n:\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "unpark-keeps-zero-reasons",
+        "if by_reason[key] <= 0:",
+        "if by_reason[key] < 0:",
+        (*LEDGER, "tests/test_statistics.py"),
+    ),
+    Mutant(
+        "_ledger.py",
+        "settle-one-early",
+        "        if ticket.pending == 0:\n",
+        "        if ticket.pending <= 1:\n",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "settle-closes-a-namesake",
+        "if open_tickets.get(ticket.first_id) is ticket:",
+        "if ticket.first_id in open_tickets:",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "sent-to-errors-twice",
+        "fresh = [r for r in records if r.id not in ids]",
+        "fresh = list(records)",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "forget-the-floor-id",
+        "if i >= floor or i in parked}",
+        "if i > floor or i in parked}",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "forget-parked-ids",
+        "if i >= floor or i in parked}",
+        "if i >= floor}",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "unstored-keeps-statistics-records",
+        "if not u.stored and u.record.id >= 0]",
+        "if not u.stored]",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "unstored-stores-again",
+        "if not u.stored and u.record.id >= 0]",
+        "if u.record.id >= 0]",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "mark-stored-uncounted",
+        "            if u.sink is not None and u.sink in accounts:\n"
+        "                accounts[u.sink].stored += 1\n",
+        "",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "mark-stored-flag-unset",
+        "attrs.evolve(undelivered[k], stored=True)",
+        "attrs.evolve(undelivered[k], stored=False)",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "report-forgets-parked",
+        "        for box in self.parked.values():\n            out.extend(box.values())\n",
+        "",
+        LEDGER,
+    ),
+    Mutant(
+        "_ledger.py",
+        "generate-from-zero",
+        "        return -self.generated\n",
+        "        return -self.generated + 1\n",
+        LEDGER,
+    ),
+    # -- _writer.py ----------------------------------------------------------------------
+    Mutant(
+        "_writer.py",
+        "cancel-skips-held",
+        "            self.give_up_held(reason)\n",
+        "",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "cancel-skips-take-buffered",
+        "            for batch, ticket in take_buffered(recv):\n",
+        "            for batch, ticket in ():\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "cancel-buffered-unsettled",
+        '                self._give_up(batch, "buffered", reason)\n'
+        "                self.ledger.settle(ticket)\n",
+        '                self._give_up(batch, "buffered", reason)\n',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "cancel-buffered-from-in-flight",
+        'self._give_up(batch, "buffered", reason)',
+        'self._give_up(batch, "in_flight", reason)',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "take-uncounted",
+        "        self.held.append(item)\n        self.ledger.take(self.account, len(batch))\n",
+        "        self.held.append(item)\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "delivered-undelivered",
+        "            ledger.deliver(self.account, len(batch))\n            ledger.settle(ticket)\n",
+        "            ledger.settle(ticket)\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "delivered-unsettled",
+        "            ledger.deliver(self.account, len(batch))\n            ledger.settle(ticket)\n",
+        "            ledger.deliver(self.account, len(batch))\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "delivered-keeps-held",
+        "        held.clear()\n        if self.recovery is not None:\n",
+        "        if self.recovery is not None:\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "write-batch-untaken",
+        "        self.ledger.take(self.account, len(records))\n        try:\n",
+        "        try:\n",
+        (*WRITER, "tests/test_replay.py"),
+    ),
+    Mutant(
+        "_writer.py",
+        "write-batch-undelivered",
+        "        self.ledger.deliver(self.account, len(records))\n        return None\n",
+        "        return None\n",
+        (*WRITER, "tests/test_replay.py"),
+    ),
+    Mutant(
+        "_writer.py",
+        "write-batch-failure-from-buffered",
+        'self.ledger.abandon(self.account, "in_flight", "sink", reason, records, exc)',
+        'self.ledger.abandon(self.account, "buffered", "sink", reason, records, exc)',
+        (*WRITER, "tests/test_replay.py"),
+    ),
+    Mutant(
+        "_writer.py",
+        "failed-parks-permanent-errors",
+        "if recovery is not None and recovery.parking is not None and not permanent:",
+        "if recovery is not None and recovery.parking is not None:",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "failed-not-stored-at-once",
+        "await self.give_up(records, reason, exc, store=self.rescue)",
+        "await self.give_up(records, reason, exc, store=None)",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "send-errors-of-nothing",
+        "if errors is None or not records:",
+        "if errors is None:",
+        WRITER,
+        why="never called with no records: a held batch is never empty (the router "
+        "makes no empty sub-batch, a side feed offers whole batches), and "
+        "_replay_gave_up writes a chunk, which has items; and the error group's feed "
+        "sends nothing for no records",
+    ),
+    Mutant(
+        "_writer.py",
+        "write-batch-failure-unreported",
+        'self.ledger.abandon(self.account, "in_flight", "sink", reason, records, exc)\n',
+        "pass\n",
+        (*WRITER, "tests/test_replay.py"),
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-not-stored",
+        'self._give_up(records, "in_flight", reason, error, stored=stored)',
+        'self._give_up(records, "in_flight", reason, error, stored=False)',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-cancelled-unreported",
+        code(16, CANCELLED_ABANDON, "self.settle_held()"),
+        code(16, "self.settle_held()"),
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-cancelled-unsettled",
+        code(16, CANCELLED_ABANDON, "self.settle_held()"),
+        code(16, CANCELLED_ABANDON),
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-cancelled-from-buffered",
+        code(16, CANCELLED_ABANDON),
+        code(16, CANCELLED_ABANDON.replace("in_flight", "buffered")),
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-cancelled-says-stored",
+        code(16, CANCELLED_ABANDON),
+        code(16, CANCELLED_ABANDON.replace("error)", "error, stored=True)")),
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "monitor-failures-dropped",
+        'if self.data or reason.kind == "sink_error":',
+        "if self.data:",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "data-and-sink-error",
+        'if self.data or reason.kind == "sink_error":',
+        'if self.data and reason.kind == "sink_error":',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-unsettled",
+        code(
+            8,
+            'self._give_up(records, "in_flight", reason, error, stored=stored)',
+            "self.settle_held()",
+        ),
+        code(8, 'self._give_up(records, "in_flight", reason, error, stored=stored)'),
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "monitor-drop-skipped",
+        "            self.ledger.drop(self.account, place, MONITOR_GROUP, len(records))\n",
+        "            pass\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "monitor-abandoned-not-dropped",
+        'if self.data or reason.kind == "sink_error":',
+        "if True:",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "settle-held-unsettled",
+        "            settle(ticket)\n        self.held.clear()\n",
+        "            pass\n        self.held.clear()\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "settle-held-keeps-held",
+        "            settle(ticket)\n        self.held.clear()\n",
+        "            settle(ticket)\n",
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-held-from-buffered",
+        '            self._give_up(batch, "in_flight", reason)\n',
+        '            self._give_up(batch, "buffered", reason)\n',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "give-up-held-unsettled",
+        '            self._give_up(batch, "in_flight", reason)\n        self.settle_held()\n',
+        '            self._give_up(batch, "in_flight", reason)\n',
+        WRITER,
+    ),
+    Mutant(
+        "_writer.py",
+        "monitor-writer-keeps-rescue",
+        "self.rescue = rescue if data else None",
+        "self.rescue = rescue",
+        WRITER,
+    ),
+    # -- _recovery.py --------------------------------------------------------------------
+    Mutant(
+        "_recovery.py",
+        "divert-untaken",
+        code(16, "held.append(item)", "w.ledger.take(w.account, len(item[0]))"),
+        code(16, "held.append(item)"),
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "divert-unreported",
+        '            w.ledger.abandon(w.account, "in_flight", "sink", reason, records)\n',
+        "",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "divert-unsettled",
+        '            w.ledger.abandon(w.account, "in_flight", "sink", reason, records)\n'
+        "            w.settle_held()\n",
+        '            w.ledger.abandon(w.account, "in_flight", "sink", reason, records)\n',
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "divert-from-buffered",
+        'w.ledger.abandon(w.account, "in_flight", "sink", reason, records)',
+        'w.ledger.abandon(w.account, "buffered", "sink", reason, records)',
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-not-parked",
+        'ledger.abandon(account, "in_flight", "sink", reason, records, error, parked=True)',
+        'ledger.abandon(account, "in_flight", "sink", reason, records, error, stored=True)',
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-unsettled",
+        code(8, "    " + PARKED_ABANDON, "w.settle_held()"),
+        code(8, "    " + PARKED_ABANDON),
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-store-failure-unreported",
+        "            w.store_failed(len(records), exc)\n"
+        '            ledger.abandon(account, "in_flight", "sink", reason, records, error)\n',
+        "            w.store_failed(len(records), exc)\n",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-store-failure-says-stored",
+        "            w.store_failed(len(records), exc)\n"
+        '            ledger.abandon(account, "in_flight", "sink", reason, records, error)\n',
+        code(
+            12,
+            "w.store_failed(len(records), exc)",
+            PARK_ABANDON.replace("error)", "error, stored=True)"),
+        ),
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-cancelled-unsettled",
+        '            ledger.abandon(account, "in_flight", "sink", reason, records, error)\n'
+        "            w.settle_held()\n"
+        "            raise\n",
+        '            ledger.abandon(account, "in_flight", "sink", reason, records, error)\n'
+        "            raise\n",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "park-cancelled-from-buffered",
+        '            ledger.abandon(account, "in_flight", "sink", reason, records, error)\n'
+        "            w.settle_held()\n"
+        "            raise\n",
+        '            ledger.abandon(account, "buffered", "sink", reason, records, error)\n'
+        "            w.settle_held()\n"
+        "            raise\n",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "trial-undelivered",
+        "            await self._divert(None)\n            return\n        w.delivered()\n",
+        "            await self._divert(None)\n            return\n",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "replay-uncounted",
+        "        w.ledger.replayed(w.account, ids)\n",
+        "",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "replay-unconsumed",
+        "        await self._consume(chunk)\n        w.ledger.replayed(w.account, ids)\n",
+        "        w.ledger.replayed(w.account, ids)\n",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "replay-ready-when-empty",
+        "and parking.pending > 0\n            and self.healthy",
+        "and parking.pending >= 0\n            and self.healthy",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "gave-up-not-reparked",
+        "        w.ledger.repark(w.account, ids, reason, exc)\n",
+        "",
+        RECOVERY,
+    ),
+    Mutant(
+        "_recovery.py",
+        "gave-up-goes-on-after-store-failure",
+        "            self.breaker.probe_failed(trio.current_time(), store_exc)\n"
+        "            return\n"
+        "        await self._consume(chunk)\n",
+        "            self.breaker.probe_failed(trio.current_time(), store_exc)\n"
+        "        await self._consume(chunk)\n",
+        RECOVERY,
+    ),
+    # -- _route.py -----------------------------------------------------------------------
+    Mutant(
+        "_route.py",
+        "route-unopened",
+        "        self.ledger.open(ticket)\n",
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "route-uncounted",
+        "                ledger.route(dest.account, size)\n",
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "route-undispatched",
+        "        ledger.dispatch(ticket, len(out))\n",
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "route-dispatch-off-by-one",
+        "ledger.dispatch(ticket, len(out))",
+        "ledger.dispatch(ticket, len(out) + 1)",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "group-undiscarded",
+        "            self.ledger.discard(group, len(records))\n",
+        "            pass\n",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "when-errors-unmarked",
+        "                self.ledger.sent_to_errors(errored.values())\n",
+        "                pass\n",
+        (*ROUTE, "tests/test_faults.py"),
+    ),
+    Mutant(
+        "_route.py",
+        "ship-unsent",
+        "                    ledger.send(dest.account, len(msg[0]))\n",
+        "                    pass\n",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "ship-sent-uncounted",
+        "            self.sent += 1\n",
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "ship-keeps-hand",
+        "        self.hand = None\n        self.sent = 0\n",
+        "        self.sent = 0\n",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "send-waiting-unsent",
+        "        self.ledger.send(account, size)\n        try:\n",
+        "        try:\n",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "send-cancelled-no-unsend",
+        "            self.ledger.unsend(account, size)\n",
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "abandon-unrouted-unreported",
+        '            ledger.abandon(None, None, "route", reason, unrouted(*self.hand))\n',
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "abandon-unsent-unreported",
+        code(12, 'ledger.abandon(dest.account, "waiting", "route", reason, sub)'),
+        "",
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "abandon-from-buffered",
+        'ledger.abandon(dest.account, "waiting", "route", reason, sub)',
+        'ledger.abandon(dest.account, "buffered", "route", reason, sub)',
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "abandon-unsettled",
+        '            ledger.abandon(dest.account, "waiting", "route", reason, sub)\n'
+        "            ledger.settle(ticket)\n",
+        '            ledger.abandon(dest.account, "waiting", "route", reason, sub)\n',
+        ROUTE,
+    ),
+    Mutant(
+        "_route.py",
+        "abandon-skips-one",
+        "self.out[self.sent :]",
+        "self.out[self.sent + 1 :]",
+        ROUTE,
+    ),
+    # -- _source.py ----------------------------------------------------------------------
+    Mutant(
+        "_source.py",
+        "abandon-skips-fanout",
+        "        self.fanout.abandon(reason)\n",
+        "",
+        SOURCE,
+    ),
+    Mutant(
+        "_source.py",
+        "abandon-pulled-unreported",
+        code(12, 'self.ledger.abandon(None, None, "source", reason, unrouted(first, self.buf))'),
+        "",
+        SOURCE,
+    ),
+    Mutant(
+        "_source.py",
+        "abandon-pulled-not-received",
+        "            first = self.ledger.receive(len(self.buf))\n",
+        "            first = self.ledger.received\n",
+        SOURCE,
+    ),
+    Mutant(
+        "_source.py",
+        "pull-sync-unheld",
+        "            raws: list[Any] = []\n            self.buf = raws\n",
+        "            raws: list[Any] = []\n",
+        SOURCE,
+    ),
+    # -- _feeds.py -----------------------------------------------------------------------
+    Mutant(
+        "_feeds.py",
+        "offer-unadmitted",
+        "        self.ledger.admit(self.account, n)\n",
+        "",
+        FEEDS,
+    ),
+    Mutant(
+        "_feeds.py",
+        "offer-undiscarded",
+        "            self.ledger.discard(self.group, n)\n",
+        "",
+        FEEDS,
+    ),
+    Mutant(
+        "_feeds.py",
+        "offer-ticket-never-settles",
+        "Ticket(batch[0].id, n, 1)",
+        "Ticket(batch[0].id, n, 0)",
+        FEEDS,
+    ),
+    Mutant(
+        "_feeds.py",
+        "error-feed-sends-twice",
+        "batch = tuple(self.ledger.sent_to_errors(records))",
+        "batch = tuple(records)",
+        FEEDS,
+    ),
+    # -- _control.py ---------------------------------------------------------------------
+    Mutant(
+        "_control.py",
+        "take-buffered-nothing",
+        code(4, "try:", "    while True:", "        try:"),
+        code(4, "try:", "    while False:", "        try:"),
+        CONTROL,
+    ),
+    Mutant(
+        "_control.py",
+        "take-buffered-closes-first",
+        code(4, "try:", "    while True:", "        try:"),
+        code(4, "recv.close()", "try:", "    while True:", "        try:"),
+        CONTROL,
+    ),
+    Mutant(
+        "_control.py",
+        "reason-for-inverted",
+        "        if self.scope.cancel_called:\n            return self.deadline_reason\n",
+        "        if not self.scope.cancel_called:\n            return self.deadline_reason\n",
+        CONTROL,
+    ),
+    Mutant(
+        "_control.py",
+        "reason-for-group-inverted",
+        "exc.split(trio.Cancelled)[1] is None",
+        "exc.split(trio.Cancelled)[1] is not None",
+        CONTROL,
+    ),
+    Mutant(
+        "_control.py",
+        "stop-same-deadline-new-reason",
+        "if deadline < self.scope.deadline:",
+        "if deadline <= self.scope.deadline:",
+        CONTROL,
+    ),
+    # -- _pipeline.py --------------------------------------------------------------------
+    Mutant(
+        "_pipeline.py",
+        "store-rest-skipped",
+        "                    await _store_the_rest(ledger, self._rescue)\n",
+        "                    pass\n",
+        PIPELINE,
+    ),
+    Mutant(
+        "_pipeline.py",
+        "store-rest-unmarked",
+        "    ledger.mark_stored(places)\n",
+        "",
+        PIPELINE,
+    ),
+    Mutant(
+        "_pipeline.py",
+        "store-rest-failure-marked",
+        '        ledger.note_error("rescue", f"rescue store raised {describe(exc)}")\n'
+        "        return\n"
+        "    ledger.mark_stored(places)\n",
+        '        ledger.note_error("rescue", f"rescue store raised {describe(exc)}")\n'
+        "    ledger.mark_stored(places)\n",
+        PIPELINE,
+    ),
+    Mutant(
+        "_pipeline.py",
+        "store-rest-writes-nothing",
+        "    places = ledger.unstored()\n    if not places:\n        return\n",
+        "    places = ledger.unstored()\n",
+        PIPELINE,
+    ),
+    Mutant(
+        "_pipeline.py",
+        "monitor-is-data",
+        "        data = slot is not monitor_slot\n",
+        "        data = True\n",
+        PIPELINE,
+    ),
+    Mutant(
+        "_pipeline.py",
+        "monitor-recovery-gets-the-store",
+        "        rescue = self._rescue if data else None\n",
+        "        rescue = self._rescue\n",
+        PIPELINE,
+    ),
+    # -- _replay.py ----------------------------------------------------------------------
+    Mutant(
+        "_replay.py",
+        "deliver-not-routed-unreported",
+        '                ledger.abandon(None, None, "replay", NO_ROUTE, (record,))\n',
+        "",
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-undispatched",
+        "            dispatched += 1\n",
+        "",
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-dispatch-count",
+        "ledger.dispatch(ticket, len(groups) + len(nowhere))",
+        "ledger.dispatch(ticket, len(groups))",
+        REPLAY,
+        why=UNOBSERVED_REPLAY_TICKET,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-nowhere-unadmitted",
+        "            ledger.admit(account, len(records))\n            reason = Reason(",
+        "            reason = Reason(",
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-nowhere-from-waiting",
+        'ledger.abandon(account, "buffered", "replay", reason, records)',
+        'ledger.abandon(account, "waiting", "replay", reason, records)',
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-nowhere-unsettled",
+        '            ledger.abandon(account, "buffered", "replay", reason, records)\n'
+        "            ledger.settle(ticket)\n",
+        '            ledger.abandon(account, "buffered", "replay", reason, records)\n',
+        REPLAY,
+        why=UNOBSERVED_REPLAY_TICKET,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-unadmitted",
+        "            ledger.admit(writer.account, len(records))\n",
+        "",
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-unsettled",
+        "            exc = await writer.write_batch(records)\n            ledger.settle(ticket)\n",
+        "            exc = await writer.write_batch(records)\n",
+        REPLAY,
+        why=UNOBSERVED_REPLAY_TICKET,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-consumes-delivered-not",
+        "            keep[-1] = None\n",
+        "",
+        REPLAY,
+    ),
+    Mutant(
+        "_replay.py",
+        "deliver-failure-inverted",
+        "            if exc is not None:\n                now = _wall()\n",
+        "            if exc is None:\n                now = _wall()\n",
+        REPLAY,
+    ),
+)
+
+
+# -- running them -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    mutant: Mutant
+    verdict: Verdict
+    seconds: float
+    detail: str
+    """The first failing test (killed), or what went wrong (error)."""
+
+
+def problems_of(mutants: Sequence[Mutant]) -> list[str]:
+    """What is wrong with the list: every check that needs no test run."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for m in mutants:
+        where = f"{m.name} ({m.file})"
+        if m.name in seen:
+            out.append(f"{where}: the name is used twice")
+        seen.add(m.name)
+        path = PACKAGE / m.file
+        if not path.is_file():
+            out.append(f"{where}: no file {path}")
+            continue
+        text = path.read_text(encoding="utf-8")
+        found = text.count(m.old)
+        if found != 1:
+            out.append(f"{where}: the old text is found {found} times, not once")
+            continue
+        if m.old == m.new:
+            out.append(f"{where}: the new text is the old one")
+        try:
+            compile(text.replace(m.old, m.new), str(path), "exec")
+        except SyntaxError as exc:
+            out.append(f"{where}: the mutated module does not compile: {exc}")
+        if not m.tests:
+            out.append(f"{where}: no test files")
+        out.extend(f"{where}: no test file {t}" for t in m.tests if not (ROOT / t).is_file())
+    return out
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def mutated(m: Mutant) -> Iterator[None]:
+    """``m`` applied to its module, which is restored (text and times) at the end,
+    whatever ends it."""
+    path = PACKAGE / m.file
+    pristine = path.read_bytes()
+    stat = path.stat()
+    text = pristine.decode("utf-8")
+    assert text.count(m.old) == 1, m.name
+    try:
+        path.write_bytes(text.replace(m.old, m.new).encode("utf-8"))
+        yield
+    finally:
+        path.write_bytes(pristine)
+        # Its old times back: the module's own .pyc stays valid, and a mutant's is
+        # never written (PYTHONDONTWRITEBYTECODE), so none can be taken for it.
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["TRIO_SINK_STRICT_LEDGER"] = "1"
+    env["HYPOTHESIS_PROFILE"] = "mutants"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Child processes that tests start import this tree's trio_sink too (the mutant),
+    # not whatever an installed copy points at.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    env.pop("CI", None)
+    return env
+
+
+def run_tests(tests: Sequence[str], timeout: float) -> tuple[Verdict, float, str]:
+    """Run ``tests`` (stopping at the first failure); the verdict, seconds, detail."""
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: a timeout ends all of it
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return "timeout", time.monotonic() - start, f"no end within {timeout:g} s"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    seconds = time.monotonic() - start
+    if proc.returncode == 0:
+        return "survived", seconds, ""
+    if proc.returncode in (1, 2):  # tests failed; or errors at collection, interrupted
+        return "killed", seconds, _first_failure(out)
+    tail = " | ".join(out.strip().splitlines()[-3:])
+    return "error", seconds, f"pytest exited with {proc.returncode}: {tail}"
+
+
+_FAILURE = re.compile(r"^(?:FAILED|ERROR) (tests/\S+)")
+
+
+def _first_failure(out: str) -> str:
+    """The first test of pytest's short summary (``-ra``) that failed or erred."""
+    for line in out.splitlines():
+        found = _FAILURE.match(line)
+        if found:
+            return found[1]
+    return "(see the pytest output)"
+
+
+def run(mutants: Sequence[Mutant], timeout: float) -> list[Result]:
+    results: list[Result] = []
+    width = max(len(m.name) for m in mutants)
+    for k, m in enumerate(mutants, 1):
+        with mutated(m):
+            verdict, seconds, detail = run_tests(m.tests, timeout)
+        result = Result(m, verdict, seconds, detail)
+        results.append(result)
+        note = detail if verdict != "survived" else (f"equivalent: {m.why}" if m.why else "")
+        print(
+            f"[{k:3}/{len(mutants)}] {verdict:8} {seconds:6.1f}s  {m.name:<{width}}  "
+            f"{m.file:<13} {note}",
+            flush=True,
+        )
+    return results
+
+
+def summary(results: Sequence[Result]) -> tuple[str, bool]:
+    """The summary's text, and whether every survivor is argued equivalent (and every
+    run could start)."""
+    killed = [r for r in results if r.verdict in ("killed", "timeout")]
+    timeouts = [r for r in results if r.verdict == "timeout"]
+    equivalent = [r for r in results if r.verdict == "survived" and r.mutant.why]
+    survivors = [r for r in results if r.verdict == "survived" and not r.mutant.why]
+    errors = [r for r in results if r.verdict == "error"]
+    argued_but_killed = [r for r in killed if r.mutant.why]
+    can_change = len(results) - len(equivalent)
+    score = 100.0 * len(killed) / can_change if can_change else 100.0
+    lines = [
+        f"mutants: {len(results)}; killed: {len(killed)} ({len(timeouts)} by timeout); "
+        f"equivalent: {len(equivalent)}; survived: {len(survivors)}; errors: {len(errors)}",
+        f"score: {len(killed)}/{can_change} of the mutants that can change behaviour "
+        f"killed ({score:.1f}%)",
+    ]
+    for r in equivalent:
+        lines.append(f"  equivalent {r.mutant.name} ({r.mutant.file}): {r.mutant.why}")
+    for r in survivors:
+        lines.append(f"  SURVIVED {r.mutant.name} ({r.mutant.file}): no test notices it")
+    for r in errors:
+        lines.append(f"  ERROR {r.mutant.name} ({r.mutant.file}): {r.detail}")
+    for r in argued_but_killed:
+        lines.append(f"  killed though argued equivalent: {r.mutant.name}: {r.detail}")
+    return "\n".join(lines), not survivors and not errors
+
+
+def markdown(results: Sequence[Result], text: str) -> str:
+    """The table of a run, with its summary."""
+    out = [
+        "# Mutants",
+        "",
+        "The last full run of `python tools/mutate.py --report tools/MUTANTS.md`: each",
+        "hand-made mutant of the accounting code, and the test that kills it (the first",
+        "to fail) or why it cannot change behaviour. See the docstring of",
+        "`tools/mutate.py` for how to run it and what a survivor means.",
+        "",
+        "| # | mutant | module | result | killed by / why equivalent |",
+        "|---|---|---|---|---|",
+    ]
+    for k, r in enumerate(results, 1):
+        result: str = r.verdict
+        if r.verdict == "survived" and r.mutant.why:
+            result = "equivalent"
+            detail = r.mutant.why
+        elif r.verdict in ("killed", "timeout"):
+            detail = f"`{r.detail}`" if r.verdict == "killed" else r.detail
+        else:
+            detail = r.detail or "no test notices it"
+        module = f"`{r.mutant.file}`"
+        detail = detail.replace("|", "\\|")
+        out.append(f"| {k} | `{r.mutant.name}` | {module} | {result} | {detail} |")
+    out += ["", "```", text, "```", ""]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--only", action="append", metavar="NAME", help="run this mutant")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--check", action="store_true", help="check the list and exit")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per mutant (default 120)"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write the table here")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the unmutated run of the tests"
+    )
+    args = parser.parse_args(argv)
+
+    problems = problems_of(MUTANTS)
+    if problems:
+        for p in problems:
+            print(f"mutate: {p}", file=sys.stderr)
+        return 2
+    mutants: Sequence[Mutant] = MUTANTS
+    if args.only:
+        names = {m.name for m in MUTANTS}
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            print(f"mutate: no mutant named {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        mutants = [m for m in MUTANTS if m.name in args.only]
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:<40} {m.file:<13} {' '.join(m.tests)}")
+        return 0
+    if args.check:
+        print(f"mutate: {len(MUTANTS)} mutants, each old text found exactly once")
+        return 0
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    if not args.no_baseline:
+        tests = sorted({t for m in mutants for t in m.tests})
+        verdict, seconds, detail = run_tests(tests, args.timeout)
+        if verdict != "survived":
+            print(f"mutate: the tests fail without any mutant ({verdict}): {detail}")
+            return 1
+        print(f"baseline: {len(tests)} test files pass unmutated ({seconds:.1f}s)", flush=True)
+    results = run(mutants, args.timeout)
+    text, ok = summary(results)
+    print(text)
+    if args.report is not None:
+        args.report.write_text(markdown(results, text), encoding="utf-8")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
