@@ -6,7 +6,8 @@ reported by id.
 
     python examples/slower_sink.py                      # all 10,000 delivered
     python examples/slower_sink.py --drain-timeout 60   # the deadline: the rest, by id
-    python examples/slower_sink.py --real-time --count 30
+    python examples/slower_sink.py --real-time --count 30 --progress 1
+    python examples/slower_sink.py --quiet              # the summary only
 
 It runs in virtual time by default (Trio's MockClock): 1,000 s of sink time take well
 under a second. ``--real-time`` runs on the wall clock.
@@ -45,10 +46,14 @@ def parse(line: str) -> dict[str, Any]:
     return fields
 
 
-async def run(count: int, drain_timeout: float | None) -> DeliveryReport:
+async def run(count: int, drain_timeout: float | None, progress: float) -> DeliveryReport:
     slow = SlowSink(NullSink("slow_bkh"), per_record=0.1)
     pipeline = Pipeline(
-        lines(count), parse=parse, routes=[Route("demo", slow)], drain_timeout=drain_timeout
+        lines(count),
+        parse=parse,
+        routes=[Route("demo", slow)],
+        drain_timeout=drain_timeout,
+        progress_interval=progress,
     )
     return await pipeline.run()
 
@@ -85,6 +90,12 @@ def main() -> None:
     )
     parser.add_argument("--real-time", action="store_true", help="run on the wall clock")
     parser.add_argument("--quiet", action="store_true", help="no drain log lines")
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=100.0,
+        help="seconds between two drain.progress lines (default: 100)",
+    )
     args = parser.parse_args()
     if not args.quiet:
         logging.basicConfig(
@@ -97,7 +108,7 @@ def main() -> None:
         f" drain_timeout={args.drain_timeout}"
     )
     start = time.perf_counter()
-    report = trio.run(run, args.count, args.drain_timeout, clock=clock)
+    report = trio.run(run, args.count, args.drain_timeout, args.progress, clock=clock)
     print(summarize(report, time.perf_counter() - start, virtual=clock is not None))
     report.check()
 
