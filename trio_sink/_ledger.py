@@ -167,12 +167,8 @@ class Ledger:
     def admit(self, account: SinkAccount, n: int) -> None:
         """``n`` records went straight into the sink's channel (a side feed, a replay)."""
         account.routed += n
-        buffered = account.buffered + n
-        account.buffered = buffered
-        if buffered > account.peak_buffered:
-            account.peak_buffered = buffered
-        if self.strict:
-            self._checked(account)
+        account.waiting += n
+        self.send(account, n)
 
     def generate(self) -> int:
         """The id of a new statistics record: -1, -2, ..."""

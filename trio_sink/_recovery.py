@@ -45,7 +45,7 @@ from ._ki import unprotect
 from ._ledger import Ledger, SinkAccount
 from ._parking import Parking
 from ._record import Record
-from ._report import Reason, Undelivered, unhealthy
+from ._report import Reason, stored_undelivered, unhealthy
 from ._rescue import RescueStore
 from ._rescue_format import PartlyStoredError, RescueEntry
 from ._rescue_segments import Chunk
@@ -232,12 +232,8 @@ class Recovery:
         ledger, account = w.ledger, w.account
         largest = max(len(batch) for batch, _ in w.held)
         parking.chunk_size = max(parking.chunk_size, largest)
-        undelivered = [
-            Undelivered(r, w.name, "sink", reason.text, error, True, kind=reason.kind)
-            for r in records
-        ]
         try:
-            await parking.park(undelivered)
+            await parking.park(stored_undelivered(records, w.name, reason, error))
         except PartlyStoredError as exc:
             # A nearly full disk: the first ones are parked, the rest are not stored.
             k = exc.stored
@@ -347,12 +343,7 @@ class Recovery:
         store = w.rescue
         assert store is not None
         try:
-            await store.arescue(
-                [
-                    Undelivered(r, w.name, "sink", reason.text, exc, True, kind=reason.kind)
-                    for r in records
-                ]
-            )
+            await store.arescue(stored_undelivered(records, w.name, reason, exc))
         except Exception as store_exc:
             # They stay parked; the replay waits for the next sign of health, and no
             # sooner than the next probe (a store that keeps failing must not spin).

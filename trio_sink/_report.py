@@ -26,6 +26,7 @@ __all__ = [
     "kind_of",
     "pipeline_failed",
     "sink_error",
+    "stored_undelivered",
     "unhealthy",
 ]
 
@@ -150,6 +151,14 @@ class Undelivered:
     test: ``"deadline"``, ``"immediate"``, ``"cancelled"``, ``"sink_error"``,
     ``"unhealthy"``, ``"pipeline_failed"``, and in a replay ``"no_sink"``,
     ``"not_routed"`` and ``"held"`` (in a segment a live writer still holds)."""
+
+
+def stored_undelivered(
+    records: Iterable[Record], sink: str, reason: Reason, error: BaseException | None
+) -> list[Undelivered]:
+    """``records`` given up by ``sink``'s writer, as entries for the rescue store."""
+    text, kind = reason.text, reason.kind
+    return [Undelivered(r, sink, "sink", text, error, True, kind=kind) for r in records]
 
 
 def _frozen_map(d: Mapping[str, int]) -> Mapping[str, int]:

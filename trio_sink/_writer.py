@@ -35,7 +35,7 @@ from ._ki import protected
 from ._ledger import Ledger, Place, SinkAccount
 from ._record import Record, with_error
 from ._recovery import Recovery
-from ._report import Reason, Undelivered, sink_error
+from ._report import Reason, sink_error, stored_undelivered
 from ._rescue import RescueStore
 from ._retry import (
     PermanentError,
@@ -378,12 +378,8 @@ class SinkWriter:
         ledger = self.ledger
         stored = False
         if store is not None and records:
-            undelivered = [
-                Undelivered(r, self.name, "sink", reason.text, error, True, kind=reason.kind)
-                for r in records
-            ]
             try:
-                await store.arescue(undelivered)
+                await store.arescue(stored_undelivered(records, self.name, reason, error))
             except Exception as exc:
                 self.store_failed(len(records), exc)
             except BaseException:
