@@ -172,9 +172,9 @@ class SinkWriter:
                 return
 
     async def _loop(self, recv: trio.MemoryReceiveChannel[SinkBatch]) -> None:
-        # The common case (no breaker, no retry policy) is written out inline: a batch
-        # costs one receive, one write and four ledger moves, with no coroutine of its
-        # own in between.
+        # The common case (a closed breaker or none, a first write that succeeds) is
+        # written out inline: a batch costs one receive, one write and two ledger moves,
+        # with no coroutine of its own in between. Retries start from _after_failure.
         account = self.account
         ledger = self.ledger
         pause = self.pause
