@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from rescue_helpers import entry, fill
 
 from trio_sink import (
     ConfigError,
@@ -22,7 +23,6 @@ from trio_sink import (
     Infra,
     Pipeline,
     Record,
-    RescueEntry,
     RescueReadStats,
     RescueStore,
     Route,
@@ -33,27 +33,6 @@ from trio_sink.__main__ import main
 from trio_sink._record import ReplayedRecord
 from trio_sink._replay import BATCH_SIZE
 from trio_sink.sinks import CollectSink
-
-
-def entry(i: int, sink: str | None, **fields: Any) -> RescueEntry:
-    values: dict[str, Any] = {
-        "id": i,
-        "raw": f"raw {sink} {i}",
-        "payload": {"n": i, "sink": sink},
-        "sink": sink,
-        "stage": "sink",
-        "reason": "sink raised OSError: down",
-        "error": "OSError: down",
-        "time": 1_700_000_000.0,
-        "run": "run-1",
-    }
-    values.update(fields)
-    return RescueEntry(**values)
-
-
-def fill(path: Path, entries: Sequence[RescueEntry], **kwargs: Any) -> None:
-    with RescueStore(path, **kwargs) as store:
-        store.write(entries)
 
 
 def checked(report: DeliveryReport) -> DeliveryReport:
