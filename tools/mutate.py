@@ -1409,6 +1409,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starts a background job with SIGINT ignored, and an ignored signal stays
+    # ignored in every process started from it: with Python's own handler here, the
+    # test runs get it too (tests/test_keyboard_interrupt.py skips without it), and a
+    # SIGINT ends this run cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not args.no_baseline:
         tests = sorted({t for m in mutants for t in m.tests})
         verdict, seconds, detail = run_tests(tests, args.timeout)
