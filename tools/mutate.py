@@ -2,7 +2,7 @@
 
 Run it with the project's Python (the one with pytest; it imports nothing of
 trio_sink itself), from anywhere: it works on the tree it sits in. A full run takes
-about ten minutes on two cores::
+about fifteen minutes on two cores::
 
     python tools/mutate.py                         # every mutant, then the score
     python tools/mutate.py --only spill-one-late   # one mutant (repeat for more)
@@ -2090,9 +2090,8 @@ def markdown(results: Sequence[Result], text: str) -> str:
         "",
         "The last full run of `python tools/mutate.py --report tools/MUTANTS.md`: each",
         "hand-made mutant of the accounting code, and the test that kills it (the first",
-        "to fail), why it cannot change behaviour, or for a survivor what it changes.",
-        "See the docstring of",
-        "`tools/mutate.py` for how to run it and what a survivor means.",
+        "to fail), why it cannot change behaviour, or for a survivor what it changes. See",
+        "the docstring of `tools/mutate.py` for how to run it and what a survivor means.",
         "",
         "| # | mutant | module | result | killed by / why equivalent / what survives |",
         "|---|---|---|---|---|",
