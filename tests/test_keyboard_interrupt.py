@@ -10,19 +10,32 @@ delivered is left in the rescue store.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import trio_sink
-from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, RescueStore, Route
+from trio_sink import (
+    CircuitBreaker,
+    DeliveryReport,
+    Pipeline,
+    PipelineHandle,
+    Record,
+    RescueStore,
+    Route,
+    Source,
+)
+from trio_sink._ki import unprotect
 from trio_sink.sinks import CollectSink
+from trio_sink.testing import Pause, ScriptedSource
 
 PACKAGE = str(Path(trio_sink.__file__).parent)
 
@@ -137,3 +150,250 @@ def test_a_sigint_anywhere_in_trio_sink_keeps_the_books(with_store: bool, tmp_pa
                 store.close()
     assert tried >= 250
     assert interrupted >= tried // 2
+
+
+# -- which code is protected --------------------------------------------------------------
+#
+# Trio marks code objects, for good: each test here has functions of its own, so that one
+# test's marks never decide another's.
+
+
+def _protected_now() -> bool:
+    return trio.lowlevel.currently_ki_protected()
+
+
+class Noting:
+    """A sink that notes, in each of its methods, whether its code runs protected. Its
+    first write fails, so that its breaker opens and its probe is called."""
+
+    name = "db"
+
+    def __init__(self) -> None:
+        self.protected: dict[str, bool] = {}
+        self.writes = 0
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.protected.setdefault("write", _protected_now())
+        self.writes += 1
+        if self.writes == 1:
+            raise OSError("down")
+
+    async def flush(self) -> None:
+        self.protected["flush"] = _protected_now()
+
+    async def aclose(self) -> None:
+        self.protected["aclose"] = _protected_now()
+
+    async def probe(self) -> None:
+        self.protected["probe"] = _protected_now()
+
+
+async def test_the_users_functions_run_unprotected_so_that_ctrl_c_can_stop_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A hung user function must stay interruptible: parse, when, each method of a sink
+    # and its probe run without the protection of the task that calls them.
+    seen: dict[str, bool] = {}
+
+    def parse(raw: int) -> int:
+        seen.setdefault("parse", _protected_now())
+        return raw
+
+    def when(payload: int) -> bool:
+        seen.setdefault("when", _protected_now())
+        return True
+
+    sink = Noting()
+    pipeline = Pipeline(
+        ScriptedSource([0, Pause(5.0), 1]),
+        parse=parse,
+        routes=[Route("r", sink, when=when)],
+        batch_size=1,
+        retry=None,
+        breaker=CircuitBreaker(failures=1, probe_interval=1.0),
+    )
+    report = await pipeline.run()
+    assert [(u.record.id, u.reason) for u in report.undelivered] == [
+        (0, "sink raised OSError: down")
+    ]
+    assert seen == {"parse": False, "when": False}
+    assert sink.protected == {"write": False, "probe": False, "flush": False, "aclose": False}
+    assert trio.lowlevel.currently_ki_protected() is False  # (the test's own task)
+
+
+def _gen_source(seen: dict[str, bool]) -> Iterator[int]:
+    seen["source"] = _protected_now()
+    yield from range(3)
+
+
+async def _agen_source(seen: dict[str, bool]) -> AsyncIterator[int]:
+    seen["source"] = _protected_now()
+    for i in range(3):
+        yield i
+
+
+class _NextSource:
+    def __init__(self, seen: dict[str, bool]) -> None:
+        self.seen = seen
+        self.left = 3
+
+    def __iter__(self) -> _NextSource:
+        return self
+
+    def __next__(self) -> int:
+        self.seen["source"] = _protected_now()
+        if not self.left:
+            raise StopIteration
+        self.left -= 1
+        return self.left
+
+
+class _AnextSource:
+    def __init__(self, seen: dict[str, bool]) -> None:
+        self.seen = seen
+        self.left = 3
+
+    def __aiter__(self) -> _AnextSource:
+        return self
+
+    async def __anext__(self) -> int:
+        self.seen["source"] = _protected_now()
+        if not self.left:
+            raise StopAsyncIteration
+        self.left -= 1
+        return self.left
+
+
+class _SetUpSource(Source[int]):
+    def __init__(self, seen: dict[str, bool]) -> None:
+        self.seen = seen
+
+    async def open(self) -> None:
+        self.seen["open"] = _protected_now()
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        self.seen["source"] = _protected_now()
+        for i in range(3):
+            yield i
+
+    async def aclose(self) -> None:
+        self.seen["aclose"] = _protected_now()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_gen_source, _agen_source, _NextSource, _AnextSource, _SetUpSource],
+    ids=["generator", "async-generator", "iterator", "async-iterator", "Source"],
+)
+async def test_a_sources_own_code_runs_unprotected(make: Callable[[dict[str, bool]], Any]) -> None:
+    seen: dict[str, bool] = {}
+    sink = CollectSink("out")
+    report = await Pipeline(make(seen), routes=[Route("r", sink)]).run()
+    assert report.ok
+    assert len(sink.records) == 3
+    assert set(seen.values()) == {False}
+    assert set(seen) == ({"open", "source", "aclose"} if make is _SetUpSource else {"source"})
+
+
+async def test_trio_sinks_own_sinks_keep_their_protection() -> None:
+    # A built-in sink's code is trio_sink's: a Ctrl-C inside it waits for a checkpoint,
+    # as in the rest of the package. (Seen from a trace function, as a signal handler
+    # sees the frame it interrupts.)
+    sink = CollectSink("out")
+    code = CollectSink.write.__code__
+    seen: list[bool] = []
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is code:
+            seen.append(trio.lowlevel.currently_ki_protected())
+        return None
+
+    sys.settrace(tracer)
+    try:
+        report = await Pipeline(range(3), routes=[Route("r", sink)]).run()
+    finally:
+        sys.settrace(None)
+    assert report.ok
+    assert seen == [True]
+
+
+def test_unprotect_marks_the_code_of_every_kind_of_callable_and_iterator() -> None:
+    seen: dict[str, bool] = {}
+
+    def function() -> None:
+        seen["function"] = _protected_now()
+
+    def partly(x: int) -> None:
+        seen["partial"] = _protected_now()
+
+    class Methods:
+        def method(self) -> None:
+            seen["method"] = _protected_now()
+
+        def __call__(self) -> None:
+            seen["__call__"] = _protected_now()
+
+    def generator() -> Iterator[int]:
+        seen["generator"] = _protected_now()
+        yield 1
+
+    async def agenerator() -> AsyncGenerator[int, None]:
+        seen["async generator"] = _protected_now()
+        yield 1
+
+    async def coroutine() -> None:
+        seen["coroutine"] = _protected_now()
+
+    class Hostile:
+        """An object whose attributes raise: its code stays as it is, and the objects
+        after it are still marked."""
+
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name}")
+
+    def after_hostile() -> None:
+        seen["after a hostile object"] = _protected_now()
+
+    def not_marked() -> None:
+        seen["not marked"] = _protected_now()
+
+    gen, agen, coro = generator(), agenerator(), coroutine()
+    callable_object = Methods()
+    unprotect(
+        function,
+        functools.partial(partly, 1),
+        Methods().method,
+        callable_object,
+        gen,
+        agen,
+        coro,
+        None,
+        Hostile(),
+        after_hostile,
+    )
+
+    @trio.lowlevel.enable_ki_protection
+    async def main() -> None:
+        function()
+        partly(1)
+        Methods().method()
+        callable_object()
+        next(gen)
+        await agen.__anext__()
+        await coro
+        after_hostile()
+        not_marked()
+        await agen.aclose()
+
+    trio.run(main)
+    assert seen == {
+        "function": False,
+        "partial": False,
+        "method": False,
+        "__call__": False,
+        "generator": False,
+        "async generator": False,
+        "coroutine": False,
+        "after a hostile object": False,
+        "not marked": True,
+    }

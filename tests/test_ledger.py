@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from trio_sink import AccountingError, Record
 from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, SinkAccount, Ticket
-from trio_sink._report import CANCELLED, DEADLINE, IMMEDIATE, Reason, sink_error
+from trio_sink._report import CANCELLED, DEADLINE, IMMEDIATE, Reason, Undelivered, sink_error
 
 
 def _records(first: int, n: int) -> list[Record]:
@@ -538,3 +538,148 @@ def test_a_reason_whose_parked_records_were_all_replayed_leaves_by_reason() -> N
     ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(2, 1))
     assert ledger.replayed(db, [0, 1]) == 2
     assert dict(db.by_reason) == {"drain deadline": 1}
+
+
+# -- stored records past the sample: counted, not kept ------------------------------------
+
+
+def _read_back() -> Iterator[Undelivered]:
+    """A store to read back from (the tests of this section never iterate the report)."""
+    raise AssertionError("the store was read back")
+
+
+@pytest.fixture
+def sample_of_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("trio_sink._ledger.KEEP_STORED", 4)
+
+
+UNHEALTHY = Reason("unhealthy", "sink unhealthy: OSError: x")
+
+
+def _with_store(sinks: list[str]) -> Ledger:
+    ledger = Ledger(sinks)
+    ledger.read_back = _read_back
+    return ledger
+
+
+def test_stored_records_past_the_sample_are_counted_not_kept(sample_of_4: None) -> None:
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 7)
+    for first in (0, 2):  # 4 records: the sample
+        ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(first, 2), stored=True)
+    assert (ledger.kept_stored, ledger.spilled) == (4, 0)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(4, 3), stored=True)
+    assert (ledger.kept_stored, ledger.spilled) == (4, 3)
+    assert [u.record.id for u in ledger.undelivered] == [0, 1, 2, 3]
+    assert (db.undelivered, db.stored, dict(db.by_reason)) == (7, 7, {"drain deadline": 7})
+    report = ledger.report(0.0)
+    assert type(report.undelivered).__name__ == "UndeliveredView"
+    assert len(report.undelivered) == 7
+
+
+def test_without_a_store_to_read_back_every_stored_record_is_kept(sample_of_4: None) -> None:
+    ledger = Ledger(["db"])  # no read_back: nothing could be read back for the report
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 10)
+    for first in range(0, 10, 2):
+        ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(first, 2), stored=True)
+    assert (ledger.kept_stored, ledger.spilled) == (10, 0)
+    assert [u.record.id for u in ledger.report(0.0).undelivered] == list(range(10))
+
+
+def test_records_not_stored_do_not_count_toward_the_sample(sample_of_4: None) -> None:
+    # They are kept whatever their number (the end of the run stores them from memory);
+    # only the stored ones fill the sample.
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 9)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(0, 5))
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(5, 4), stored=True)
+    assert (ledger.kept_stored, ledger.spilled) == (4, 0)
+    assert len(ledger.undelivered) == 9
+
+
+def test_stored_records_given_as_an_iterator_are_kept_past_the_sample(
+    sample_of_4: None,
+) -> None:
+    # An iterator has no length to count it by: its records are kept.
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _taken(ledger, db, 6)
+    ledger.abandon(db, "in_flight", "sink", DEADLINE, _records(0, 4), stored=True)
+    n = ledger.abandon(db, "in_flight", "sink", DEADLINE, iter(_records(4, 2)), stored=True)
+    assert n == 2
+    assert (ledger.kept_stored, ledger.spilled) == (6, 0)
+    assert [u.record.id for u in ledger.undelivered] == list(range(6))
+
+
+def _parked_past_the_sample(ledger: Ledger, db: SinkAccount) -> None:
+    """Park ids 0-3 (the sample), then 4-6 (counted) as unhealthy (a sink error), and
+    7-8 (counted) as cancelled: the ledger counts parked records by whatever reason
+    they carry."""
+    _taken(ledger, db, 9)
+    ledger.abandon(db, "in_flight", "sink", UNHEALTHY, _records(0, 4), parked=True)
+    ledger.abandon(db, "in_flight", "sink", UNHEALTHY, _records(4, 3), parked=True)
+    ledger.abandon(db, "in_flight", "sink", CANCELLED, _records(7, 2), parked=True)
+
+
+def test_parked_records_fill_the_sample_and_past_it_are_counted_by_reason(
+    sample_of_4: None,
+) -> None:
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _parked_past_the_sample(ledger, db)
+    assert (ledger.kept_stored, ledger.spilled) == (4, 5)
+    assert sorted(ledger.parked["db"]) == [0, 1, 2, 3]
+    assert ledger.parked_spilled == {"db": {"sink error": 3, "cancelled": 2}}
+    assert (db.undelivered, db.stored) == (9, 9)
+    assert dict(db.by_reason) == {"sink error": 7, "cancelled": 2}
+
+
+def test_counted_parked_records_replayed_leave_every_count(sample_of_4: None) -> None:
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _parked_past_the_sample(ledger, db)
+    # Two kept ones and four counted ones: the counted are taken by reason, in order.
+    assert ledger.replayed(db, [0, 1, 4, 5, 6, 7]) == 6
+    assert sorted(ledger.parked["db"]) == [2, 3]
+    assert ledger.parked_spilled == {"db": {"cancelled": 1}}
+    assert ledger.spilled == 1
+    assert (db.delivered, db.replayed, db.undelivered, db.stored) == (6, 6, 3, 3)
+    assert dict(db.by_reason) == {"sink error": 2, "cancelled": 1}
+    # Taken once: the last counted one, and nothing more.
+    assert ledger.replayed(db, [8, 100, 101]) == 1
+    assert ledger.replayed(db, [102]) == 0
+    assert ledger.parked_spilled == {"db": {}}
+    assert (ledger.spilled, db.undelivered, db.stored) == (0, 2, 2)
+    assert len(ledger.report(0.0).undelivered) == 2
+
+
+def test_counted_parked_records_are_taken_across_reasons_no_more_than_asked(
+    sample_of_4: None,
+) -> None:
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _parked_past_the_sample(ledger, db)
+    assert ledger.replayed(db, [4, 5, 6, 7]) == 4  # 3 sink errors, then 1 cancelled
+    assert ledger.parked_spilled == {"db": {"cancelled": 1}}
+    assert (ledger.spilled, db.undelivered) == (1, 5)
+
+
+def test_reparked_records_stay_counted_or_kept_as_they_were(sample_of_4: None) -> None:
+    ledger = _with_store(["db"])
+    db = ledger.accounts["db"]
+    _parked_past_the_sample(ledger, db)
+    exc = ValueError("rejected")
+    # One kept (0) and two counted ones fail for good: stored again with the new reason.
+    assert ledger.repark(db, [0, 4, 5], sink_error(exc), exc) == 3
+    assert ledger.spilled == 5  # the counted ones still only counted
+    assert [(u.record.id, u.reason, u.stored) for u in ledger.undelivered] == [
+        (0, "sink raised ValueError: rejected", True)
+    ]
+    assert sorted(ledger.parked["db"]) == [1, 2, 3]
+    assert (db.undelivered, db.stored) == (9, 9)
+    assert dict(db.by_reason) == {"sink error": 7, "cancelled": 2}
+    report = ledger.report(0.0)
+    assert len(report.undelivered) == 9

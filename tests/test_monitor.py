@@ -25,9 +25,12 @@ from trio_sink import (
     Infra,
     Pipeline,
     PipelineStatistics,
+    Record,
     RescueStore,
     Route,
 )
+from trio_sink._feeds import LossyFeed, SinkBatch
+from trio_sink._ledger import Ledger
 from trio_sink.sinks import CollectSink, JsonlFileSink, SlowSink
 from trio_sink.testing import FlakySink, HangingSink, Pause, RecordingSink, ScriptedSource, running
 
@@ -512,3 +515,28 @@ async def test_no_statistics_record_reaches_the_rescue_store(
     entries = list(RescueStore(path).entries())
     assert [e.id for e in entries if e.id < 0] == []
     assert sorted((e.sink, e.id) for e in entries) == [("a", i) for i in data]
+
+
+async def test_a_lossy_feed_logs_the_first_loss_of_each_spell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A loss is logged when a spell of losses begins; a batch that finds room ends the
+    # spell, and the next loss is logged again.
+    ledger = Ledger(["mon"])
+    send, recv = trio.open_memory_channel[SinkBatch](1)
+    feed = LossyFeed(send, ledger.accounts["mon"], ledger, "monitor")
+
+    def stats(i: int) -> tuple[Record, ...]:
+        return (Record(-i, {"n": i}, {"n": i}),)
+
+    with caplog.at_level(logging.WARNING, logger="trio_sink.pipeline"):
+        assert feed.offer(stats(1))
+        assert not feed.offer(stats(2))  # full: a spell begins
+        assert not feed.offer(stats(3))
+        recv.receive_nowait()
+        ledger.take(ledger.accounts["mon"], 1)  # the monitor's task took it
+        assert feed.offer(stats(4))  # room: the spell ended
+        assert not feed.offer(stats(5))  # a new spell
+    assert messages(caplog, "monitor.full") == ["monitor.full sink=mon buffered=1"] * 2
+    assert ledger.discarded == {"monitor": 3}
+    assert ledger.accounts["mon"].routed == 2
