@@ -11,6 +11,7 @@ delivered is left in the rescue store.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
@@ -397,3 +398,21 @@ def test_unprotect_marks_the_code_of_every_kind_of_callable_and_iterator() -> No
         "after a hostile object": False,
         "not marked": True,
     }
+
+
+def test_user_code_in_a_folder_beside_the_package_runs_unprotected() -> None:
+    # "trio_sink_plugins/" starts like the package's own folder, but is not it.
+    from trio_sink._ki import unprotect
+
+    folder = os.path.dirname(trio_sink.__file__) + "_plugins"
+    namespace: dict[str, Any] = {"trio": trio}
+    source = "def parse(x):\n    return trio.lowlevel.currently_ki_protected()\n"
+    exec(compile(source, os.path.join(folder, "parse.py"), "exec"), namespace)
+    parse = namespace["parse"]
+    unprotect(parse)
+
+    @trio.lowlevel.enable_ki_protection
+    async def protected_caller() -> bool:
+        return bool(parse(0))
+
+    assert trio.run(protected_caller) is False

@@ -106,3 +106,12 @@ def test_the_repr_says_how_many_are_where() -> None:
     _, read_back = _store(1, 2)
     view = UndeliveredView([_u(0)], 2, read_back)
     assert repr(view) == "UndeliveredView(kept=1, in the store=2)"
+
+
+def test_an_entry_for_a_record_kept_unstored_does_not_take_a_counted_ones_place() -> None:
+    # A store write that failed and could not be rolled back leaves entries of records
+    # the report keeps as not stored: they come from memory, once, and the counted ones
+    # from the store after them.
+    _, read_back = _store(1, 2, 3)
+    view = UndeliveredView([_u(1, stored=False)], 2, read_back)
+    assert _ids(view) == [1, 2, 3]

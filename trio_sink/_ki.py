@@ -14,6 +14,7 @@ stage reports what it holds, as for any exception.
 from __future__ import annotations
 
 import functools
+import os
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -78,4 +79,4 @@ def unprotect(*objs: object) -> None:
             trio.lowlevel.disable_ki_protection(_Code(code))
 
 
-_OWN = __file__.rsplit("/", 1)[0]
+_OWN = os.path.join(os.path.dirname(__file__), "")  # the package's folder, with its separator

@@ -166,8 +166,7 @@ class Ledger:
 
     def admit(self, account: SinkAccount, n: int) -> None:
         """``n`` records went straight into the sink's channel (a side feed, a replay)."""
-        account.routed += n
-        account.waiting += n
+        self.route(account, n)
         self.send(account, n)
 
     def generate(self) -> int:

@@ -48,7 +48,7 @@ class UndeliveredView(Sequence[Undelivered]):
         yield from self._kept
         if not self._spilled:
             return
-        kept = {(u.sink, u.record.id) for u in self._kept if u.stored}
+        kept = {(u.sink, u.record.id) for u in self._kept}
         left = self._spilled
         for u in self._read_back():
             if (u.sink, u.record.id) in kept:
