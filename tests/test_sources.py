@@ -70,27 +70,34 @@ def test_stdin_source_needs_a_standard_input(monkeypatch: pytest.MonkeyPatch) ->
         StdinSource()
 
 
-def _feed(w: IO[bytes], lines: list[bytes], gap: float, written: list[float]) -> None:
-    for line in lines:
-        w.write(line)
-        w.flush()
-        written.append(time.monotonic())
-        time.sleep(gap)
-    w.close()
+def _feed(w: IO[bytes], lines: list[bytes], delivered: list[threading.Event]) -> None:
+    """Write each whole line, then wait until the pipeline has delivered it before the
+    next; then the last, partial line (delivered at the end of the input), and close."""
+    try:
+        for line, done in zip(lines[:-1], delivered, strict=False):
+            w.write(line)
+            w.flush()
+            if not done.wait(30.0):
+                return  # not delivered while the pipe stayed open: the test fails below
+        w.write(lines[-1])
+    finally:
+        w.close()
 
 
-def test_lines_of_a_slow_pipe_arrive_within_the_batch_timeout() -> None:
-    # Real time and a real pipe: the writer sends a line every 0.3 s; with a batch_timeout
-    # of 0.05 s each line is delivered long before the next one is written.
+def test_lines_of_a_slow_pipe_are_delivered_while_the_pipe_stays_open() -> None:
+    # A real pipe whose writer sends the next line only once the last one was delivered:
+    # with a sync iterable over the pipe, nothing would move until the pipe closed. The
+    # batch_timeout (0.05 s) sends each line on alone.
     r, w = os.pipe()
-    written: list[float] = []
-    delivered: list[float] = []
-    feeder = threading.Thread(
-        target=_feed, args=(os.fdopen(w, "wb"), [b"a\n", b"b\n", b"c"], 0.3, written)
-    )
+    lines = [b"a\n", b"b\n", b"c"]
+    delivered = [threading.Event() for _ in lines]
+    got: list[bytes] = []
+    feeder = threading.Thread(target=_feed, args=(os.fdopen(w, "wb"), lines, delivered))
 
     async def sink(batch: Any) -> None:
-        delivered.extend(time.monotonic() for _ in batch)
+        for r in batch:
+            delivered[len(got)].set()
+            got.append(r.raw)
 
     with os.fdopen(r, "rb") as stream:
         feeder.start()
@@ -98,10 +105,8 @@ def test_lines_of_a_slow_pipe_arrive_within_the_batch_timeout() -> None:
         report = trio.run(pipeline.run)
     feeder.join()
     assert report.ok
-    assert report.received == 3
-    # Each of the first two lines reached the sink before the line after it was written.
-    assert delivered[0] < written[1]
-    assert delivered[1] < written[2]
+    assert got == [b"a", b"b", b"c"]
+    assert all(done.is_set() for done in delivered)
 
 
 def _slow_lines() -> Iterator[str]:
