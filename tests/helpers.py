@@ -51,3 +51,20 @@ def ended(sink: RecordingSink) -> list[float]:
 def messages(caplog: pytest.LogCaptureFixture, prefix: str) -> list[str]:
     """The logged messages that start with ``prefix``, in order."""
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
+
+
+class CancelledIntoAnError(Sink):
+    """A sink whose write waits until it is cancelled, then raises an error of its own
+    instead of ``Cancelled``, as some clients do: the writer takes it for a failed
+    write while its task is being cancelled."""
+
+    def __init__(self, name: str = "db") -> None:
+        self.name = name
+        self.writes = 0
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.writes += 1
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            raise OSError("connection reset") from None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import checked
+from helpers import CancelledIntoAnError, checked
 
 import trio_sink._parking
 from trio_sink import (
@@ -74,19 +74,6 @@ def failing_log(*args: Any, **kwargs: Any) -> SegmentLog:
     log = SegmentLog(*args, **kwargs)
     log.write_some = disk_full  # type: ignore[method-assign]
     return log
-
-
-class CancelledIntoAnError(Sink):
-    """A sink whose write waits until it is cancelled, then raises an error of its own
-    instead of ``Cancelled``, as some clients do."""
-
-    name = "db"
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            raise OSError("connection reset") from None
 
 
 async def test_a_failed_batch_whose_parking_is_cancelled_is_reported_once_unparked(

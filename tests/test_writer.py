@@ -4,15 +4,15 @@ time; every report is checked, and the ledger is strict (tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from helpers import checked
+from helpers import CancelledIntoAnError, checked
 
-from trio_sink import CircuitBreaker, Pipeline, Record, RescueStore, Route, Sink
+from trio_sink import CircuitBreaker, Pipeline, RescueStore, Route
 from trio_sink.testing import FlakySink, Pause, ScriptedSource
 
 
@@ -26,23 +26,6 @@ def entry_ids(store: RescueStore) -> list[tuple[str | None, int]]:
     """The (sink, id) of every entry this store object wrote, once sealed."""
     store.seal()
     return sorted((e.sink, e.id) for e in store.entries() if e.run == store.run)
-
-
-class CancelledIntoAnError(Sink):
-    """A sink whose write waits until it is cancelled, then raises an error of its own
-    instead of ``Cancelled``, as some clients do: the writer takes it for a failed
-    write while its task is being cancelled."""
-
-    def __init__(self, name: str = "db") -> None:
-        self.name = name
-        self.writes = 0
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        self.writes += 1
-        try:
-            await trio.sleep_forever()
-        except trio.Cancelled:
-            raise OSError("connection reset") from None
 
 
 async def test_a_failed_write_whose_store_write_is_cancelled_is_reported_once_unstored(

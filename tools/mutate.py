@@ -1337,7 +1337,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_ledger.py",
         "route-unopened",
-        "        self.open_tickets[ticket.first_id] = ticket\n        strict = self.strict\n",
+        "        self.open(ticket)\n        strict = self.strict\n",
         "        strict = self.strict\n",
         (*ROUTE, "tests/test_ledger.py"),
     ),

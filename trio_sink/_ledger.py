@@ -111,7 +111,8 @@ class Ledger:
         return first
 
     def open(self, ticket: Ticket) -> None:
-        """``ticket``'s source batch is being routed: its sub-batches are on their way."""
+        """``ticket``'s source batch was routed: it is open until each of its sub-batches
+        is settled."""
         self.open_tickets[ticket.first_id] = ticket
 
     def route(self, account: SinkAccount, n: int) -> None:
@@ -130,7 +131,7 @@ class Ledger:
         per destination, each waiting to be sent to its sink's channel): the ticket is
         open until each is settled. With none (every record was discarded) the batch is
         settled now."""
-        self.open_tickets[ticket.first_id] = ticket
+        self.open(ticket)
         strict = self.strict
         for dest, (batch, _) in out:
             account = dest.account
