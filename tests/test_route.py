@@ -26,6 +26,7 @@ from trio_sink import (
     Residue,
     Route,
     TrioSinkError,
+    Undecodable,
 )
 from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
@@ -1080,3 +1081,18 @@ async def test_a_sub_batch_sent_before_another_send_is_cancelled_is_reported_onc
         (0, "h", "sink"),
         (1, "h", "route"),
     ]
+
+
+@pytest.mark.parametrize("parse", [None, str.upper])
+async def test_an_undecodable_item_goes_to_miss_unparsed_with_its_bytes(
+    parse: Callable[[Any], Any] | None,
+) -> None:
+    kept, miss = CollectSink("kept"), CollectSink("miss")
+    bad = Undecodable(b"caf\xe9", reason="not valid utf-8 at byte 3")
+    report = await Pipeline(
+        ["a", bad, "b"], parse=parse, routes=[Route("all", kept)], infra=Infra(miss=miss)
+    ).run()
+    assert report.ok
+    assert [r.payload for r in kept.records] == (["A", "B"] if parse else ["a", "b"])
+    assert [(r.id, r.raw) for r in miss.records] == [(1, bad)]
+    assert miss.records[0].raw.data == b"caf\xe9"

@@ -15,6 +15,7 @@ from ._record import Miss as Miss
 from ._record import Record as Record
 from ._record import ReplayedRecord as ReplayedRecord
 from ._record import Residue as Residue
+from ._record import Undecodable as Undecodable
 from ._replay import replay as replay
 from ._report import DeliveryReport as DeliveryReport
 from ._report import ReasonKind as ReasonKind
@@ -81,6 +82,7 @@ __all__ = [
     "SourceError",
     "SourceStatistics",
     "TrioSinkError",
+    "Undecodable",
     "Undelivered",
     "UnknownSinkError",
     "WriteTimeout",

@@ -13,7 +13,9 @@ __all__ = [
     "Record",
     "ReplayedRecord",
     "Residue",
+    "Undecodable",
     "residue_made",
+    "undecodable_made",
     "with_error",
 ]
 
@@ -129,3 +131,27 @@ class Residue:
 residue_made = False
 """Whether a :class:`Residue` was ever made in this process. Until one is, the route
 stage need not look for residues among the payloads of a batch."""
+
+
+@final
+@attrs.frozen
+class Undecodable:
+    """An item a source could not decode (a line that is not valid in its encoding).
+
+    Yielded by a source in place of the text; the route stage sends its record to the
+    ``miss`` infra group without calling ``parse``, with the bytes kept in ``data``.
+    """
+
+    data: bytes
+    encoding: str = "utf-8"
+    reason: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Undecodable:
+        global undecodable_made
+        undecodable_made = True
+        return super().__new__(cls)
+
+
+undecodable_made = False
+"""Whether an :class:`Undecodable` was ever made in this process (see
+:data:`residue_made`)."""

@@ -22,7 +22,7 @@ from ._checks import check_function, is_async_callable
 from ._exceptions import ConfigError
 from ._feeds import SinkBatch
 from ._ledger import Ledger, SinkAccount, Ticket
-from ._record import ErrorRecord, Miss, Record, Residue, with_error
+from ._record import ErrorRecord, Miss, Record, Residue, Undecodable, with_error
 from ._report import Reason
 from ._sink import SinkArg
 from ._user_errors import UserErrors
@@ -110,6 +110,17 @@ _FAILED: Any = object()
 """Marks the result of a call that raised, in :func:`apply_each`."""
 
 
+def _missing_undecodable(parse: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """``parse``, but an :class:`Undecodable` item is a miss (and never parsed)."""
+
+    def parse_decoded(raw: Any) -> Any:
+        if type(raw) is Undecodable:
+            raise Miss(raw.reason or f"not valid {raw.encoding}")
+        return raw if parse is None else parse(raw)
+
+    return parse_decoded
+
+
 def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
     """``[fn(x) for x in items]`` with the loop in C, surviving exceptions.
 
@@ -170,11 +181,14 @@ class Router:
         residues: Sequence[Record] = ()
         errors: Sequence[Record] = ()
         payloads: list[Any]
-        if self.parse is None:
+        parse = self.parse
+        if _record.undecodable_made and Undecodable in map(type, raws):
+            parse = _missing_undecodable(parse)
+        if parse is None:
             payloads = raws
             records = tuple(map(Record, ids, raws, raws))
         else:
-            payloads, failures = apply_each(self.parse, raws)
+            payloads, failures = apply_each(parse, raws)
             if failures:
                 misses, errors = self._failed(first_id, raws, failures)
                 for exc in (e.error for e in errors):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from itertools import islice
 from time import perf_counter
 from typing import Any, Generic, TypeVar
@@ -53,8 +53,28 @@ class Source(Generic[T]):
     async def open(self) -> None:
         """Set up before the first pull. Default: nothing."""
 
+    async def ack(self, items: Sequence[T]) -> None:
+        """Acknowledge ``items``: every record made from them reached a final, safe
+        outcome. Define it to be told; the default does nothing, and is never called.
+
+        The pipeline calls it in source order with consecutive runs of the items this
+        source yielded (the next call's first item follows the last item of the one
+        before), once every record made from them was delivered to every sink it was
+        routed to, written to the rescue store, or discarded by configuration (an infra
+        group with no sink). A record that was not delivered and not stored is never
+        acknowledged, and neither is anything after it: a source that resumes from its
+        acknowledged prefix after a crash sees those items again (at least once).
+
+        At most one call is in flight; a call takes every item acknowledged since the
+        last one. Calls run beside the data path, never in it. A last call is made
+        after the sinks have drained and the rest was stored, before :meth:`aclose`.
+        If it raises, the error is logged and no more calls are made in this run
+        (delivery goes on).
+        """
+
     async def aclose(self) -> None:
-        """Tear down at the end of the run. Default: nothing."""
+        """Tear down at the end of the run, after the last :meth:`ack`. Default:
+        nothing."""
 
 
 def _nothing() -> None:
