@@ -1,0 +1,104 @@
+"""RedisStreamSink: each record appended to a Redis stream (``XADD``), a batch at a time,
+whole or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, final
+
+from ._checks import check_int, check_text
+from ._record import Record
+from ._redis_client import Client, PureToken, RedisConnectionError, make_client, with_client
+from ._redis_entries import fields_of
+from ._sink import Sink
+
+__all__ = ["RedisStreamSink"]
+
+
+@final
+class RedisStreamSink(Sink):
+    """Appends an entry to ``stream`` at ``url`` for each record (``XADD``); its fields
+    are made from the record's payload by :func:`fields_of` (a dict: its items; anything
+    else: one field ``data`` with its JSON text).
+
+    A batch is one transaction (``MULTI``, an ``XADD`` per record, ``EXEC``): written
+    whole, or not at all and ``write`` raises; only when the connection is lost after
+    ``EXEC`` was sent can a batch that raised have been written (then a retry writes it
+    twice: at-least-once). A lost or refused connection raises the builtin
+    ``ConnectionError`` (which the pipeline's default retry policy retries); a payload
+    that cannot be made into fields raises ``TypeError`` before anything is sent; an
+    error reply raises coredis's ``ResponseError``.
+
+    ``maxlen``: trim the stream to about that many entries as it grows (``MAXLEN ~``);
+    None (the default) never trims. Trimming deletes the oldest entries whether a
+    consumer group has read them or not.
+
+    Each write connects for itself, and closes its connection when it returns. To keep
+    one connection pool for a whole run instead, enter the sink around the run
+    (``async with sink: await pipeline.run()``), in a task that outlives the run; its
+    ``aclose()`` then closes the connections, and leaving the ``async with`` closes the
+    pool.
+    """
+
+    def __init__(
+        self, url: str, stream: str, *, maxlen: int | None = None, name: str | None = None
+    ) -> None:
+        self.url = url
+        make_client(url)  # checks the URL now
+        self.stream = check_text("stream", stream) or stream
+        self.maxlen = None if maxlen is None else check_int("maxlen", maxlen, 1)
+        self.name = check_text("name", name, optional=True) or f"redis:{stream}"
+        self._client: Client | None = None
+        """The client entered by ``async with``, if any."""
+
+    async def __aenter__(self) -> RedisStreamSink:
+        client = make_client(self.url)
+        await client.__aenter__()
+        self._client = client
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        """Append one entry per record, in one transaction. A checkpoint. If cancelled,
+        nothing was written, or (``EXEC`` sent) everything."""
+        entries = [fields_of(record.payload) for record in batch]
+        if not entries:
+            return
+        try:
+            if self._client is not None:
+                await self._append(self._client, entries)
+            else:
+                await with_client(self.url, lambda client: self._append(client, entries))
+        except RedisConnectionError as exc:
+            raise ConnectionError(f"{self.name}: {exc}") from exc
+
+    async def _append(self, client: Client, entries: Sequence[Mapping[str | bytes, Any]]) -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            if self.maxlen is None:
+                for fields in entries:
+                    pipe.xadd(self.stream, fields)
+            else:
+                for fields in entries:
+                    pipe.xadd(
+                        self.stream,
+                        fields,
+                        trim_strategy=PureToken.MAXLEN,
+                        threshold=self.maxlen,
+                        trim_operator=PureToken.APPROXIMATELY,
+                    )
+
+    async def aclose(self) -> None:
+        """Close the connections of the pool entered with ``async with``, if any (each
+        write closes its own otherwise)."""
+        if self._client is not None:
+            self._client.connection_pool.disconnect()
