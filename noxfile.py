@@ -1,6 +1,9 @@
-"""Developer sessions: ``nox -s tests lint typing demo bench``."""
+"""Developer sessions: ``nox -s tests lint typing demo bench bench_redis``."""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import nox
 
@@ -12,9 +15,33 @@ TEST_PYTHONS = ["3.11", "3.12", "3.13"]
 """The versions the classifiers name; nox skips one that is not installed."""
 
 
+def redis_server(session: nox.Session) -> None:
+    """Install Debian's redis-server when there is none (as root, as on CI); without
+    root, say that the Redis tests will skip."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin", "/usr/sbin"])
+    if shutil.which("redis-server", path=path):
+        return
+    if os.geteuid() != 0:
+        session.warn("no redis-server, and no root to install it: the Redis tests will skip")
+        return
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "redis-server",
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
 @nox.session(python=TEST_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite (set CI=true for Hypothesis's ci profile)."""
+    """The test suite (set CI=true for Hypothesis's ci profile). Installs redis-server
+    first when missing (as root); TRIO_SINK_REQUIRE_REDIS=1 makes a missing one fail the
+    Redis tests instead of skipping them."""
+    redis_server(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
 
@@ -49,3 +76,12 @@ def bench(session: nox.Session) -> None:
     ``python benchmarks/throughput.py --memory`` stays the quick in-process check."""
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/compare.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_redis(session: nox.Session) -> None:
+    """Throughput of 1, 2 and 4 worker processes on one Redis consumer group; writes its
+    table into benchmarks/RESULTS.md (``nox -s bench_redis -- --quick`` for a short run)."""
+    redis_server(session)
+    session.install("-e", ".[redis]")
+    session.run("python", "benchmarks/redis_scaleout.py", "--write", *session.posargs)
