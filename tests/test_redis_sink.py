@@ -29,8 +29,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def url(server: RedisServer) -> str:
-    assert server.command("FLUSHALL") == b"+OK"
-    assert server.command("CONFIG", "RESETSTAT") == b"+OK"
+    assert server.command("FLUSHALL") == "OK"
+    assert server.command("CONFIG", "RESETSTAT") == "OK"
     return server.url
 
 
@@ -165,13 +165,13 @@ async def test_a_write_cancelled_before_exec_writes_nothing(url: str, server: Re
     sink = RedisStreamSink(url, "out")
     # The server holds every client's write commands (EXEC included) for a while: the
     # write waits for EXEC's reply when it is cancelled, and its connection is closed.
-    assert server.command("CLIENT", "PAUSE", "10000", "WRITE") == b"+OK"
+    assert server.command("CLIENT", "PAUSE", "10000", "WRITE") == "OK"
     try:
         with trio.move_on_after(0.3) as scope:
             await sink.write(records([{"n": "0"}, {"n": "1"}]))
         assert scope.cancelled_caught
     finally:
-        assert server.command("CLIENT", "UNPAUSE") == b"+OK"
+        assert server.command("CLIENT", "UNPAUSE") == "OK"
     await sink.write(records([{"n": "2"}]))
     assert await entries(url, "out") == [{"n": "2"}]
 

@@ -9,7 +9,7 @@ from typing import Any, final
 
 from ._checks import check_int, check_text
 from ._record import Record
-from ._redis_client import Client, PureToken, RedisConnectionError, make_client, with_client
+from ._redis_client import Client, PureToken, RedisAccess, RedisConnectionError
 from ._redis_entries import fields_of
 from ._sink import Sink
 
@@ -30,6 +30,9 @@ class RedisStreamSink(Sink):
     that cannot be made into fields raises ``TypeError`` before anything is sent; an
     error reply raises coredis's ``ResponseError``.
 
+    ``cluster=True``: ``url`` names a node of a Redis Cluster, and the sink writes to
+    the node that holds the stream's slot (following redirections).
+
     ``maxlen``: trim the stream to about that many entries as it grows (``MAXLEN ~``);
     None (the default) never trims. Trimming deletes the oldest entries whether a
     consumer group has read them or not.
@@ -42,20 +45,23 @@ class RedisStreamSink(Sink):
     """
 
     def __init__(
-        self, url: str, stream: str, *, maxlen: int | None = None, name: str | None = None
+        self,
+        url: str,
+        stream: str,
+        *,
+        maxlen: int | None = None,
+        cluster: bool = False,
+        name: str | None = None,
     ) -> None:
+        self._redis = RedisAccess(url, cluster)
         self.url = url
-        make_client(url)  # checks the URL now
         self.stream = check_text("stream", stream) or stream
         self.maxlen = None if maxlen is None else check_int("maxlen", maxlen, 1)
         self.name = check_text("name", name, optional=True) or f"redis:{stream}"
-        self._client: Client | None = None
-        """The client entered by ``async with``, if any."""
 
     async def __aenter__(self) -> RedisStreamSink:
-        client = make_client(self.url)
-        await client.__aenter__()
-        self._client = client
+        """Keep one connection pool until ``__aexit__``, for every write."""
+        await self._redis.enter()
         return self
 
     async def __aexit__(
@@ -64,9 +70,7 @@ class RedisStreamSink(Sink):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.__aexit__(None, None, None)
+        await self._redis.exit()
 
     async def write(self, batch: Sequence[Record]) -> None:
         """Append one entry per record, in one transaction. A checkpoint. If cancelled,
@@ -75,10 +79,7 @@ class RedisStreamSink(Sink):
         if not entries:
             return
         try:
-            if self._client is not None:
-                await self._append(self._client, entries)
-            else:
-                await with_client(self.url, lambda client: self._append(client, entries))
+            await self._redis.call(lambda client: self._append(client, entries))
         except RedisConnectionError as exc:
             raise ConnectionError(f"{self.name}: {exc}") from exc
 
@@ -99,6 +100,5 @@ class RedisStreamSink(Sink):
 
     async def aclose(self) -> None:
         """Close the connections of the pool entered with ``async with``, if any (each
-        write closes its own otherwise)."""
-        if self._client is not None:
-            self._client.connection_pool.disconnect()
+        write closes its own otherwise). Not a checkpoint."""
+        self._redis.disconnect()

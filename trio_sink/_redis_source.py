@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
+from types import TracebackType
 from typing import Any, final
 
 import attrs
@@ -24,7 +26,7 @@ import trio
 from ._checks import check_int, check_seconds, check_text
 from ._exceptions import TrioSinkError, describe
 from ._record import Undecodable
-from ._redis_client import Client, GroupExists, make_client
+from ._redis_client import Client, GroupExists, RedisAccess
 from ._redis_entries import EntryItem, PoisonEntry, decode_entry
 from ._source import Source
 
@@ -61,9 +63,9 @@ class RedisStreamStatistics:
 class RedisStreamSource(Source[EntryItem]):
     """Reads ``stream`` at ``url`` as ``consumer`` of the consumer group ``group``.
 
-    ``open()`` connects and creates the group (``XGROUP CREATE ... MKSTREAM``, from the
-    id ``group_start``: ``"0"`` the whole stream, ``"$"`` only entries added later) if
-    it does not exist; an existing group is used as it is. Then the source yields:
+    ``open()`` creates the group (``XGROUP CREATE ... MKSTREAM``, from the id
+    ``group_start``: ``"0"`` the whole stream, ``"$"`` only entries added later) if it
+    does not exist; an existing group is used as it is. Then the source yields:
 
     1. this consumer's own pending entries, read before and never acknowledged
        (``XREADGROUP ... 0``, until there are none);
@@ -91,6 +93,20 @@ class RedisStreamSource(Source[EntryItem]):
     pending for this consumer (read again at its next start, or taken over). A Redis
     error ends the source (the pipeline stops and drains); so does a failed :meth:`ack`,
     after which nothing more could be acknowledged in the run.
+
+    ``cluster=True``: ``url`` names a node of a Redis Cluster; the source reads from the
+    node that holds the stream's slot, and follows it through a resharding or a
+    failover (see ``docs/scaling.md`` on hash tags).
+
+    Each read, claim and acknowledgement connects for itself and closes its connection
+    when done. To keep one connection pool for the whole run instead (much cheaper under
+    load), enter the source around the run, in a task that outlives it::
+
+        async with source:
+            report = await Pipeline(source, ...).run()
+
+    ``aclose()`` (the run's end) then closes the pool's connections, and leaving the
+    ``async with`` closes the pool.
     """
 
     def __init__(
@@ -105,6 +121,7 @@ class RedisStreamSource(Source[EntryItem]):
         claim_idle: float = 60.0,
         max_deliveries: int | None = 10,
         group_start: str = "0",
+        cluster: bool = False,
         name: str | None = None,
     ) -> None:
         self.stream = check_text("stream", stream) or stream
@@ -118,8 +135,7 @@ class RedisStreamSource(Source[EntryItem]):
         )
         self.group_start = check_text("group_start", group_start) or group_start
         self.name = check_text("name", name, optional=True) or f"redis:{stream}"
-        self._client: Client = make_client(url)
-        self._entered = False
+        self._redis = RedisAccess(url, cluster)
         # What was yielded and not acknowledged, in order (ack() takes from the left),
         # and their ids: entries a claim must not yield a second time.
         self._unacked: deque[tuple[EntryItem, str]] = deque()
@@ -134,38 +150,47 @@ class RedisStreamSource(Source[EntryItem]):
         """The counts so far. Sync, never a checkpoint."""
         return RedisStreamStatistics(**self._counts, unacknowledged=len(self._unacked))
 
+    async def __aenter__(self) -> RedisStreamSource:
+        """Keep one connection pool until ``__aexit__``, for every read and
+        acknowledgement (otherwise each one connects for itself)."""
+        await self._redis.enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._redis.exit()
+
     async def open(self) -> None:
-        """Connect, and create the group if it does not exist. If that fails, the
-        client is closed again and the Redis error raised (the run then ends)."""
-        await self._client.__aenter__()
-        try:
-            await self._client.xgroup_create(
-                self.stream, self.group, self.group_start, mkstream=True
-            )
-        except GroupExists:
-            pass
-        except BaseException:
-            await self._client.__aexit__(None, None, None)
-            raise
-        else:
+        """Create the group if it does not exist. Raises the Redis error if that fails
+        (the run then ends)."""
+        if await self._redis.call(self._create_group):
             log.info(
                 "redis.group_created stream=%s group=%s start=%s",
                 self.stream,
                 self.group,
                 self.group_start,
             )
-        self._entered = True
+
+    async def _create_group(self, client: Client) -> bool:
+        try:
+            await client.xgroup_create(self.stream, self.group, self.group_start, mkstream=True)
+        except GroupExists:
+            return False
+        return True
 
     async def aclose(self) -> None:
-        """Close the connections. Under cancellation too (after a drain deadline)."""
-        if self._entered:
-            self._entered = False
-            await self._client.__aexit__(None, None, None)
+        """Close the connections of the pool entered with ``async with``, if any (each
+        operation closes its own otherwise). Not a checkpoint."""
+        self._redis.disconnect()
 
     async def ack(self, items: Sequence[EntryItem]) -> None:
         """Acknowledge the entries of ``items`` (``XACK``, one command), which must be
-        the oldest items yielded and not acknowledged yet, in order. If it raises, the
-        entries stay pending, and the source ends at its next read."""
+        the oldest items yielded and not acknowledged yet, in order. If it raises (or is
+        cancelled), the entries stay pending, and the source ends at its next read."""
         unacked = self._unacked
         ids: list[str] = []
         for item in items:
@@ -180,8 +205,8 @@ class RedisStreamSource(Source[EntryItem]):
         if not ids:
             return
         try:
-            await self._client.xack(self.stream, self.group, ids)
-        except Exception as exc:
+            await self._redis.call(lambda client: client.xack(self.stream, self.group, ids))
+        except BaseException as exc:
             self._ack_error = exc
             raise
         self._held.difference_update(ids)
@@ -190,20 +215,13 @@ class RedisStreamSource(Source[EntryItem]):
     # -- reading -------------------------------------------------------------------------
 
     async def __aiter__(self) -> AsyncIterator[EntryItem]:
-        if not self._entered:
-            raise RuntimeError(f"{self.name}: open() must be awaited before iterating")
-        client = self._client
         after = b"0"
         while True:  # this consumer's own pending entries, read again
             self._check_acks()
-            reply = await client.xreadgroup(
-                self.group, self.consumer, {self.stream: after}, count=self.batch
-            ).raw()
-            raws = _entries(reply)
-            if not raws:
+            after, items = await self._redis.call(partial(self._reread, after=after))
+            if not items:
                 break
-            after = raws[-1][0]
-            for item, ident in await self._redelivered(raws):
+            for item, ident in items:
                 self._give(item, ident, "reread")
                 yield item
         claim_at = trio.current_time()
@@ -212,25 +230,29 @@ class RedisStreamSource(Source[EntryItem]):
             if trio.current_time() >= claim_at:
                 start = b"0-0"
                 while True:
-                    start, claimed = await self._claim(start)
-                    for item, ident in claimed:
+                    start, items = await self._redis.call(partial(self._claim, start=start))
+                    for item, ident in items:
                         self._give(item, ident, "claimed")
                         yield item
                     if start == b"0-0":
                         break
                 claim_at = trio.current_time() + self.claim_idle / 2
             wait = min(self.block, claim_at - trio.current_time())
-            reply = await client.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.stream: ">"},
-                count=self.batch,
-                block=max(1, round(wait * 1000)),
-            ).raw()
+            reply = await self._redis.call(partial(self._read_new, block=wait))
             for raw in _entries(reply):
                 item = decode_entry(raw, 1, self.max_deliveries)
                 self._give(item, raw[0].decode(), None)
                 yield item
+
+    async def _read_new(self, client: Client, block: float) -> Any:
+        """``XREADGROUP ... >``: entries no consumer of the group has read yet."""
+        return await client.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=self.batch,
+            block=max(1, round(block * 1000)),
+        ).raw()
 
     def _check_acks(self) -> None:
         if self._ack_error is not None:
@@ -261,11 +283,30 @@ class RedisStreamSource(Source[EntryItem]):
         elif type(item) is Undecodable:
             counts["undecodable"] += 1
 
-    async def _claim(self, start: bytes) -> tuple[bytes, list[tuple[EntryItem, str]]]:
+    async def _reread(
+        self, client: Client, after: bytes
+    ) -> tuple[bytes, list[tuple[EntryItem, str]]]:
+        """This consumer's own pending entries after ``after``, one read's worth: where
+        the next read starts, and the items (none: there are no more)."""
+        while True:
+            reply = await client.xreadgroup(
+                self.group, self.consumer, {self.stream: after}, count=self.batch
+            ).raw()
+            raws = _entries(reply)
+            if not raws:
+                return after, []
+            after = raws[-1][0]
+            items = await self._redelivered(client, raws)
+            if items:  # else all of them were deleted from the stream: read on
+                return after, items
+
+    async def _claim(
+        self, client: Client, start: bytes
+    ) -> tuple[bytes, list[tuple[EntryItem, str]]]:
         """One ``XAUTOCLAIM`` from ``start``: the next start (``0-0`` at the end of the
         pending entries list), and the items of the entries it took over, but those in
         flight here."""
-        reply: Any = await self._client.xautoclaim(
+        reply: Any = await client.xautoclaim(
             self.stream,
             self.group,
             self.consumer,
@@ -277,19 +318,19 @@ class RedisStreamSource(Source[EntryItem]):
         deleted = list(reply[2]) if len(reply) > 2 else []
         if deleted:
             self._gone(deleted)
-        return reply[0], await self._redelivered(raws)
+        return reply[0], await self._redelivered(client, raws)
 
-    async def _redelivered(self, raws: list[Any]) -> list[tuple[EntryItem, str]]:
+    async def _redelivered(self, client: Client, raws: list[Any]) -> list[tuple[EntryItem, str]]:
         """The items of entries delivered again, with their delivery counts; entries no
         longer in the stream (no fields) are acknowledged."""
         gone = [raw[0] for raw in raws if raw[1] is None]
         if gone:
-            await self._client.xack(self.stream, self.group, gone)
+            await client.xack(self.stream, self.group, gone)
             self._gone(gone)
         live = [raw for raw in raws if raw[1] is not None]
         if not live:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             requests = [pipe.xpending(self.stream, self.group, r[0], r[0], 1) for r in live]
         counts: dict[bytes, int] = {}
         for request in requests:
