@@ -19,6 +19,9 @@ The rules the pages follow, and these tests hold them to:
 - docs/testing.md's code is a test module: it is written to a temporary directory next to
   the pytest configuration the page shows, and pytest runs it in a subprocess, as a reader
   would.
+- docs/scaling.md's worker needs a Redis server: its test starts one (skipped only when no
+  ``redis-server`` can be found, see tests/redis_helpers.py) and runs the program twice,
+  in subprocesses, until SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import coredis
+import coredis.exceptions
 import pytest
 import trio
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from redis_helpers import running_redis
 
 from trio_sink import DeliveryReport, RescueStore
 from trio_sink.extra import prometheus
@@ -417,3 +423,70 @@ def test_testing(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     result = run_pytest(tmp_path)
     assert re.search(r"^3 failed\b", result.stdout, re.M), result.stdout
+
+
+# -- docs/scaling.md --------------------------------------------------------------------
+
+
+async def _orders(url: str, n: int) -> None:
+    async with coredis.Redis.from_url(url, decode_responses=True) as client:
+        for i in range(n):
+            await client.xadd("orders", {"order": f"o{i}", "cents": str(i) if i != 7 else "?"})
+
+
+async def _billed(url: str) -> tuple[list[dict[str, str]], list[dict[str, str]], int | None]:
+    """The charges, the dead letters, and how many orders are pending (None: no group
+    yet)."""
+    async with coredis.Redis.from_url(url, decode_responses=True) as client:
+        charges = [_fields(e) for e in await client.xrange("charges")]
+        dead = [_fields(e) for e in await client.xrange("orders:dead")]
+        try:
+            summary: Any = await client.xpending("orders", "billing")
+        except coredis.exceptions.StreamConsumerGroupError:
+            return charges, dead, None
+        return charges, dead, summary.pending
+
+
+def _fields(entry: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in entry.field_values.items()}
+
+
+@covers("docs/scaling.md")
+def test_scaling_two_workers_share_the_orders_and_stop_at_sigterm(tmp_path: Path) -> None:
+    # The page's worker as a program, twice, on a real redis-server; real SIGTERMs.
+    page = Page("docs/scaling.md")
+    (tmp_path / "worker.py").write_text(page.script())
+    page.done()
+    with running_redis(tmp_path / "redis") as server:
+        trio.run(_orders, server.url, 200)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "worker.py"],
+                cwd=tmp_path,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**child_env(), "REDIS_URL": server.url, "CONSUMER": f"billing-{k}"},
+            )
+            for k in (1, 2)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                charges, dead, pending = trio.run(_billed, server.url)
+                if len(charges) + len(dead) >= 200 and pending == 0:
+                    break
+                assert time.monotonic() < deadline, (len(charges), len(dead), pending)
+                time.sleep(0.05)
+            for proc in workers:
+                proc.send_signal(signal.SIGTERM)
+            for proc in workers:
+                assert proc.wait(30) == 0, proc.communicate()[1]
+        finally:
+            for proc in workers:
+                proc.kill()
+                proc.communicate()
+        charges, dead, pending = trio.run(_billed, server.url)
+    assert sorted(int(c["order"][1:]) for c in charges) == [i for i in range(200) if i != 7]
+    assert all(c["cents"] == c["order"][1:] for c in charges)
+    assert [(d["order"], d["cents"]) for d in dead] == [("o7", "?")]  # parse raised
+    assert pending == 0
