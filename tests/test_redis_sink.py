@@ -1,6 +1,6 @@
-"""trio_sink.redis: RedisStreamSink against a real redis-server on loopback (one
-transaction per batch, whole or nothing, failures reported), and how a payload becomes
-an entry's fields."""
+"""trio_sink.redis: RedisStreamSink against a real redis-server on loopback (one script
+call per batch, whole or nothing, failures reported), and how a payload becomes an
+entry's fields."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_a_payload_without_fields_raises_type_error(payload: Any) -> None:
 # -- writing -----------------------------------------------------------------------------
 
 
-async def test_one_entry_per_record_and_one_transaction_per_batch(url: str) -> None:
+async def test_one_entry_per_record_and_one_script_call_per_batch(url: str) -> None:
     sink = RedisStreamSink(url, "out")
     assert sink.name == "redis:out"
     report = await Pipeline(
@@ -99,7 +99,9 @@ async def test_one_entry_per_record_and_one_transaction_per_batch(url: str) -> N
     ).run()
     assert report.ok
     assert await entries(url, "out") == [{"n": str(i)} for i in range(10)]
-    assert (await calls(url, "multi"), await calls(url, "xadd")) == (3, 10)
+    # One script call per batch (the first one loads the script: EVALSHA, SCRIPT LOAD,
+    # EVALSHA again), each running an XADD per record.
+    assert (await calls(url, "evalsha"), await calls(url, "xadd")) == (4, 10)
 
 
 async def test_maxlen_trims_the_stream(url: str) -> None:
@@ -161,10 +163,13 @@ async def test_a_stopped_server_fails_the_write_and_the_pipeline_reports_it(
     assert {type(u.error) for u in report.undelivered} == {ConnectionError}
 
 
-async def test_a_write_cancelled_before_exec_writes_nothing(url: str, server: RedisServer) -> None:
+async def test_a_write_cancelled_before_the_server_runs_it_writes_nothing(
+    url: str, server: RedisServer
+) -> None:
     sink = RedisStreamSink(url, "out")
-    # The server holds every client's write commands (EXEC included) for a while: the
-    # write waits for EXEC's reply when it is cancelled, and its connection is closed.
+    # The server holds every client's write commands (a script that writes included)
+    # for a while: the write waits for its reply when it is cancelled, and its
+    # connection is closed.
     assert server.command("CLIENT", "PAUSE", "10000", "WRITE") == "OK"
     try:
         with trio.move_on_after(0.3) as scope:

@@ -32,9 +32,9 @@ try:
     from anyio import TASK_STATUS_IGNORED
     from anyio.abc import TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from coredis.commands.script import Script
     from coredis.connection import BaseConnection
     from coredis.pool import ClusterConnectionPool
-    from coredis.tokens import PureToken
 except ImportError as exc:  # pragma: no cover - the extra is part of the test install
     raise ImportError("trio_sink.redis needs coredis: pip install 'trio_sink[redis]'") from exc
 
@@ -44,10 +44,10 @@ from ._exceptions import ConfigError
 __all__ = [
     "Client",
     "GroupExists",
-    "PureToken",
     "RedisAccess",
     "RedisConnectionError",
     "RedisError",
+    "Script",
     "make_client",
     "with_client",
 ]

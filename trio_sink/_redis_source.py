@@ -215,6 +215,11 @@ class RedisStreamSource(Source[EntryItem]):
     # -- reading -------------------------------------------------------------------------
 
     async def __aiter__(self) -> AsyncIterator[EntryItem]:
+        # A new run: what an earlier one left unacknowledged is pending in Redis, and
+        # comes first below.
+        self._unacked.clear()
+        self._held.clear()
+        self._ack_error = None
         after = b"0"
         while True:  # this consumer's own pending entries, read again
             self._check_acks()
