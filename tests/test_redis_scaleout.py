@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL, SIGSTO
 CHILD = Path(__file__).with_name("redis_worker_child.py")
 PROJECT = Path(__file__).parent.parent
 ENTRIES = 30_000
-CLAIM_IDLE = 2.0
+CLAIM_IDLE = 3.0
 """Seconds: far above what a live worker holds an entry (milliseconds), so that only
 the killed worker's entries are taken over, even on a busy machine."""
 
@@ -98,41 +98,45 @@ async def test_three_workers_one_killed_one_stopped_lose_nothing(server: RedisSe
     async with client_of(url) as client:
         await client.xgroup_create("in", "g", "0", mkstream=True)
         async with workers(url, ["w1", "w2", "w3"]) as procs:
+            added = 0
 
-            async def add(part: int) -> None:
-                """Add the ``part``-th third of the entries."""
-                third = ENTRIES // 3
-                for start in range(part * third, (part + 1) * third, 1000):
+            async def add_up_to(n: int) -> None:
+                """Add entries, 500 a round trip, until there are ``n``."""
+                nonlocal added
+                while added < n:
                     async with client.pipeline(transaction=False) as pipe:
-                        for i in range(start, start + 1000):
+                        for i in range(added, min(n, added + 500)):
                             pipe.xadd("in", {"n": str(i)})
+                    added = min(n, added + 500)
 
             async def out_at_least(n: int) -> bool:
                 return await client.xlen("out") >= n
 
             # w1 dies mid-run holding entries: frozen first (SIGSTOP), so that what it
-            # holds can be read before it dies; tried again until it holds some.
-            await add(0)
+            # holds can be read before it dies; until it holds some, thawed again, with
+            # more entries to work on.
+            await add_up_to(ENTRIES // 3)
             await wait_for("progress", lambda: out_at_least(ENTRIES // 10))
-            for _ in range(200):
+            for _ in range(500):
                 procs["w1"].send_signal(signal.SIGSTOP)
                 held = await pending_of(client, "w1")
                 if held:
                     break
                 procs["w1"].send_signal(signal.SIGCONT)
+                await add_up_to(min(added + 500, ENTRIES * 2 // 3))
                 await trio.sleep(0.005)
             assert held, "w1 never held an entry when looked at"
             procs["w1"].send_signal(signal.SIGKILL)
             assert await trio.to_thread.run_sync(procs["w1"].wait, 30) == -signal.SIGKILL
 
             # w2 is stopped gracefully: it drains, acknowledges all it delivered, exits 0.
-            await add(1)
+            await add_up_to(ENTRIES * 2 // 3)
             await wait_for("progress", lambda: out_at_least(ENTRIES // 2))
             procs["w2"].send_signal(signal.SIGTERM)
             assert await trio.to_thread.run_sync(procs["w2"].wait, 60) == 0
             # Left pending by w2: only what a read cancelled at its Stop had taken.
             left_by_w2 = await pending_of(client, "w2")
-            await add(2)
+            await add_up_to(ENTRIES)
 
             # w3 reads the rest, and takes over w1's entries (and any a cancelled read
             # of w2's left behind) once idle CLAIM_IDLE.

@@ -152,7 +152,8 @@ class RedisStreamSource(Source[EntryItem]):
 
     async def __aenter__(self) -> RedisStreamSource:
         """Keep one connection pool until ``__aexit__``, for every read and
-        acknowledgement (otherwise each one connects for itself)."""
+        acknowledgement (otherwise each one connects for itself). Connects nothing
+        yet; leaving closes the pool and its connections."""
         await self._redis.enter()
         return self
 
@@ -166,7 +167,8 @@ class RedisStreamSource(Source[EntryItem]):
 
     async def open(self) -> None:
         """Create the group if it does not exist. Raises the Redis error if that fails
-        (the run then ends)."""
+        (the run then ends). A checkpoint; if cancelled, the group may or may not have
+        been created."""
         if await self._redis.call(self._create_group):
             log.info(
                 "redis.group_created stream=%s group=%s start=%s",
@@ -189,8 +191,10 @@ class RedisStreamSource(Source[EntryItem]):
 
     async def ack(self, items: Sequence[EntryItem]) -> None:
         """Acknowledge the entries of ``items`` (``XACK``, one command), which must be
-        the oldest items yielded and not acknowledged yet, in order. If it raises (or is
-        cancelled), the entries stay pending, and the source ends at its next read."""
+        the oldest items yielded and not acknowledged yet, in order. A checkpoint. If it
+        raises or is cancelled, the entries may or may not have been acknowledged (those
+        that were not stay pending, to be delivered again), and the source ends at its
+        next read."""
         unacked = self._unacked
         ids: list[str] = []
         for item in items:
