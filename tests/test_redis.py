@@ -15,6 +15,7 @@ from typing import Any
 import coredis
 import msgspec
 import pytest
+import redis_helpers
 import trio
 from redis_helpers import RedisServer, running_redis
 
@@ -365,3 +366,15 @@ def test_settings_are_checked_at_construction(kwargs: dict[str, Any], message: s
     url, stream = settings.pop("url"), settings.pop("stream")
     with pytest.raises(ConfigError, match=message):
         RedisStreamSource(url, stream, **settings)
+
+
+def test_without_redis_server_the_tests_skip_saying_why_or_fail_when_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redis_helpers, "redis_server_binary", lambda: None)
+    monkeypatch.delenv("TRIO_SINK_REQUIRE_REDIS", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no redis-server binary"):
+        redis_helpers.require_redis_server()
+    monkeypatch.setenv("TRIO_SINK_REQUIRE_REDIS", "1")  # as .ci/run sets it
+    with pytest.raises(pytest.fail.Exception, match="TRIO_SINK_REQUIRE_REDIS=1"):
+        redis_helpers.require_redis_server()
