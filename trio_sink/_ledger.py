@@ -349,8 +349,7 @@ class Ledger:
                     del by_reason[key]
         return out, n
 
-    def _unsafe(self, start: int) -> None:
-        """Lower :attr:`unsafe_from` to the unstored undelivered from ``start`` on."""
+    def _unsafe(self, start: int) -> None:  # lower unsafe_from to the unstored from start
         ids = [u.record.id for u in self.undelivered[start:] if not u.stored and u.record.id >= 0]
         self.unsafe_from = min(self.unsafe_from, *ids, NO_ID)
 
