@@ -3,6 +3,7 @@ the source is closed."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -361,3 +362,39 @@ async def test_a_failure_while_running_waits_for_the_slower_sinks_before_acks_en
             await trio.sleep(0.1)
         handle.stop()
     assert source.acked == list(range(30))
+
+
+async def test_calls_begin_at_least_the_sources_ack_interval_apart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = AckingSource(endless=lambda i: i, interval=0.01)
+    source.ack_interval = 1.0
+    began: list[float] = []
+    ack = source.ack
+
+    async def timed(items: Sequence[Any]) -> None:
+        began.append(trio.current_time())
+        await ack(items)
+
+    source.ack = timed  # type: ignore[method-assign]
+    pipeline = Pipeline(source, routes=[Route("all", CollectSink("a"))], batch_size=1)
+    async with running(pipeline) as handle:
+        await trio.sleep(5.05)
+        handle.stop()
+    assert len(began) >= 5
+    # The last call, at the end of the run, is not paced.
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(began[:-1]))
+    # Every item was acknowledged all the same, the last ones by the call at the end.
+    assert source.acked == list(range(len(source.acked)))
+    assert len(source.acked) >= 500
+
+
+async def test_the_pause_between_calls_never_holds_up_the_end_of_a_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = AckingSource([*range(50), Pause(0.5), *range(50, 100)])
+    source.ack_interval = 100.0
+    report = await Pipeline(source, routes=[Route("all", CollectSink("a"))]).run()
+    assert trio.current_time() < 1.0
+    assert report.acknowledged == 100
+    assert len(source.calls) == 2  # one while running, then the last one

@@ -2053,6 +2053,20 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "_acks.py",
+        "calls-not-paced",
+        "with trio.move_on_at(began + self.interval):",
+        "with trio.move_on_at(began):",
+        ACKS,
+    ),
+    Mutant(
+        "_acks.py",
+        "pace-outlives-the-stages",
+        "        self._wake.set()\n        self._finished.set()\n",
+        "        self._wake.set()\n",
+        ACKS,
+    ),
+    Mutant(
+        "_acks.py",
         "final-not-shielded",
         "shield=cancelled,",
         "shield=False,",

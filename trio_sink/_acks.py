@@ -6,7 +6,8 @@ routed to, stored in the rescue store, or discarded by configuration: the ledger
 source stage hands each batch of items to :meth:`Acks.hold` as it gives them ids;
 a task of their own (:meth:`Acks.run`) wakes when a source batch settles and
 acknowledges the items below the frontier in one call, so at most one call is in
-flight and the data path never waits for one. The last call is made by
+flight and the data path never waits for one; calls are at least the source's
+``ack_interval`` apart. The last call is made by
 :meth:`Acks.final`, once the run's tasks are done and the rest was stored.
 
 Acknowledgements end for good (the items are no longer held) when a call raises or
@@ -42,7 +43,12 @@ or cancelled: the records the end of the run stored are then acknowledged too.""
 class Acks:
     """The acknowledgements of one run."""
 
-    def __init__(self, ack: Callable[[Sequence[Any]], Awaitable[None]], ledger: Ledger) -> None:
+    def __init__(
+        self,
+        ack: Callable[[Sequence[Any]], Awaitable[None]],
+        ledger: Ledger,
+        interval: float = 0.0,
+    ) -> None:
         unprotect(ack)
         self._ack = ack
         self.ledger = ledger
@@ -56,6 +62,8 @@ class Acks:
         self.calls = 0
         self._wake = trio.Event()
         self._finishing = False
+        self._finished = trio.Event()
+        self.interval = interval
         ledger.on_settled = self.poke
 
     # -- fed by the run ------------------------------------------------------------
@@ -74,6 +82,7 @@ class Acks:
         """Every stage has ended: :meth:`run` makes its last call and returns."""
         self._finishing = True
         self._wake.set()
+        self._finished.set()
 
     # -- what the statistics show --------------------------------------------------
 
@@ -96,7 +105,11 @@ class Acks:
         while not self.ended:
             await self._wake.wait()
             self._wake = trio.Event()
-            await self.send()
+            began = trio.current_time()
+            if await self.send():
+                # Paced: what becomes safe meanwhile goes in the next call.
+                with trio.move_on_at(began + self.interval):
+                    await self._finished.wait()
             if self._finishing:
                 return
             if self._stuck():
@@ -142,8 +155,9 @@ class Acks:
         else:
             drain_log.info("drain.acknowledged items=%d", self.acknowledged)
 
-    async def send(self) -> None:
-        """Acknowledge the items held below the frontier, in one call."""
+    async def send(self) -> bool:
+        """Acknowledge the items held below the frontier, in one call; whether there
+        was one."""
         frontier = self.ledger.ack_frontier()
         held = self.held
         items: list[Any] = []
@@ -158,7 +172,7 @@ class Acks:
                 held[0] = (frontier, batch[cut:], at)
                 break
         if not items:
-            return
+            return False
         self.calls += 1
         done = False
         try:
@@ -171,6 +185,7 @@ class Acks:
                 self.acknowledged += len(items)
             elif not self.ended:
                 self._end("an acknowledgement was cancelled")
+        return True
 
     def _end(self, why: str, exc: BaseException | None = None) -> None:
         self.ended = True
