@@ -322,6 +322,20 @@ def test_rescue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= counting.syncs <= 5
 
 
+# -- docs/sources.md ---------------------------------------------------------------------
+
+
+@covers("docs/sources.md")
+def test_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    page = Page("docs/sources.md")
+    page.run()
+    page.done()
+    point = json.loads((tmp_path / "app.checkpoint").read_bytes())
+    assert point["offset"] == 18
+    assert sorted(os.listdir(tmp_path)) == ["app.checkpoint", "app.log"]
+
+
 # -- docs/metrics.md --------------------------------------------------------------------
 
 
