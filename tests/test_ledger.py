@@ -431,7 +431,7 @@ def test_problem_names_undelivered_not_split_by_reason() -> None:
 def test_the_strict_ledger_is_turned_on_by_the_environment(
     monkeypatch: pytest.MonkeyPatch, value: str, strict: bool
 ) -> None:
-    from trio_sink._ledger import strict_from_environment
+    from trio_sink._ledger_accounts import strict_from_environment
 
     monkeypatch.setenv("TRIO_SINK_STRICT_LEDGER", value)
     assert strict_from_environment() is strict
@@ -440,7 +440,7 @@ def test_the_strict_ledger_is_turned_on_by_the_environment(
 def test_the_strict_ledger_is_off_without_the_environment_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from trio_sink._ledger import strict_from_environment
+    from trio_sink._ledger_accounts import strict_from_environment
 
     monkeypatch.delenv("TRIO_SINK_STRICT_LEDGER", raising=False)
     assert strict_from_environment() is False

@@ -150,6 +150,8 @@ async def test_the_stream_encodes_to_json_lines(
         "undelivered": 0,
         "pulled": 0,
         "paused": False,
+        "acknowledged": None,
+        "unacknowledged_age": None,
     }
     assert payloads[0]["drain"] is None
     assert payloads[2]["drain"]["kind"] == "source exhausted"

@@ -217,7 +217,7 @@ MUTANTS: tuple[Mutant, ...] = (
         LEDGER,
     ),
     Mutant(
-        "_ledger.py",
+        "_ledger_accounts.py",
         "strict-env-inverted",
         'return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")',
         'return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") in ("", "0")',
@@ -480,15 +480,15 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_ledger.py",
         "unstored-keeps-statistics-records",
-        "if not u.stored and u.record.id >= 0]",
-        "if not u.stored]",
+        "enumerate(self.undelivered) if not u.stored and u.record.id >= 0]",
+        "enumerate(self.undelivered) if not u.stored]",
         LEDGER,
     ),
     Mutant(
         "_ledger.py",
         "unstored-stores-again",
-        "if not u.stored and u.record.id >= 0]",
-        "if u.record.id >= 0]",
+        "enumerate(self.undelivered) if not u.stored and u.record.id >= 0]",
+        "enumerate(self.undelivered) if u.record.id >= 0]",
         LEDGER,
     ),
     Mutant(
@@ -580,15 +580,19 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_ledger.py",
         "stored-kept-uncounted",
-        "                if stored:\n                    self.kept_stored += n\n",
-        "",
+        "                if stored:\n"
+        "                    self.kept_stored += n\n"
+        "                else:\n",
+        "                if not stored:\n",
         SPILL,
     ),
     Mutant(
         "_ledger.py",
         "unstored-kept-counted",
-        "                if stored:\n                    self.kept_stored += n\n",
-        "                self.kept_stored += n\n",
+        "                if stored:\n"
+        "                    self.kept_stored += n\n"
+        "                else:\n",
+        "                self.kept_stored += n\n                if not stored:\n",
         SPILL,
     ),
     Mutant(
@@ -1691,10 +1695,10 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     # -- _pipeline.py --------------------------------------------------------------------
     Mutant(
-        "_pipeline.py",
+        "_ending.py",
         "store-rest-skipped",
-        "                    await store_the_rest(ledger, self._rescue)\n",
-        "                    pass\n",
+        "            await store_the_rest(ledger, rescue)\n",
+        "            pass\n",
         PIPELINE,
     ),
     Mutant(

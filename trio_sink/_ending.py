@@ -1,28 +1,52 @@
-"""The end of a run: what is left undelivered goes to the rescue store, and the records a
-deadline gave up are logged per sink."""
+"""The end of a run: what is left undelivered goes to the rescue store, the source hears
+its last acknowledgement and is closed, and the records a deadline gave up are logged
+per sink."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import trio
 
-from ._control import Pause
+from ._acks import Acks
+from ._control import Pause, StopControl
 from ._exceptions import describe
 from ._ledger import Ledger
 from ._record import Record
 from ._report import DEADLINE, IMMEDIATE, Undelivered, kind_of
 from ._rescue import RescueStore
 from ._rescue_format import PartlyStoredError
+from ._source import SourceStage, close_source
 
-__all__ = ["log_deadline", "read_back", "store_the_rest"]
+__all__ = ["end_run", "log_deadline", "read_back", "store_the_rest"]
 
 KINDS = (DEADLINE.kind, IMMEDIATE.kind)
 
 drain_log = logging.getLogger("trio_sink.drain")
 rescue_log = logging.getLogger("trio_sink.rescue")
+
+
+async def end_run(
+    ledger: Ledger,
+    control: StopControl,
+    rescue: RescueStore | None,
+    acks: Acks | None,
+    stage: SourceStage,
+    source: Any,
+) -> None:
+    """Once the run's tasks are done: store the rest, make the last acknowledgement,
+    then close the source (also when one of them raised)."""
+    try:
+        if rescue is not None:
+            await store_the_rest(ledger, rescue)
+        if acks is not None:
+            await acks.final(control)
+    finally:
+        if stage.opened:
+            await close_source(source, control)
 
 
 async def store_the_rest(ledger: Ledger, store: RescueStore) -> None:

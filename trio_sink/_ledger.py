@@ -18,32 +18,31 @@ Only records that end up undelivered are materialised one by one, and only then.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 
 import attrs
 
 from ._exceptions import AccountingError
-from ._ledger_accounts import ERROR_IDS_AT_LEAST, ErrorIds, Place, Routed, SinkAccount, Ticket
+from ._ledger_accounts import (
+    ERROR_IDS_AT_LEAST,
+    NO_ID,
+    STRICT,
+    ErrorIds,
+    Place,
+    Routed,
+    SinkAccount,
+    Ticket,
+)
 from ._record import Record
 from ._report import DEADLINE, IMMEDIATE, STAT_KEYS, DeliveryReport, Reason, Undelivered
 from ._undelivered_view import UndeliveredView
 
-__all__ = ["ERROR_IDS_AT_LEAST", "STRICT", "Ledger", "Place", "SinkAccount", "Ticket"]
+__all__ = ["ERROR_IDS_AT_LEAST", "NO_ID", "STRICT", "Ledger", "Place", "SinkAccount", "Ticket"]
 
 KEEP_STORED = 1024
 """Stored undelivered records a run with a rescue store keeps in memory; past them, the
 ledger only counts what it stores, and the report reads those back from the store."""
-
-
-def strict_from_environment() -> bool:
-    """Whether ``TRIO_SINK_STRICT_LEDGER`` asks for strict ledgers (set, and not 0)."""
-    return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
-
-
-STRICT = strict_from_environment()
-"""Whether ledgers check their accounts after every move unless told otherwise."""
 
 
 class Ledger:
@@ -76,7 +75,10 @@ class Ledger:
         self.generated = 0  # monitor records made (ids -1, -2, ...)
         self.settled_batches = 0
         self.sink_errors: dict[str, str] = {}
-        self._on_settled = on_settled
+        self.on_settled = on_settled  # with each source batch settled
+        # The lowest id of a data record undelivered and not stored (no item from it on
+        # is safe to acknowledge); NO_ID while there is none.
+        self.unsafe_from = NO_ID
         # Source batches routed and not settled yet, by their first id.
         self.open_tickets: dict[int, Ticket] = {}
         # Ids of records sent to the error group that could still fail at a sink (and
@@ -111,8 +113,7 @@ class Ledger:
         return first
 
     def open(self, ticket: Ticket) -> None:
-        """``ticket``'s source batch was routed: it is open until each of its sub-batches
-        is settled."""
+        """``ticket``'s batch was routed: open until each sub-batch is settled."""
         self.open_tickets[ticket.first_id] = ticket
 
     def route(self, account: SinkAccount, n: int) -> None:
@@ -227,6 +228,8 @@ class Ledger:
             )
             n = len(self.undelivered) - before
             self.unrouted += n
+            if not stored:
+                self._unsafe(before)
         else:
             name = account.name
             if (parked or stored) and self._spill(records):
@@ -251,6 +254,8 @@ class Ledger:
                 n = len(self.undelivered) - before
                 if stored:
                     self.kept_stored += n
+                else:
+                    self._unsafe(before)
             if n:
                 assert place is not None
                 setattr(account, place, getattr(account, place) - n)
@@ -344,6 +349,16 @@ class Ledger:
                     del by_reason[key]
         return out, n
 
+    def _unsafe(self, start: int) -> None:
+        """Lower :attr:`unsafe_from` to the unstored undelivered from ``start`` on."""
+        ids = [u.record.id for u in self.undelivered[start:] if not u.stored and u.record.id >= 0]
+        self.unsafe_from = min(self.unsafe_from, *ids, NO_ID)
+
+    def ack_frontier(self) -> int:
+        """The first id not safe to acknowledge (batches are routed in id order, so the
+        oldest open ticket is the first)."""
+        return min(next(iter(self.open_tickets), self.received), self.unsafe_from)
+
     def settle(self, ticket: Ticket) -> None:
         """One sub-batch of ``ticket`` reached its final outcome."""
         ticket.pending -= 1
@@ -352,8 +367,8 @@ class Ledger:
             open_tickets = self.open_tickets
             if open_tickets.get(ticket.first_id) is ticket:
                 del open_tickets[ticket.first_id]
-            if self._on_settled is not None:
-                self._on_settled(ticket)
+            if self.on_settled is not None:
+                self.on_settled(ticket)
 
     def note_error(self, key: str, text: str) -> None:
         """Keep an error that is not a record's (a ``flush()``, an ``aclose()``, the
@@ -392,6 +407,8 @@ class Ledger:
             u = undelivered[k] = attrs.evolve(undelivered[k], stored=True)
             if u.sink is not None and u.sink in accounts:
                 accounts[u.sink].stored += 1
+        self.unsafe_from = NO_ID
+        self._unsafe(0)
 
     def _undelivered(self) -> Sequence[Undelivered]:
         """The report's undelivered records: every one, or a view that reads those only

@@ -4,6 +4,7 @@ them."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -11,7 +12,30 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from ._record import Record
 
-__all__ = ["ERROR_IDS_AT_LEAST", "ErrorIds", "Place", "Routed", "SinkAccount", "Ticket"]
+__all__ = [
+    "ERROR_IDS_AT_LEAST",
+    "NO_ID",
+    "STRICT",
+    "ErrorIds",
+    "Place",
+    "Routed",
+    "SinkAccount",
+    "Ticket",
+    "strict_from_environment",
+]
+
+NO_ID = 2**63
+"""Past every id: no record is unsafe."""
+
+
+def strict_from_environment() -> bool:
+    """Whether ``TRIO_SINK_STRICT_LEDGER`` asks for strict ledgers (set, and not 0)."""
+    return os.environ.get("TRIO_SINK_STRICT_LEDGER", "") not in ("", "0")
+
+
+STRICT = strict_from_environment()
+"""Whether ledgers check their accounts after every move unless told otherwise."""
+
 
 Place = Literal["waiting", "buffered", "in_flight"]
 """Where records were when a sink gave them up."""

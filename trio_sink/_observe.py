@@ -49,6 +49,8 @@ class Watch:
         self.open_stages = open_stages
         # Set, and replaced, whenever the supervisor should look again.
         self.wakeup = trio.Event()
+        self.on_all_ended: list[Callable[[], object]] = []
+        """Called when the last stage ends."""
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -57,6 +59,8 @@ class Watch:
         self.open_stages -= 1
         if self.open_stages == 0:
             self.wake()
+            for hook in self.on_all_ended:
+                hook()
 
 
 def snapshot(
@@ -119,6 +123,8 @@ def snapshot(
             undelivered=ledger.unrouted,
             pulled=len(stage.buf),
             paused=stage.pause.paused,
+            acknowledged=None if stage.acks is None else stage.acks.acknowledged,
+            unacknowledged_age=None if stage.acks is None else stage.acks.oldest_age(),
         ),
         sinks=sinks,
         discarded=ledger.discarded,

@@ -17,8 +17,10 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, final
 
+import attrs
 import trio
 
+from ._acks import Acks
 from ._breaker import CircuitBreaker
 from ._checks import (
     check_function,
@@ -29,7 +31,7 @@ from ._checks import (
     per_sink_seconds,
 )
 from ._control import StopControl
-from ._ending import log_deadline, read_back, store_the_rest
+from ._ending import end_run, log_deadline, read_back
 from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
@@ -42,7 +44,7 @@ from ._rescue import RescueStore
 from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
 from ._sink import SinkSlot
-from ._source import Source, SourceStage, run_source_stage
+from ._source import Source, SourceStage, acknowledges, run_source_stage
 from ._stats import PipelineStatistics
 from ._user_errors import UserErrors
 from ._writer import SinkWriter
@@ -287,8 +289,14 @@ class Pipeline:
             limit=self._stop_after_records,
             track_idle=self._stop_when_idle is not None,
         )
+        acks = None
+        if acknowledges(self._source):
+            acks = stage.acks = Acks(self._source.ack, ledger)
+            acks.control = control
         # The source stage and every sink task but the monitor's.
         watch = Watch(1 + len(dests))
+        if acks is not None:
+            watch.on_all_ended.append(acks.finishing)
         control.on_stop.append(watch.wake)
         stage.on_activity = watch.wake
         stage.on_end = watch.stage_ended
@@ -339,6 +347,8 @@ class Pipeline:
                             channels[writer.name][1],
                             name=f"trio_sink.sink:{writer.name}",
                         )
+                    if acks is not None:
+                        nursery.start_soon(acks.run, name="trio_sink.acks")
                     nursery.start_soon(
                         functools.partial(
                             supervise,
@@ -362,12 +372,13 @@ class Pipeline:
             control.end_time = trio.current_time()
             user_errors.flush()
             try:
-                if self._rescue is not None:
-                    await store_the_rest(ledger, self._rescue)
+                await end_run(ledger, control, self._rescue, acks, stage, self._source)
             finally:
                 # Also if the store write was interrupted (KeyboardInterrupt): the report
                 # then says which records were stored.
                 report = ledger.report(control.seconds_since_stop())
+                if acks is not None:
+                    report = attrs.evolve(report, acknowledged=acks.acknowledged)
                 handle._finish(report)
             if report.timed_out:
                 log_deadline(ledger, pauses)

@@ -212,6 +212,9 @@ class DeliveryReport:
     group. Their ids are negative (-1, -2, ...), so they never clash with the source's;
     those sent to the monitor sink are counted in its ``routed`` like any other record,
     the rest in ``discarded["monitor"]``."""
+    acknowledged: int | None = None
+    """Items the source acknowledged in this run (see ``Source.ack``): the first
+    ``acknowledged`` of the ``received``. None when the source does not acknowledge."""
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from itertools import islice
 from time import perf_counter
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
@@ -25,7 +25,10 @@ from ._exceptions import describe
 from ._ki import protected, unprotect
 from ._route import Fanout, unrouted
 
-__all__ = ["Source", "SourceStage", "run_source_stage"]
+if TYPE_CHECKING:
+    from ._acks import Acks
+
+__all__ = ["Source", "SourceStage", "acknowledges", "close_source", "run_source_stage"]
 
 T = TypeVar("T")
 log = logging.getLogger("trio_sink.pipeline")
@@ -77,6 +80,12 @@ class Source(Generic[T]):
         nothing."""
 
 
+def acknowledges(source: object) -> bool:
+    """Whether ``source`` defines ``ack``: a :class:`Source` whose class overrides the
+    default (which is never called)."""
+    return isinstance(source, Source) and type(source).ack is not Source.ack
+
+
 def _nothing() -> None:
     pass
 
@@ -116,7 +125,10 @@ class SourceStage:
         self.on_activity: Callable[[], object] = _nothing
         self.on_end: Callable[[], object] = _nothing
         self.blocking_logged = False
-        """Called when the stage ends, whatever the reason."""
+        self.acks: Acks | None = None
+        """The run's acknowledgements, when the source makes them."""
+        self.opened = False
+        """Whether the stage began to open the source (it is closed after the run)."""
 
     def pause_source(self) -> None:
         if self.pause.pause():
@@ -147,6 +159,8 @@ class SourceStage:
     async def ship(self, raws: list[Any]) -> None:
         """Give ``raws`` their ids (they are received from here on) and ship them."""
         first = self.ledger.receive(len(raws))
+        if self.acks is not None:
+            self.acks.hold(first, raws)
         self.shipping = True  # a source held by backpressure is not idle
         try:
             await self.fanout.ship(first, raws)
@@ -166,6 +180,8 @@ class SourceStage:
         self.fanout.abandon(reason)
         if self.buf:
             first = self.ledger.receive(len(self.buf))
+            if self.acks is not None:
+                self.acks.hold(first, self.buf)
             self.ledger.abandon(None, None, "source", reason, unrouted(first, self.buf))
             self.buf = []
 
@@ -286,12 +302,13 @@ async def run_source_stage(
         ait: AsyncIterator[Any] | None = None
         try:
             if isinstance(source, Source):
-                closers.append(source)
+                # Closed by the run, after the sinks drained and the last ack.
+                stage.opened = True
                 unprotect(source.open, source.aclose)
                 await source.open()
             # Generators the pipeline iterated are closed at the end (one suspended at a
             # yield by Stop runs its finally blocks now, not whenever the GC gets to it),
-            # an async one before the Source's own aclose(). Other iterators, such as a
+            # before the Source's own aclose() at the end of the run. Other iterators, such as a
             # memory channel given as the source, are the caller's to close.
             if isinstance(source, AsyncIterable):
                 ait = aiter(source)
@@ -339,3 +356,12 @@ async def _close_all(closers: list[Any]) -> None:
         log.error('source.close_failed error="%s"', describe(exc), exc_info=exc)
     finally:
         await _close_all(rest)
+
+
+async def close_source(source: Source[Any], control: StopControl) -> None:
+    """Close ``source`` at the end of the run, after its last ack: under cancellation
+    when the run is past its drain deadline. An error is logged."""
+    with trio.CancelScope() as scope:
+        if control.scope.cancel_called:
+            scope.cancel()
+        await _close_all([source])

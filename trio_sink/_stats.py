@@ -100,6 +100,12 @@ class SourceStatistics:
     """Items pulled from an async source and not yet cut into a batch (no id yet)."""
     paused: bool
     """Paused by ``handle.pause_source()``: it pulls nothing meanwhile."""
+    acknowledged: int | None = None
+    """Items the source acknowledged (see ``Source.ack``). None when it does not
+    acknowledge: then a crash loses every item received and not yet delivered."""
+    unacknowledged_age: float | None = None
+    """Seconds the oldest item not yet acknowledged has waited since it was received;
+    None when every item is acknowledged or the source does not acknowledge."""
 
 
 @final

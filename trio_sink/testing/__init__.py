@@ -3,6 +3,7 @@
 Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink``.
 
 - Fakes: :class:`ScriptedSource` (items, :class:`Pause`, :class:`Fail`, endless mode),
+  :class:`AckingSource` (the same, keeping what the pipeline acknowledges),
   :class:`RecordingSink`, :class:`FlakySink` (failures by number, rule, chance, outage or
   for good), :class:`FailingProbe` (down until its probe succeeds), :class:`HangingSink`,
   and :class:`~trio_sink.sinks.SlowSink`.
@@ -17,6 +18,7 @@ Imported explicitly (``import trio_sink.testing``), never by ``import trio_sink`
 """
 
 from ..sinks import SlowSink as SlowSink
+from ._acking import AckingSource as AckingSource
 from ._conformance import RULES as SINK_RULES
 from ._conformance import SinkConformanceError as SinkConformanceError
 from ._conformance import check_sink as check_sink
@@ -37,6 +39,7 @@ from ._scripted import ScriptedSource as ScriptedSource
 
 __all__ = [
     "SINK_RULES",
+    "AckingSource",
     "Fail",
     "FailingProbe",
     "FlakySink",

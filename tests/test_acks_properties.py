@@ -1,0 +1,121 @@
+"""Properties of acknowledgements: whatever the sink failures, stores, stops, deadlines
+and cancellations, the acknowledged items are a prefix of the produced ones, each one's
+records are in every sink's real output or in the rescue store's real contents, and
+(when an ack call cannot be cut short) the prefix reaches the first record that is
+neither delivered nor stored.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import attrs
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import schedules
+from test_faults_properties import POSITIVE, RAW_BASE, Case, cases, inline_threads
+
+from trio_sink import DeliveryReport, Pipeline, RescueStore, Route
+from trio_sink.testing import AckingSource, FlakySink, Pause, quiet_library_logs, running
+from trio_sink.testing.strategies import clocks
+
+
+@attrs.frozen
+class AckCase:
+    case: Case
+    store: bool
+    ack_delay: float
+    """0: an ack call is no checkpoint, so nothing cuts it short."""
+    cancel_at: float | None
+    """When the run is cancelled from outside, if it is."""
+
+
+@st.composite
+def ack_cases(draw: st.DrawFn) -> AckCase:
+    return AckCase(
+        case=draw(cases()),
+        store=draw(st.booleans()),
+        ack_delay=draw(st.sampled_from([0.0, 0.0, 1 / 8, 1.0])),
+        cancel_at=draw(st.one_of(st.none(), st.none(), POSITIVE, st.sampled_from([5.0, 10.0]))),
+    )
+
+
+async def run_case(
+    ac: AckCase, store: RescueStore | None
+) -> tuple[AckingSource, list[FlakySink], DeliveryReport]:
+    case = ac.case
+    source = AckingSource(
+        [x for i, gap in enumerate(case.gaps) for x in (Pause(gap), RAW_BASE + i)],
+        ack_delay=ac.ack_delay,
+    )
+    sinks = [spec.build() for spec in case.sinks]
+    pipeline = Pipeline(
+        source,
+        routes=[Route("all", sinks)],
+        batch_size=case.batch_size,
+        batch_timeout=0.25,
+        capacity=case.capacity,
+        drain_timeout=case.drain_timeout,
+        retry={s.name: s.retry for s in case.sinks if s.retry is not None},
+        breaker={s.name: s.breaker for s in case.sinks if s.breaker is not None},
+        rescue=store,
+        progress_interval=None,
+    )
+    with trio.move_on_at(math.inf if ac.cancel_at is None else ac.cancel_at):
+        async with running(pipeline) as handle:
+            if case.stop_at is not None:
+                with trio.move_on_at(case.stop_at):
+                    await handle.wait()
+                handle.stop(immediate=case.immediate)
+            await handle.wait()
+    report = handle.report
+    assert report is not None
+    return source, sinks, report
+
+
+def check_case(ac: AckCase, directory: Path, clock: trio.testing.MockClock) -> None:
+    async def main() -> None:
+        store = RescueStore(directory, fsync="never") if ac.store else None
+        try:
+            source, sinks, report = await run_case(ac, store)
+            stored: set[tuple[str | None, int]] = set()
+            if store is not None:
+                store.seal()
+                stored = {(e.sink, e.id) for e in store.entries() if e.run == store.run}
+        finally:
+            if store is not None:
+                store.close()
+        acked = source.acked
+        # A prefix of what the source produced, in consecutive calls, one at a time.
+        assert acked == [RAW_BASE + i for i in range(len(acked))]
+        assert len(acked) <= report.received
+        assert report.acknowledged == len(acked)
+        assert source.most_in_flight <= 1
+        assert source.events.count("close") == 1
+        assert source.events[-1] == "close"
+        # Every acknowledged item's record is in each sink's output, or in the store:
+        # for that sink, or for no sink yet (given up before routing).
+        for sink in sinks:
+            delivered = {r.id for r in sink.records}
+            for i in range(len(acked)):
+                assert i in delivered or {(sink.name, i), (None, i)} & stored, (sink.name, i)
+        if ac.ack_delay == 0:
+            # Nothing cut an ack short: every item up to the first record neither
+            # delivered nor stored was acknowledged.
+            unsafe = [u.record.id for u in report.undelivered if not u.stored]
+            assert len(acked) == min([*unsafe, report.received])
+
+    with quiet_library_logs(), inline_threads(not ac.case.real_threads):
+        trio.run(main, clock=clock)
+
+
+@given(ac=ack_cases(), clock=clocks(), schedule=schedules())
+def test_acknowledged_items_are_a_safe_prefix(
+    ac: AckCase, clock: trio.testing.MockClock, schedule: object
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        check_case(ac, Path(tmp), clock)
