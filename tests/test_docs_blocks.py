@@ -332,8 +332,10 @@ def test_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     page.run()
     page.done()
     point = json.loads((tmp_path / "app.checkpoint").read_bytes())
-    assert point["offset"] == 18
-    assert sorted(os.listdir(tmp_path)) == ["app.checkpoint", "app.log"]
+    assert point["offset"] == (tmp_path / "app.log").stat().st_size
+    assert sorted(os.listdir(tmp_path)) == ["app.checkpoint", "app.log", "requests.jsonl"]
+    delivered = [json.loads(line)["raw"] for line in written(tmp_path / "requests.jsonl")]
+    assert delivered == ["GET /about", "GET /contact"]
 
 
 # -- docs/metrics.md --------------------------------------------------------------------
