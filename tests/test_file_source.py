@@ -156,10 +156,13 @@ async def test_invalid_bytes_give_an_undecodable_in_place_of_the_line(tmp_path: 
         assert "can't decode" in item.reason
 
 
-async def test_another_encoding(tmp_path: Path) -> None:
+async def test_other_encodings(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     path.write_bytes("caf\u00e9\n\u00ff\n".encode("latin-1"))
     assert await read_all(FileSource(path, encoding="latin-1")) == ["caf\u00e9", "\u00ff"]
+    path.write_bytes(b"\xef\xbb\xbfbom\nnone\n")
+    assert await read_all(FileSource(path, encoding="utf-8-sig")) == ["bom", "none"]
+    assert await read_all(FileSource(path)) == ["\ufeffbom", "none"]
 
 
 @pytest.mark.parametrize(
@@ -168,6 +171,8 @@ async def test_another_encoding(tmp_path: Path) -> None:
         ({"encoding": "utf-16"}, "encoding must be the name of a text encoding"),
         ({"encoding": "no-such-codec"}, "encoding must be"),
         ({"encoding": "base64"}, "encoding must be"),
+        ({"encoding": "rot13"}, "encoding must be"),
+        ({"encoding": 8}, "encoding must be"),
         ({"chunk_lines": 0}, "chunk_lines must be an int >= 1"),
         ({"chunk_bytes": 0}, "chunk_bytes must be an int >= 1"),
         ({"poll_interval": 0}, "poll_interval must be a finite number of seconds > 0"),

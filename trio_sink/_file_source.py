@@ -101,9 +101,11 @@ def _check_encoding(encoding: object) -> str:
     if not isinstance(encoding, str):
         raise ConfigError(f"encoding must be {expected}, got {encoding!r}")
     try:
-        codecs.lookup(encoding)
-        ok = "a\r\n".encode(encoding) == b"a\r\n"
-    except (LookupError, UnicodeError):
+        # After the first character (a BOM may come first: utf-8-sig is fine).
+        encoder = codecs.getincrementalencoder(encoding)()
+        encoder.encode("a")
+        ok = encoder.encode("\r\n") == b"\r\n" and b"a\r\n".decode(encoding) == "a\r\n"
+    except (LookupError, UnicodeError, TypeError):
         ok = False
     if not ok:
         raise ConfigError(f"encoding must be {expected}, got {encoding!r}")
@@ -154,8 +156,8 @@ class FileSource(Source[Any]):
     are kept by the source (a later iteration yields them) and, not being
     acknowledged, are read again by the next run.
 
-    Not a checkpoint of its own: :meth:`ack` is where the checkpoint is written. One
-    iteration at a time.
+    One iteration at a time (another raises ``trio.BusyResourceError``); a later one
+    goes on where the last ended. :meth:`aclose` closes the file for good.
     """
 
     def __init__(
