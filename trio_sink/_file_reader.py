@@ -100,6 +100,14 @@ class FileReader:
             if not self.follow:
                 raise
             at_path = None
+        try:
+            self._begin(at_path, point)
+        except BaseException:
+            if at_path is not None:
+                at_path.fobj.close()
+            raise
+
+    def _begin(self, at_path: OpenFile | None, point: Checkpoint | None) -> None:
         if point is None:
             self.current = at_path
             return
