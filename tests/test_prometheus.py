@@ -53,6 +53,8 @@ FAMILIES = {
     "trio_sink_source_undelivered_records": "counter",
     "trio_sink_source_pulled_items": "gauge",
     "trio_sink_source_paused": "gauge",
+    "trio_sink_source_acknowledged_items": "counter",
+    "trio_sink_source_unacknowledged_age_seconds": "gauge",
     "trio_sink_pending_records": "gauge",
     "trio_sink_discarded_records": "counter",
     "trio_sink_routed_records": "counter",
@@ -98,6 +100,8 @@ def stats(
     source_undelivered: int = 0,
     pulled: int = 0,
     source_paused: bool = False,
+    acknowledged: int | None = None,
+    unacknowledged_age: float | None = None,
     sinks: tuple[SinkStatistics, ...] = (),
     discarded: Mapping[str, int] | None = None,
     drain: DrainStatistics | None = None,
@@ -112,6 +116,8 @@ def stats(
             undelivered=source_undelivered,
             pulled=pulled,
             paused=source_paused,
+            acknowledged=acknowledged,
+            unacknowledged_age=unacknowledged_age,
         ),
         sinks={s.name: s for s in sinks},
         discarded=discarded or {},
@@ -764,3 +770,13 @@ def test_the_docs_code_compiles_and_its_imports_run() -> None:
         exec(compile(block, str(DOC), "exec"), namespace)
     assert namespace["sink_metrics"] is prom
     assert callable(namespace["main"])
+
+
+def test_the_acknowledgements_are_exported_only_for_a_source_that_acknowledges() -> None:
+    samples = scrape(registry_for(stats(received=5)))
+    assert not [key for key in samples if "acknowledged" in key[0]]
+    samples = scrape(registry_for(stats(received=9, acknowledged=7, unacknowledged_age=2.5)))
+    assert value(samples, "trio_sink_source_acknowledged_items_total") == 7
+    assert value(samples, "trio_sink_source_unacknowledged_age_seconds") == 2.5
+    samples = scrape(registry_for(stats(received=9, acknowledged=9)))
+    assert value(samples, "trio_sink_source_unacknowledged_age_seconds") == 0

@@ -38,14 +38,16 @@ BLOCKING = 0.1
 
 
 class Source(Generic[T]):
-    """Base class for sources that need setup or teardown.
+    """Base class for sources that need setup, teardown or acknowledgements.
 
     Subclasses implement ``__aiter__`` (an async generator method is the easy way).
     ``open()`` is awaited once before the first item is pulled; ``aclose()`` exactly
-    once at the end of the run, under cancellation after a drain deadline. At a
-    graceful Stop, a pull that is waiting for input is cancelled; an item already
-    produced is still delivered. Any iterable or async iterable is accepted directly
-    where a Source is.
+    once at the end of the run, after the sinks drained and the last :meth:`ack`,
+    under cancellation after a drain deadline. At a graceful Stop, a pull that is
+    waiting for input is cancelled; an item already produced is still delivered. A
+    source that defines :meth:`ack` is told which items are safe, so that it can
+    resume after them when restarted. Any iterable or async iterable is accepted
+    directly where a Source is.
     """
 
     name: str = "source"

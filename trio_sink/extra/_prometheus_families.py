@@ -64,6 +64,14 @@ class Families:
             "source_pulled_items", "Items pulled from an async source, not yet in a batch."
         )
         self.source_paused = gauge("source_paused", "1 while the source is paused, else 0.")
+        self.acknowledged = counter(
+            "source_acknowledged_items",
+            "Items the source acknowledged (only for a source that acknowledges).",
+        )
+        self.unacknowledged_age = gauge(
+            "source_unacknowledged_age_seconds",
+            "Seconds the oldest item not yet acknowledged has waited; 0 when none.",
+        )
         self.pending = gauge(
             "pending_records", "Records routed to a sink and not settled yet, all sinks."
         )
@@ -122,6 +130,9 @@ class Families:
         self.source_undelivered.add_metric(labels, stats.source.undelivered)
         self.source_pulled.add_metric(labels, stats.source.pulled)
         self.source_paused.add_metric(labels, float(stats.source.paused))
+        if stats.source.acknowledged is not None:
+            self.acknowledged.add_metric(labels, stats.source.acknowledged)
+            self.unacknowledged_age.add_metric(labels, stats.source.unacknowledged_age or 0.0)
         self.pending.add_metric(labels, stats.pending)
         for group, n in stats.discarded.items():
             self.discarded.add_metric((*labels, group), n)
