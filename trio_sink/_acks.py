@@ -113,7 +113,7 @@ class Acks:
             unsafe != NO_ID
             and self.control is not None
             and not self.control.stopping
-            and self.ledger.ack_frontier() == unsafe
+            # Every item held before it is acknowledged (an item is held until it is).
             and not (self.held and self.held[0][0] < unsafe)
         )
 
