@@ -322,6 +322,22 @@ def test_rescue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= counting.syncs <= 5
 
 
+# -- docs/sources.md ---------------------------------------------------------------------
+
+
+@covers("docs/sources.md")
+def test_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    page = Page("docs/sources.md")
+    page.run()
+    page.done()
+    point = json.loads((tmp_path / "app.checkpoint").read_bytes())
+    assert point["offset"] == (tmp_path / "app.log").stat().st_size
+    assert sorted(os.listdir(tmp_path)) == ["app.checkpoint", "app.log", "requests.jsonl"]
+    delivered = [json.loads(line)["raw"] for line in written(tmp_path / "requests.jsonl")]
+    assert delivered == ["GET /about", "GET /contact"]
+
+
 # -- docs/metrics.md --------------------------------------------------------------------
 
 

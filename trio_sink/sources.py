@@ -4,6 +4,17 @@ A file object is a sync iterable, and iterating it blocks: a pipe whose writer i
 would hold the whole pipeline (no batch would move, no signal would be handled). These
 sources read off the event loop: a pipe, a socket or a terminal is read once it is
 readable (Trio waits for that), a regular file in a worker thread.
+
+- :class:`FileSource`: the lines of a file by its path, acknowledged into a checkpoint so
+  that a restart resumes where delivery stopped (at least once); ``follow=True`` tails it
+  like ``tail -F``, through rotation and truncation. :class:`FileSourceStatistics` is its
+  snapshot.
+- :class:`LinesSource`: the lines of an open stream (pipe, socket, terminal, file).
+- :class:`StdinSource`: the lines of the standard input.
+
+Only :class:`FileSource` can be acknowledged: what a pipe or a terminal gave is gone once
+read, so a restart of a run over :class:`LinesSource` or :class:`StdinSource` cannot read
+again what a crash lost.
 """
 
 from __future__ import annotations
@@ -19,9 +30,11 @@ import trio
 
 from ._checks import check_text
 from ._exceptions import ConfigError
+from ._file_source import FileSource as FileSource
+from ._file_source import FileSourceStatistics as FileSourceStatistics
 from ._source import Source
 
-__all__ = ["LinesSource", "StdinSource", "off_the_loop"]
+__all__ = ["FileSource", "FileSourceStatistics", "LinesSource", "StdinSource", "off_the_loop"]
 
 CHUNK = 64 * 1024
 """The most bytes one read takes."""
