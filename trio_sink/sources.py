@@ -4,6 +4,8 @@ A file object is a sync iterable, and iterating it blocks: a pipe whose writer i
 would hold the whole pipeline (no batch would move, no signal would be handled). These
 sources read off the event loop: a pipe, a socket or a terminal is read once it is
 readable (Trio waits for that), a regular file in a worker thread.
+
+:func:`parse_syslog` parses syslog messages (RFC 5424 and RFC 3164) into fields.
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ import trio
 from ._checks import check_text
 from ._exceptions import ConfigError
 from ._source import Source
+from ._syslog import SyslogFormatError as SyslogFormatError
+from ._syslog import parse_syslog as parse_syslog
 
-__all__ = ["LinesSource", "StdinSource", "off_the_loop"]
+__all__ = [
+    "LinesSource",
+    "StdinSource",
+    "SyslogFormatError",
+    "off_the_loop",
+    "parse_syslog",
+]
 
 CHUNK = 64 * 1024
 """The most bytes one read takes."""
