@@ -5,7 +5,8 @@ would hold the whole pipeline (no batch would move, no signal would be handled).
 sources read off the event loop: a pipe, a socket or a terminal is read once it is
 readable (Trio waits for that), a regular file in a worker thread.
 
-:func:`parse_syslog` parses syslog messages (RFC 5424 and RFC 3164) into fields.
+Network sources: :class:`TcpLinesSource` (lines from TCP clients) and
+:class:`SyslogSource` (syslog messages over UDP or TCP, parsed by :func:`parse_syslog`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ import trio
 
 from ._checks import check_text
 from ._exceptions import ConfigError
+from ._net_server import NetSourceStatistics as NetSourceStatistics
+from ._net_sources import SyslogSource as SyslogSource
+from ._net_sources import TcpLinesSource as TcpLinesSource
 from ._source import Source
 from ._syslog import SyslogFormatError as SyslogFormatError
 from ._syslog import parse_syslog as parse_syslog
 
 __all__ = [
     "LinesSource",
+    "NetSourceStatistics",
     "StdinSource",
     "SyslogFormatError",
+    "SyslogSource",
+    "TcpLinesSource",
     "off_the_loop",
     "parse_syslog",
 ]
