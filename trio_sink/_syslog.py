@@ -48,12 +48,14 @@ _BSD_TIMESTAMP = re.compile(
     r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: \d|\d\d?) \d\d:\d\d:\d\d"
     rf"|{_RFC3339})(?= |\Z)"
 )
-_SD_NAME = re.compile(r'[^\x00-\x20="\]\x7f-\U0010ffff]+')
+_NAME = r'[^\x00-\x20="\]\x7f-\U0010ffff]+'
 """SD-NAME: printable US-ASCII except ``=``, ``]`` and ``"``."""
-_SD_VALUE = re.compile(r'="((?:[^"\\]|\\.)*)"', re.S)
+_SD_NAME = re.compile(_NAME)
+_SD_PARAM = re.compile(rf' ({_NAME})="((?:[^"\\]|\\.)*)"', re.S)
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 _TAG = re.compile(r"([^\s:\[\]]{1,48})(?:\[([^\s\]]*)\])?:(?: |\Z)")
 _BOM = "\ufeff"
+_HEADER = ("TIMESTAMP", "HOSTNAME", "APP-NAME", "PROCID", "MSGID")
 
 
 def parse_syslog(text: str) -> dict[str, Any]:
@@ -107,10 +109,6 @@ def unparsed_fields(text: str) -> dict[str, Any]:
     return fields
 
 
-def _nil(value: str) -> str | None:
-    return None if value == "-" else value
-
-
 def _rfc5424(text: str, pos: int, fields: dict[str, Any]) -> None:
     """``HEADER SP STRUCTURED-DATA [SP MSG]`` from ``pos`` (after the version)."""
     parts = text[pos:].split(" ", 5)
@@ -119,21 +117,18 @@ def _rfc5424(text: str, pos: int, fields: dict[str, Any]) -> None:
             "RFC 5424: the header ends early (expected TIMESTAMP HOSTNAME APP-NAME PROCID"
             " MSGID STRUCTURED-DATA after the version)"
         )
-    for name, part in zip(
-        ("TIMESTAMP", "HOSTNAME", "APP-NAME", "PROCID", "MSGID"), parts[:5], strict=True
-    ):
-        if not part:
-            raise SyslogFormatError(f"RFC 5424: empty {name} (two spaces in the header)")
-    timestamp = parts[0]
+    timestamp, hostname, app_name, procid, msgid, rest = parts
+    if "" in parts[:5]:
+        name = _HEADER[parts.index("")]
+        raise SyslogFormatError(f"RFC 5424: empty {name} (two spaces in the header)")
     if timestamp != "-" and _TIMESTAMP.match(timestamp) is None:
         raise SyslogFormatError(f"RFC 5424: TIMESTAMP {timestamp[:40]!r} is not RFC 3339")
     fields["format"] = "rfc5424"
-    fields["timestamp"] = _nil(timestamp)
-    fields["hostname"] = _nil(parts[1])
-    fields["app_name"] = _nil(parts[2])
-    fields["procid"] = _nil(parts[3])
-    fields["msgid"] = _nil(parts[4])
-    rest = parts[5]
+    fields["timestamp"] = None if timestamp == "-" else timestamp
+    fields["hostname"] = None if hostname == "-" else hostname
+    fields["app_name"] = None if app_name == "-" else app_name
+    fields["procid"] = None if procid == "-" else procid
+    fields["msgid"] = None if msgid == "-" else msgid
     data, end = _structured_data(rest)
     fields["structured_data"] = data
     if end == len(rest):
@@ -159,15 +154,16 @@ def _structured_data(text: str) -> tuple[dict[str, dict[str, Any]], int]:
             raise SyslogFormatError(f"RFC 5424: no SD-ID at {text[pos : pos + 20]!r}")
         params = data.setdefault(name[0], {})
         pos = name.end()
-        while text.startswith(" ", pos):
-            param = _SD_NAME.match(text, pos + 1)
-            value = param and _SD_VALUE.match(text, param.end())
-            if param is None or not value:
-                raise SyslogFormatError(
-                    f'RFC 5424: expected PARAM-NAME="value" at {text[pos : pos + 20]!r}'
-                )
-            _add(params, param[0], _SD_ESCAPE.sub(r"\1", value[1]))
-            pos = value.end()
+        while (param := _SD_PARAM.match(text, pos)) is not None:
+            value = param[2]
+            if "\\" in value:
+                value = _SD_ESCAPE.sub(r"\1", value)
+            _add(params, param[1], value)
+            pos = param.end()
+        if text.startswith(" ", pos):
+            raise SyslogFormatError(
+                f'RFC 5424: expected PARAM-NAME="value" at {text[pos : pos + 20]!r}'
+            )
         if not text.startswith("]", pos):
             raise SyslogFormatError(f"RFC 5424: an SD-ELEMENT not closed by ] at {pos}")
         pos += 1
