@@ -43,8 +43,9 @@ log = logging.getLogger("trio_sink.sources")
 CHUNK = 64 * 1024
 """The most bytes one read takes from one socket (a whole datagram fits)."""
 SWEEP_BYTES = 64 * 1024
-"""A sweep stops reading once it has read this many bytes (it finishes the read in
-progress): what one sweep holds, and so what a Stop can cut short, stays small."""
+"""The most bytes one sweep reads from TCP connections (UDP: it stops reading after
+them, a datagram is read whole): what one sweep holds, and so what a Stop can cut
+short, stays small."""
 ACCEPT_PAUSE = 0.1
 """Seconds without accepting after the process ran out of file descriptors or memory."""
 MAX_DATAGRAMS = 1024
@@ -317,7 +318,7 @@ class StreamServer:
                     accepted |= self._accept(item)  # type: ignore[arg-type]
                 continue
             try:
-                data = item.sock.recv(CHUNK)
+                data = item.sock.recv(min(CHUNK, SWEEP_BYTES - got))
             except BlockingIOError:
                 continue
             except OSError as exc:  # a reset: the connection is over
