@@ -373,6 +373,7 @@ async def test_a_port_in_use_fails_the_run() -> None:
         (lambda: TcpLinesSource(HOST, 0, name=""), "name must be a non-empty str"),
         (lambda: SyslogSource(HOST, 0, protocol="sctp"), "protocol must be one of udp, tcp"),  # type: ignore[arg-type]
         (lambda: SyslogSource(HOST, 0, max_message_bytes=0), "max_message_bytes must be"),
+        (lambda: SyslogSource(HOST, 0, strict=1), "strict must be a bool"),  # type: ignore[arg-type]
     ],
 )
 def test_settings_are_checked_at_construction(make: Callable[[], object], message: str) -> None:

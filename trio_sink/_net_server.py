@@ -18,6 +18,7 @@ import logging
 import math
 import selectors
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, final
 
@@ -160,7 +161,9 @@ async def bind(host: str, port: int, kind: socket.SocketKind) -> list[socket.soc
             sock = socket.socket(family, type_, proto)
             socks.append(sock)
             sock.setblocking(False)
-            if kind == socket.SOCK_STREAM and hasattr(socket, "SO_REUSEADDR"):
+            if kind == socket.SOCK_STREAM and sys.platform != "win32":
+                # As Trio does: a restart can listen at once, past the last run's
+                # connections in TIME_WAIT (on Windows it would let two share a port).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)

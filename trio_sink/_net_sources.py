@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar, final
 
 import trio
@@ -165,8 +166,8 @@ class TcpLinesSource(_NetSource["str | Undecodable"]):
     nothing is read, and TCP's flow control holds the clients back. Lines of different
     connections interleave; the lines of one connection keep their order.
 
-    No acknowledgement: at a Stop, the lines read and not yet yielded (at most one
-    read's worth, about 64 KiB) and the unfinished lines of connections still open are
+    No acknowledgement: at a Stop, the lines read and not yet yielded (at most what one
+    sweep of the sockets read, 64 KiB) and the unfinished lines of connections still open are
     lost, and clients still connected are hung up on at the end of the run. A crash
     loses those and everything in the pipeline. See ``statistics()`` for the counts.
     """
@@ -184,9 +185,8 @@ class TcpLinesSource(_NetSource["str | Undecodable"]):
 
     async def _bind(self) -> Server:
         listeners = await bind(self.host, self._requested, socket.SOCK_STREAM)
-        return StreamServer(
-            listeners, lambda: LineFramer(self.max_line_bytes, self._counts), self._counts
-        )
+        framer = partial(LineFramer, self.max_line_bytes, self._counts)
+        return StreamServer(listeners, framer, self._counts)
 
     def _convert(self, frames: list[Frame]) -> list[str | Undecodable]:
         return [_text(frame, self._counts) for frame in frames]
@@ -224,9 +224,9 @@ class SyslogSource(_NetSource["dict[str, Any] | Undecodable"]):
     with UDP, datagrams wait in the socket's receive buffer, and once it is full the
     system drops them, with no signal to the sender and no count here.
 
-    No acknowledgement: at a Stop, the messages read and not yet yielded (at most one
-    read's worth, about 64 KiB) are lost, and so are unfinished TCP messages; a crash
-    loses those and everything in the pipeline. See ``statistics()``.
+    No acknowledgement: at a Stop, the messages read and not yet yielded (at most what
+    one sweep of the sockets read, about 64 KiB) are lost, and so are unfinished TCP
+    messages; a crash loses those and everything in the pipeline. See ``statistics()``.
     """
 
     def __init__(
@@ -242,7 +242,9 @@ class SyslogSource(_NetSource["dict[str, Any] | Undecodable"]):
         super().__init__(host, port, name)
         check_choice("protocol", protocol, ("udp", "tcp"))
         self.protocol = protocol
-        self.strict = bool(strict)
+        if not isinstance(strict, bool):
+            raise ConfigError(f"strict must be a bool, got {strict!r}")
+        self.strict = strict
         self.max_message_bytes = check_int("max_message_bytes", max_message_bytes, 1)
 
     async def _bind(self) -> Server:
@@ -250,9 +252,7 @@ class SyslogSource(_NetSource["dict[str, Any] | Undecodable"]):
             socks = await bind(self.host, self._requested, socket.SOCK_DGRAM)
             return DatagramServer(socks, self.max_message_bytes, self._counts)
         listeners = await bind(self.host, self._requested, socket.SOCK_STREAM)
-        framer: Callable[[], SyslogFramer] = lambda: SyslogFramer(  # noqa: E731
-            self.max_message_bytes, self._counts
-        )
+        framer = partial(SyslogFramer, self.max_message_bytes, self._counts)
         return StreamServer(listeners, framer, self._counts)
 
     def _convert(self, frames: list[Frame]) -> list[dict[str, Any] | Undecodable]:
