@@ -6,6 +6,7 @@ generous ``fail_after``: none depends on how fast the machine is.
 
 from __future__ import annotations
 
+import errno
 import logging
 import selectors
 import socket
@@ -145,6 +146,30 @@ async def test_lines_of_several_clients_at_once(readiness: str) -> None:
     assert stats.connections == 0  # closed at the end of the run
 
 
+async def test_out_of_file_descriptors_pauses_accepting(
+    readiness: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first accept() fails as in a process out of descriptors: the source stops
+    # accepting for a while (the client waits in the listen queue), then takes it.
+    real_accept = socket.socket.accept
+    failures = [OSError(errno.EMFILE, "Too many open files")]
+
+    def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+        if failures:
+            raise failures.pop()
+        return real_accept(sock)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+    async with serving(TcpLinesSource(HOST, 0)) as run:
+        async with await connect(run.source) as stream:
+            await stream.send_all(b"let me in\n")
+        await run.until_received(1)
+    assert raws(run.sink) == ["let me in"]
+    assert messages(caplog, "source.accept_paused") == [
+        "source.accept_paused seconds=0.1 error=[Errno 24] Too many open files"
+    ]
+
+
 async def test_a_line_split_across_reads_is_yielded_whole() -> None:
     async with serving(TcpLinesSource(HOST, 0)) as run:
         pieces = [b"hel", b"lo\r", b"\nwor", b"ld", b"\n\n", b"x\r\n"]
@@ -185,6 +210,20 @@ async def test_an_over_long_line_goes_to_miss_with_its_first_bytes() -> None:
     assert run.report.discarded == {}
     assert run.report.delivered["miss"] == 2
     assert (run.stats().over_long, run.stats().undecodable) == (2, 2)
+
+
+async def test_a_client_that_never_ends_its_line_holds_no_memory() -> None:
+    # 8 MiB without a newline: the source keeps the first 1000 bytes, drops the rest as
+    # it comes (its sweeps go on while the client sends, in the same event loop).
+    source = TcpLinesSource(HOST, 0, max_line_bytes=1000)
+    async with serving(source) as run, await connect(source) as stream:
+        for _ in range(128):
+            await stream.send_all(b"z" * 65536)
+        await stream.send_all(b"\nok\n")
+        await run.until_received(2)
+    assert raws(run.sink) == ["ok"]
+    assert [m.data for m in raws(run.miss)] == [b"z" * 1000]
+    assert run.stats().bytes_read == 128 * 65536 + 4
 
 
 async def test_invalid_utf8_goes_to_miss_with_its_bytes() -> None:
