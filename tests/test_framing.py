@@ -39,21 +39,29 @@ def frames_of(framer: LineFramer | SyslogFramer, pieces: list[bytes], bound: int
     return out + list(framer.end())
 
 
-def data_of(frames: list[Frame]) -> list[bytes]:
-    """Each frame's bytes, an over-long one's marked by the prefix ``!``."""
-    return [b"!" + f.data if isinstance(f, Undecodable) else f for f in frames]
+Seen = tuple[bool, bytes]
+"""A frame as a test sees it: whether it is over the limit, and its bytes."""
+
+
+def data_of(frames: list[Frame]) -> list[Seen]:
+    return [(True, f.data) if isinstance(f, Undecodable) else (False, f) for f in frames]
+
+
+def seen(data: bytes, limit: int) -> Seen:
+    """What a framer with ``limit`` makes of the frame ``data``."""
+    return (True, data[:limit]) if len(data) > limit else (False, data)
 
 
 # -- lines ------------------------------------------------------------------------------
 
 
-def expected_lines(data: bytes, limit: int) -> list[bytes]:
+def expected_lines(data: bytes, limit: int) -> list[Seen]:
     """The model: every line, a last one without its newline too, without its ``\r``."""
     *lines, last = data.split(b"\n")
     if last:
         lines.append(last)
     stripped = [line.removesuffix(b"\r") for line in lines]
-    return [b"!" + line[:limit] if len(line) > limit else line for line in stripped]
+    return [seen(line, limit) for line in stripped]
 
 
 @given(
@@ -71,7 +79,7 @@ def test_lines_are_the_same_however_the_reads_cut_them(
     got = data_of(frames_of(framer, cut(data, sizes), limit + 1))
     whole = data_of(frames_of(LineFramer(limit, Counts()), [data], limit + 1))
     assert got == whole == expected_lines(data, limit)
-    assert counts.over_long == sum(x.startswith(b"!") for x in got)
+    assert counts.over_long == sum(over for over, _ in got)
 
 
 def test_lines_examples() -> None:
@@ -95,7 +103,7 @@ LINE_MESSAGE = st.binary(max_size=11).map(
 
 
 @st.composite
-def syslog_streams(draw: st.DrawFn) -> tuple[bytes, list[bytes], int]:
+def syslog_streams(draw: st.DrawFn) -> tuple[bytes, list[Seen], int]:
     """A stream of messages, each framed either way, and the frames expected."""
     limit = draw(st.integers(1, 10))
     data, expected = b"", []
@@ -108,19 +116,19 @@ def syslog_streams(draw: st.DrawFn) -> tuple[bytes, list[bytes], int]:
             continue
         else:
             data += message + draw(st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\r\n\r\n"]))
-        expected.append(b"!" + message[:limit] if len(message) > limit else message)
+        expected.append(seen(message, limit))
     return data, expected, limit
 
 
 @given(syslog_streams(), st.lists(st.integers(1, 9), max_size=5))
 def test_syslog_frames_are_the_same_however_the_reads_cut_them(
-    stream: tuple[bytes, list[bytes], int], sizes: list[int]
+    stream: tuple[bytes, list[Seen], int], sizes: list[int]
 ) -> None:
     data, expected, limit = stream
     counts = Counts()
     got = frames_of(SyslogFramer(limit, counts), cut(data, sizes), limit + 11)
     assert data_of(got) == expected
-    assert counts.over_long == sum(x.startswith(b"!") for x in expected)
+    assert counts.over_long == sum(over for over, _ in expected)
 
 
 @given(st.binary(max_size=200), st.lists(st.integers(1, 30), max_size=5), st.integers(1, 20))
