@@ -433,3 +433,15 @@ def test_testing(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     result = run_pytest(tmp_path)
     assert re.search(r"^3 failed\b", result.stdout, re.M), result.stdout
+
+
+# -- docs/network_sources.md ------------------------------------------------------------
+
+
+@covers("docs/network_sources.md")
+def test_network_sources() -> None:
+    # Real sockets on 127.0.0.1, port 0; each example waits for its own lines.
+    page = Page("docs/network_sources.md")
+    namespace = page.run()
+    page.done()
+    assert namespace["fields"]["format"] == "rfc3164"

@@ -11,10 +11,11 @@ readable (Trio waits for that), a regular file in a worker thread.
   snapshot.
 - :class:`LinesSource`: the lines of an open stream (pipe, socket, terminal, file).
 - :class:`StdinSource`: the lines of the standard input.
+- :class:`TcpLinesSource`: lines from TCP clients.
+- :class:`SyslogSource`: syslog messages over UDP or TCP, parsed by :func:`parse_syslog`.
 
-Only :class:`FileSource` can be acknowledged: what a pipe or a terminal gave is gone once
-read, so a restart of a run over :class:`LinesSource` or :class:`StdinSource` cannot read
-again what a crash lost.
+Only :class:`FileSource` can be acknowledged: what a pipe, a terminal or a socket gave is
+gone once read, so a restart cannot read again what a crash lost.
 """
 
 from __future__ import annotations
@@ -32,9 +33,25 @@ from ._checks import check_text
 from ._exceptions import ConfigError
 from ._file_source import FileSource as FileSource
 from ._file_source import FileSourceStatistics as FileSourceStatistics
+from ._net_server import NetSourceStatistics as NetSourceStatistics
+from ._net_sources import SyslogSource as SyslogSource
+from ._net_sources import TcpLinesSource as TcpLinesSource
 from ._source import Source
+from ._syslog import SyslogFormatError as SyslogFormatError
+from ._syslog import parse_syslog as parse_syslog
 
-__all__ = ["FileSource", "FileSourceStatistics", "LinesSource", "StdinSource", "off_the_loop"]
+__all__ = [
+    "FileSource",
+    "FileSourceStatistics",
+    "LinesSource",
+    "NetSourceStatistics",
+    "StdinSource",
+    "SyslogFormatError",
+    "SyslogSource",
+    "TcpLinesSource",
+    "off_the_loop",
+    "parse_syslog",
+]
 
 CHUNK = 64 * 1024
 """The most bytes one read takes."""
