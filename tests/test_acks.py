@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +398,29 @@ async def test_the_pause_between_calls_never_holds_up_the_end_of_a_run(
     assert trio.current_time() < 1.0
     assert report.acknowledged == 100
     assert len(source.calls) == 2  # one while running, then the last one
+
+
+async def test_an_ack_that_raises_keyboard_interrupt_loses_no_record() -> None:
+    class Interrupting(Source[int]):
+        async def __aiter__(self) -> AsyncIterator[int]:
+            for i in range(1000):
+                yield i
+
+        async def ack(self, items: Sequence[int]) -> None:
+            raise KeyboardInterrupt
+
+    pipeline = Pipeline(Interrupting(), routes=[Route("all", CollectSink("a"))], batch_size=10)
+    handle = None
+
+    async def main(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal handle
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(pipeline.run)
+
+    with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True, allow_unwrapped=True):
+        await main()
+    assert handle is not None
+    report = handle.report
+    assert report is not None
+    report.check()
+    assert report.acknowledged == 0

@@ -27,7 +27,7 @@ import trio
 
 from ._control import StopControl
 from ._exceptions import describe
-from ._ki import unprotect
+from ._ki import protected, unprotect
 from ._ledger import NO_ID, Ledger, Ticket
 
 __all__ = ["FINAL_ACK_GRACE", "Acks"]
@@ -99,6 +99,7 @@ class Acks:
 
     # -- the calls -----------------------------------------------------------------
 
+    @protected
     async def run(self) -> None:
         """Acknowledge as batches settle, until :meth:`finishing` (or the end of
         acknowledgements)."""
