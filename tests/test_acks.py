@@ -3,8 +3,9 @@ the source is closed."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ class Refusing:
     """Delivers every record but those of ``bad`` ids: a batch holding one raises
     :class:`PermanentError` (no retry)."""
 
-    def __init__(self, name: str, bad: set[int]) -> None:
+    def __init__(self, name: str, bad: set[int], delay: float = 0.0) -> None:
         self.name = name
         self.bad = bad
+        self.delay = delay
         self.records: list[Record] = []
 
     async def write(self, batch: Sequence[Record]) -> None:
+        if self.delay:
+            await trio.sleep(self.delay)
         if any(r.id in self.bad for r in batch):
             raise PermanentError(f"refused {sorted(r.id for r in batch if r.id in self.bad)}")
         self.records.extend(batch)
@@ -135,19 +139,22 @@ async def test_a_deadline_acknowledges_what_was_delivered_and_nothing_after(
 async def test_at_a_deadline_the_stored_rest_is_acknowledged_before_close(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, inline_threads: None
 ) -> None:
-    source = AckingSource(range(40))
+    # An ack takes 0.5 s: the last one, past the deadline, has a grace of 2 s.
+    source = AckingSource(range(40), ack_delay=0.5)
     with RescueStore(tmp_path / "rescue") as store:
         report = await Pipeline(
             source,
             routes=[Route("all", HangingSink("hangs", after=2))],
             batch_size=5,
-            capacity=1,
+            capacity=8,
             drain_timeout=10.0,
             rescue=store,
         ).run()
     assert report.timed_out
+    assert sorted(u.record.id for u in report.undelivered) == list(range(10, 40))
     assert all(u.stored for u in report.undelivered)
     assert source.acked == list(range(40))
+    assert source.calls[-1] == tuple(range(10, 40))
     assert source.events[-2:] == ["ack", "close"]
 
 
@@ -205,7 +212,7 @@ async def test_an_ack_still_running_at_the_deadline_is_cancelled(
 async def test_cancelled_from_outside_the_stored_rest_is_still_acknowledged(
     autojump_clock: trio.testing.MockClock, tmp_path: Path, inline_threads: None
 ) -> None:
-    source = AckingSource(range(10))
+    source = AckingSource(range(10), ack_delay=0.5)
     slow = SlowSink(CollectSink("slow"), per_batch=1.0)
     with RescueStore(tmp_path / "rescue") as store, trio.move_on_after(0.5):
         await Pipeline(source, routes=[Route("all", slow)], batch_size=5, rescue=store).run()
@@ -256,3 +263,164 @@ async def test_without_a_store_a_failure_while_running_ends_acknowledgements(
         handle.stop()
     assert source.acked == list(range(30))
     assert "record 30 was neither delivered nor stored" in caplog.text
+
+
+async def test_a_frontier_inside_a_batch_acknowledges_the_items_before_it() -> None:
+    source = AckingSource(range(10))
+    good, refusing = CollectSink("good"), Refusing("refusing", set(range(10)))
+    report = await Pipeline(
+        source,
+        routes=[Route("all", good), Route("big", refusing, when=lambda x: x >= 5)],
+        batch_size=10,
+        retry=NO_RETRY,
+    ).run()
+    assert [u.record.id for u in report.undelivered] == [5, 6, 7, 8, 9]
+    assert source.acked == [0, 1, 2, 3, 4]
+
+
+async def test_items_given_up_before_routing_are_not_acknowledged_unless_stored(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, inline_threads: None
+) -> None:
+    for store in (None, RescueStore(tmp_path / "rescue")):
+        # Delivered: 0, 1, 2. Then 3, 4, 5 wait for the batch timeout in the source's
+        # hands when the immediate stop comes.
+        source = AckingSource([0, 1, 2, Pause(1.0), 3, 4, 5, Pause(10.0)])
+        async with running(
+            Pipeline(
+                source, routes=[Route("all", CollectSink("a"))], batch_timeout=0.5, rescue=store
+            )
+        ) as handle:
+            await trio.sleep(1.2)
+            handle.stop(immediate=True)
+            report = await handle.wait()
+        assert [(u.record.id, u.sink) for u in report.undelivered] == [
+            (3, None),
+            (4, None),
+            (5, None),
+        ]
+        assert source.acked == ([0, 1, 2] if store is None else [0, 1, 2, 3, 4, 5])
+        if store is not None:
+            store.close()
+
+
+async def test_a_store_that_fails_in_the_drain_and_works_at_the_end_gets_all_acknowledged(
+    autojump_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    inline_threads: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = AckingSource(range(10))
+    refusing = Refusing("r", {7}, delay=1.0)
+    with RescueStore(tmp_path / "rescue") as store:
+        calls = 0
+        arescue = store.arescue
+
+        async def fails_once(undelivered: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError("disk full")
+            return await arescue(undelivered)
+
+        monkeypatch.setattr(store, "arescue", fails_once)
+        slower = SlowSink(CollectSink("slower"), per_batch=5.0)  # the drain goes on
+        report = await Pipeline(
+            source,
+            routes=[Route("all", [refusing, slower])],
+            batch_size=5,
+            retry=NO_RETRY,
+            rescue=store,
+        ).run()
+    # The source ended at once: the failure came in the drain, and the end of the run
+    # stored the batch after all.
+    assert report.drain_seconds >= 10.0
+    assert all(u.stored for u in report.undelivered)
+    assert source.acked == list(range(10))
+
+
+async def test_a_failure_while_running_waits_for_the_slower_sinks_before_acks_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = AckingSource(endless=lambda i: i, interval=0.01)
+    refusing = Refusing("fast", {30})
+    behind = CollectSink("slow")
+    slow = SlowSink(behind, per_batch=0.5)
+    async with running(
+        Pipeline(
+            source,
+            routes=[Route("all", [refusing, slow])],
+            batch_size=10,
+            retry=NO_RETRY,
+            drain_timeout=None,
+        )
+    ) as handle:
+        while len(refusing.records) < 100:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+        # The slow sink has not delivered 0-29 yet: they are not acknowledged yet.
+        assert len(source.acked) < 30
+        while len(behind.records) < 100:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+        handle.stop()
+    assert source.acked == list(range(30))
+
+
+async def test_calls_begin_at_least_the_sources_ack_interval_apart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = AckingSource(endless=lambda i: i, interval=0.01)
+    source.ack_interval = 1.0
+    began: list[float] = []
+    ack = source.ack
+
+    async def timed(items: Sequence[Any]) -> None:
+        began.append(trio.current_time())
+        await ack(items)
+
+    source.ack = timed  # type: ignore[method-assign]
+    pipeline = Pipeline(source, routes=[Route("all", CollectSink("a"))], batch_size=1)
+    async with running(pipeline) as handle:
+        await trio.sleep(5.05)
+        handle.stop()
+    assert len(began) >= 5
+    # The last call, at the end of the run, is not paced.
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(began[:-1]))
+    # Every item was acknowledged all the same, the last ones by the call at the end.
+    assert source.acked == list(range(len(source.acked)))
+    assert len(source.acked) >= 500
+
+
+async def test_the_pause_between_calls_never_holds_up_the_end_of_a_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    source = AckingSource([*range(50), Pause(0.5), *range(50, 100)])
+    source.ack_interval = 100.0
+    report = await Pipeline(source, routes=[Route("all", CollectSink("a"))]).run()
+    assert trio.current_time() < 1.0
+    assert report.acknowledged == 100
+    assert len(source.calls) == 2  # one while running, then the last one
+
+
+async def test_an_ack_that_raises_keyboard_interrupt_loses_no_record() -> None:
+    class Interrupting(Source[int]):
+        async def __aiter__(self) -> AsyncIterator[int]:
+            for i in range(1000):
+                yield i
+
+        async def ack(self, items: Sequence[int]) -> None:
+            raise KeyboardInterrupt
+
+    pipeline = Pipeline(Interrupting(), routes=[Route("all", CollectSink("a"))], batch_size=10)
+    handle = None
+
+    async def main(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal handle
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(pipeline.run)
+
+    with pytest.RaisesGroup(KeyboardInterrupt, flatten_subgroups=True, allow_unwrapped=True):
+        await main()
+    assert handle is not None
+    report = handle.report
+    assert report is not None
+    report.check()
+    assert report.acknowledged == 0

@@ -7,9 +7,12 @@ neither delivered nor stored.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -19,7 +22,8 @@ from hypothesis import strategies as st
 from strategies import schedules
 from test_faults_properties import POSITIVE, RAW_BASE, Case, cases, inline_threads
 
-from trio_sink import DeliveryReport, Pipeline, RescueStore, Route
+from trio_sink import DeliveryReport, Pipeline, RescueEntry, RescueStore, Route
+from trio_sink._segment_log import SegmentLog
 from trio_sink.testing import AckingSource, FlakySink, Pause, quiet_library_logs, running
 from trio_sink.testing.strategies import clocks
 
@@ -45,14 +49,15 @@ def ack_cases(draw: st.DrawFn) -> AckCase:
 
 
 async def run_case(
-    ac: AckCase, store: RescueStore | None
-) -> tuple[AckingSource, list[FlakySink], DeliveryReport]:
+    ac: AckCase, store: RescueStore | None, undo: contextlib.ExitStack
+) -> tuple[AckingSource, list[FlakySink], DeliveryReport, list[tuple[str, int]]]:
     case = ac.case
     source = AckingSource(
         [x for i, gap in enumerate(case.gaps) for x in (Pause(gap), RAW_BASE + i)],
         ack_delay=ac.ack_delay,
     )
     sinks = [spec.build() for spec in case.sinks]
+    unsafe = check_each_call(source, sinks, store, undo)
     pipeline = Pipeline(
         source,
         routes=[Route("all", sinks)],
@@ -74,14 +79,51 @@ async def run_case(
             await handle.wait()
     report = handle.report
     assert report is not None
-    return source, sinks, report
+    return source, sinks, report, unsafe
+
+
+def check_each_call(
+    source: AckingSource,
+    sinks: list[FlakySink],
+    store: RescueStore | None,
+    undo: contextlib.ExitStack,
+) -> list[tuple[str, int]]:
+    """Before each ack call: every item's record is in each sink's output, or was
+    written to the store (for that sink, or for no sink yet), by then."""
+    written: set[tuple[str | None, int]] = set()
+    if store is not None:
+        # Every segment log of the store: its own, and the one each parking writer opens.
+        write = SegmentLog.write
+
+        def spy(log: SegmentLog, entries: Sequence[RescueEntry]) -> int:
+            n = write(log, entries)
+            written.update((e.sink, e.id) for e in entries[:n])
+            return n
+
+        SegmentLog.write = spy  # type: ignore[method-assign,assignment]
+        undo.callback(setattr, SegmentLog, "write", write)
+    ack = source.ack
+
+    async def checked(items: Sequence[Any]) -> None:
+        for sink in sinks:
+            delivered = {r.id for r in sink.records}
+            for raw in items:
+                i = raw - RAW_BASE
+                if i not in delivered and not {(sink.name, i), (None, i)} & written:
+                    unsafe.append((sink.name, i))
+        await ack(items)
+
+    unsafe: list[tuple[str, int]] = []
+    source.ack = checked  # type: ignore[method-assign]
+    return unsafe
 
 
 def check_case(ac: AckCase, directory: Path, clock: trio.testing.MockClock) -> None:
     async def main() -> None:
         store = RescueStore(directory, fsync="never") if ac.store else None
         try:
-            source, sinks, report = await run_case(ac, store)
+            with contextlib.ExitStack() as undo:
+                source, sinks, report, unsafe = await run_case(ac, store, undo)
             stored: set[tuple[str | None, int]] = set()
             if store is not None:
                 store.seal()
@@ -90,6 +132,8 @@ def check_case(ac: AckCase, directory: Path, clock: trio.testing.MockClock) -> N
             if store is not None:
                 store.close()
         acked = source.acked
+        # No ack call covered a record that was neither delivered nor stored then.
+        assert unsafe == []
         # A prefix of what the source produced, in consecutive calls, one at a time.
         assert acked == [RAW_BASE + i for i in range(len(acked))]
         assert len(acked) <= report.received
@@ -106,8 +150,8 @@ def check_case(ac: AckCase, directory: Path, clock: trio.testing.MockClock) -> N
         if ac.ack_delay == 0:
             # Nothing cut an ack short: every item up to the first record neither
             # delivered nor stored was acknowledged.
-            unsafe = [u.record.id for u in report.undelivered if not u.stored]
-            assert len(acked) == min([*unsafe, report.received])
+            lost = [u.record.id for u in report.undelivered if not u.stored]
+            assert len(acked) == min([*lost, report.received])
 
     with quiet_library_logs(), inline_threads(not ac.case.real_threads):
         trio.run(main, clock=clock)

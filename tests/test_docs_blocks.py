@@ -328,6 +328,22 @@ def test_rescue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= counting.syncs <= 5
 
 
+# -- docs/sources.md ---------------------------------------------------------------------
+
+
+@covers("docs/sources.md")
+def test_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    page = Page("docs/sources.md")
+    page.run()
+    page.done()
+    point = json.loads((tmp_path / "app.checkpoint").read_bytes())
+    assert point["offset"] == (tmp_path / "app.log").stat().st_size
+    assert sorted(os.listdir(tmp_path)) == ["app.checkpoint", "app.log", "requests.jsonl"]
+    delivered = [json.loads(line)["raw"] for line in written(tmp_path / "requests.jsonl")]
+    assert delivered == ["GET /about", "GET /contact"]
+
+
 # -- docs/metrics.md --------------------------------------------------------------------
 
 
@@ -490,3 +506,15 @@ def test_scaling_two_workers_share_the_orders_and_stop_at_sigterm(tmp_path: Path
     assert all(c["cents"] == c["order"][1:] for c in charges)
     assert [(d["order"], d["cents"]) for d in dead] == [("o7", "?")]  # parse raised
     assert pending == 0
+
+
+# -- docs/network_sources.md ------------------------------------------------------------
+
+
+@covers("docs/network_sources.md")
+def test_network_sources() -> None:
+    # Real sockets on 127.0.0.1, port 0; each example waits for its own lines.
+    page = Page("docs/network_sources.md")
+    namespace = page.run()
+    page.done()
+    assert namespace["fields"]["format"] == "rfc3164"

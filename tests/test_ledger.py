@@ -683,3 +683,49 @@ def test_reparked_records_stay_counted_or_kept_as_they_were(sample_of_4: None) -
     assert dict(db.by_reason) == {"sink error": 7, "cancelled": 2}
     report = ledger.report(0.0)
     assert len(report.undelivered) == 9
+
+
+def test_the_ack_frontier_is_the_oldest_open_batch_or_the_first_unsafe_record() -> None:
+    ledger = Ledger(["a"])
+    a = ledger.accounts["a"]
+    assert ledger.ack_frontier() == 0
+    tickets = []
+    for _ in range(3):
+        ticket = Ticket(ledger.receive(4), 4, 0)
+        ledger.dispatch(ticket, [(Dest(a), (_records(ticket.first_id, 4), ticket))])
+        ledger.send(a, 4)
+        ledger.take(a, 4)
+        tickets.append(ticket)
+    assert ledger.ack_frontier() == 0
+    ledger.deliver(a, 4, tickets[1])  # out of order: the first is still open
+    assert ledger.ack_frontier() == 0
+    ledger.deliver(a, 4, tickets[0])
+    assert ledger.ack_frontier() == 8
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(9, 3))
+    ledger.abandon(a, "in_flight", "sink", DEADLINE, _records(8, 1), stored=True)
+    ledger.settle(tickets[2])
+    assert ledger.ack_frontier() == 9  # 8 is stored: safe; 9 is neither
+    ledger.receive(2)  # items given ids, not routed yet
+    assert ledger.ack_frontier() == 9
+    ledger.mark_stored(ledger.unstored())
+    assert ledger.ack_frontier() == 12
+
+
+def test_records_given_up_before_routing_are_unsafe_until_stored() -> None:
+    ledger = Ledger(["a"])
+    first = ledger.receive(5)
+    ledger.abandon(None, None, "source", DEADLINE, _records(first + 2, 3))
+    ledger.dispatch(Ticket(first, 2, 0), [])  # the first two were discarded
+    assert ledger.ack_frontier() == 2
+    ledger.mark_stored(ledger.unstored())
+    assert ledger.ack_frontier() == 5
+
+
+def test_a_statistics_record_never_holds_the_ack_frontier_back() -> None:
+    ledger = Ledger(["mon"])
+    mon = ledger.accounts["mon"]
+    ledger.admit(mon, 1)
+    ledger.take(mon, 1)
+    ledger.abandon(mon, "in_flight", "sink", DEADLINE, [Record(-1, "s", "s")])
+    ledger.dispatch(Ticket(ledger.receive(3), 3, 0), [])  # discarded: safe
+    assert ledger.ack_frontier() == 3

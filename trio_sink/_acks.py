@@ -6,7 +6,8 @@ routed to, stored in the rescue store, or discarded by configuration: the ledger
 source stage hands each batch of items to :meth:`Acks.hold` as it gives them ids;
 a task of their own (:meth:`Acks.run`) wakes when a source batch settles and
 acknowledges the items below the frontier in one call, so at most one call is in
-flight and the data path never waits for one. The last call is made by
+flight and the data path never waits for one; calls are at least the source's
+``ack_interval`` apart. The last call is made by
 :meth:`Acks.final`, once the run's tasks are done and the rest was stored.
 
 Acknowledgements end for good (the items are no longer held) when a call raises or
@@ -26,7 +27,7 @@ import trio
 
 from ._control import StopControl
 from ._exceptions import describe
-from ._ki import unprotect
+from ._ki import protected, unprotect
 from ._ledger import NO_ID, Ledger, Ticket
 
 __all__ = ["FINAL_ACK_GRACE", "Acks"]
@@ -42,7 +43,12 @@ or cancelled: the records the end of the run stored are then acknowledged too.""
 class Acks:
     """The acknowledgements of one run."""
 
-    def __init__(self, ack: Callable[[Sequence[Any]], Awaitable[None]], ledger: Ledger) -> None:
+    def __init__(
+        self,
+        ack: Callable[[Sequence[Any]], Awaitable[None]],
+        ledger: Ledger,
+        interval: float = 0.0,
+    ) -> None:
         unprotect(ack)
         self._ack = ack
         self.ledger = ledger
@@ -56,6 +62,8 @@ class Acks:
         self.calls = 0
         self._wake = trio.Event()
         self._finishing = False
+        self._finished = trio.Event()
+        self.interval = interval
         ledger.on_settled = self.poke
 
     # -- fed by the run ------------------------------------------------------------
@@ -74,6 +82,7 @@ class Acks:
         """Every stage has ended: :meth:`run` makes its last call and returns."""
         self._finishing = True
         self._wake.set()
+        self._finished.set()
 
     # -- what the statistics show --------------------------------------------------
 
@@ -90,13 +99,18 @@ class Acks:
 
     # -- the calls -----------------------------------------------------------------
 
+    @protected
     async def run(self) -> None:
         """Acknowledge as batches settle, until :meth:`finishing` (or the end of
         acknowledgements)."""
         while not self.ended:
             await self._wake.wait()
             self._wake = trio.Event()
-            await self.send()
+            began = trio.current_time()
+            if await self.send():
+                # Paced: what becomes safe meanwhile goes in the next call.
+                with trio.move_on_at(began + self.interval):
+                    await self._finished.wait()
             if self._finishing:
                 return
             if self._stuck():
@@ -113,7 +127,7 @@ class Acks:
             unsafe != NO_ID
             and self.control is not None
             and not self.control.stopping
-            and self.ledger.ack_frontier() == unsafe
+            # Every item held before it is acknowledged (an item is held until it is).
             and not (self.held and self.held[0][0] < unsafe)
         )
 
@@ -142,8 +156,9 @@ class Acks:
         else:
             drain_log.info("drain.acknowledged items=%d", self.acknowledged)
 
-    async def send(self) -> None:
-        """Acknowledge the items held below the frontier, in one call."""
+    async def send(self) -> bool:
+        """Acknowledge the items held below the frontier, in one call; whether there
+        was one."""
         frontier = self.ledger.ack_frontier()
         held = self.held
         items: list[Any] = []
@@ -158,7 +173,7 @@ class Acks:
                 held[0] = (frontier, batch[cut:], at)
                 break
         if not items:
-            return
+            return False
         self.calls += 1
         done = False
         try:
@@ -171,6 +186,7 @@ class Acks:
                 self.acknowledged += len(items)
             elif not self.ended:
                 self._end("an acknowledgement was cancelled")
+        return True
 
     def _end(self, why: str, exc: BaseException | None = None) -> None:
         self.ended = True

@@ -349,15 +349,15 @@ class Ledger:
                     del by_reason[key]
         return out, n
 
-    def _unsafe(self, start: int) -> None:
-        """Lower :attr:`unsafe_from` to the unstored undelivered from ``start`` on."""
+    def _unsafe(self, start: int) -> None:  # lower unsafe_from to the unstored from start
         ids = [u.record.id for u in self.undelivered[start:] if not u.stored and u.record.id >= 0]
         self.unsafe_from = min(self.unsafe_from, *ids, NO_ID)
 
     def ack_frontier(self) -> int:
-        """The first id not safe to acknowledge (batches are routed in id order, so the
-        oldest open ticket is the first)."""
-        return min(next(iter(self.open_tickets), self.received), self.unsafe_from)
+        """The first id not safe to acknowledge. Batches are routed (or given up) in id
+        order, so the oldest open ticket is the first, and no id is past the routed."""
+        routed = self.dispatched + self.unrouted
+        return min(next(iter(self.open_tickets), routed), self.unsafe_from)
 
     def settle(self, ticket: Ticket) -> None:
         """One sub-batch of ``ticket`` reached its final outcome."""

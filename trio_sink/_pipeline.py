@@ -291,7 +291,7 @@ class Pipeline:
         )
         acks = None
         if acknowledges(self._source):
-            acks = stage.acks = Acks(self._source.ack, ledger)
+            acks = stage.acks = Acks(self._source.ack, ledger, self._source.ack_interval)
             acks.control = control
         # The source stage and every sink task but the monitor's.
         watch = Watch(1 + len(dests))

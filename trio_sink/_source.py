@@ -51,6 +51,10 @@ class Source(Generic[T]):
     """
 
     name: str = "source"
+    ack_interval: float = 0.1
+    """The least seconds between the starts of two :meth:`ack` calls: what becomes safe
+    meanwhile goes in the next call (a source whose ack writes a file or a network
+    request may want more)."""
 
     def __aiter__(self) -> AsyncIterator[T]:
         raise NotImplementedError(f"{type(self).__name__}.__aiter__")
@@ -71,10 +75,10 @@ class Source(Generic[T]):
         acknowledged prefix after a crash sees those items again (at least once).
 
         At most one call is in flight; a call takes every item acknowledged since the
-        last one. Calls run beside the data path, never in it. A last call is made
-        after the sinks have drained and the rest was stored, before :meth:`aclose`.
-        If it raises, the error is logged and no more calls are made in this run
-        (delivery goes on).
+        last one, and calls begin at least :attr:`ack_interval` seconds apart. Calls
+        run beside the data path, never in it. A last call is made after the sinks
+        have drained and the rest was stored, before :meth:`aclose`. If a call raises,
+        the error is logged and no more calls are made in this run (delivery goes on).
         """
 
     async def aclose(self) -> None:

@@ -4,6 +4,18 @@ A file object is a sync iterable, and iterating it blocks: a pipe whose writer i
 would hold the whole pipeline (no batch would move, no signal would be handled). These
 sources read off the event loop: a pipe, a socket or a terminal is read once it is
 readable (Trio waits for that), a regular file in a worker thread.
+
+- :class:`FileSource`: the lines of a file by its path, acknowledged into a checkpoint so
+  that a restart resumes where delivery stopped (at least once); ``follow=True`` tails it
+  like ``tail -F``, through rotation and truncation. :class:`FileSourceStatistics` is its
+  snapshot.
+- :class:`LinesSource`: the lines of an open stream (pipe, socket, terminal, file).
+- :class:`StdinSource`: the lines of the standard input.
+- :class:`TcpLinesSource`: lines from TCP clients.
+- :class:`SyslogSource`: syslog messages over UDP or TCP, parsed by :func:`parse_syslog`.
+
+Only :class:`FileSource` can be acknowledged: what a pipe, a terminal or a socket gave is
+gone once read, so a restart cannot read again what a crash lost.
 """
 
 from __future__ import annotations
@@ -19,9 +31,27 @@ import trio
 
 from ._checks import check_text
 from ._exceptions import ConfigError
+from ._file_source import FileSource as FileSource
+from ._file_source import FileSourceStatistics as FileSourceStatistics
+from ._net_server import NetSourceStatistics as NetSourceStatistics
+from ._net_sources import SyslogSource as SyslogSource
+from ._net_sources import TcpLinesSource as TcpLinesSource
 from ._source import Source
+from ._syslog import SyslogFormatError as SyslogFormatError
+from ._syslog import parse_syslog as parse_syslog
 
-__all__ = ["LinesSource", "StdinSource", "off_the_loop"]
+__all__ = [
+    "FileSource",
+    "FileSourceStatistics",
+    "LinesSource",
+    "NetSourceStatistics",
+    "StdinSource",
+    "SyslogFormatError",
+    "SyslogSource",
+    "TcpLinesSource",
+    "off_the_loop",
+    "parse_syslog",
+]
 
 CHUNK = 64 * 1024
 """The most bytes one read takes."""
