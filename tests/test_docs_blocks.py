@@ -450,17 +450,20 @@ async def _orders(url: str, n: int) -> None:
             await client.xadd("orders", {"order": f"o{i}", "cents": str(i) if i != 7 else "?"})
 
 
-async def _billed(url: str) -> tuple[list[dict[str, str]], list[dict[str, str]], int | None]:
-    """The charges, the dead letters, and how many orders are pending (None: no group
-    yet)."""
+async def _billed(
+    url: str,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], int | None, int]:
+    """The charges, the dead letters, how many orders are pending (None: no group yet),
+    and how many consumers the group has."""
     async with coredis.Redis.from_url(url, decode_responses=True) as client:
         charges = [_fields(e) for e in await client.xrange("charges")]
         dead = [_fields(e) for e in await client.xrange("orders:dead")]
         try:
             summary: Any = await client.xpending("orders", "billing")
+            consumers = await client.xinfo_consumers("orders", "billing")
         except coredis.exceptions.StreamConsumerGroupError:
-            return charges, dead, None
-        return charges, dead, summary.pending
+            return charges, dead, None, 0
+        return charges, dead, summary.pending, len(consumers)
 
 
 def _fields(entry: Any) -> dict[str, str]:
@@ -473,35 +476,36 @@ def test_scaling_two_workers_share_the_orders_and_stop_at_sigterm(tmp_path: Path
     page = Page("docs/scaling.md")
     (tmp_path / "worker.py").write_text(page.script())
     page.done()
-    with running_redis(tmp_path / "redis") as server:
+    with running_redis(tmp_path / "redis") as server, contextlib.ExitStack() as stack:
         trio.run(_orders, server.url, 200)
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "worker.py"],
-                cwd=tmp_path,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={**child_env(), "REDIS_URL": server.url, "CONSUMER": f"billing-{k}"},
+        workers = []
+        for k in (1, 2):
+            log = stack.enter_context(open(tmp_path / f"worker-{k}.log", "w"))
+            workers.append(
+                stack.enter_context(
+                    subprocess.Popen(
+                        [sys.executable, "worker.py"],
+                        cwd=tmp_path,
+                        stderr=log,
+                        env={**child_env(), "REDIS_URL": server.url, "CONSUMER": f"billing-{k}"},
+                    )
+                )
             )
-            for k in (1, 2)
-        ]
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                charges, dead, pending = trio.run(_billed, server.url)
-                if len(charges) + len(dead) >= 200 and pending == 0:
-                    break
-                assert time.monotonic() < deadline, (len(charges), len(dead), pending)
-                time.sleep(0.05)
-            for proc in workers:
-                proc.send_signal(signal.SIGTERM)
-            for proc in workers:
-                assert proc.wait(30) == 0, proc.communicate()[1]
-        finally:
-            for proc in workers:
-                proc.kill()
-                proc.communicate()
-        charges, dead, pending = trio.run(_billed, server.url)
+            stack.callback(workers[-1].kill)  # before the with of Popen waits for it
+        deadline = time.monotonic() + 60
+        while True:
+            # Until both workers run (each is a consumer of the group once it has read:
+            # serve() has their signals then) and every order was billed.
+            charges, dead, pending, consumers = trio.run(_billed, server.url)
+            if len(charges) + len(dead) >= 200 and pending == 0 and consumers == 2:
+                break
+            assert time.monotonic() < deadline, (len(charges), len(dead), pending, consumers)
+            time.sleep(0.05)
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for k, proc in enumerate(workers, 1):
+            assert proc.wait(30) == 0, (tmp_path / f"worker-{k}.log").read_text()
+        charges, dead, pending, _ = trio.run(_billed, server.url)
     assert sorted(int(c["order"][1:]) for c in charges) == [i for i in range(200) if i != 7]
     assert all(c["cents"] == c["order"][1:] for c in charges)
     assert [(d["order"], d["cents"]) for d in dead] == [("o7", "?")]  # parse raised
