@@ -7,6 +7,7 @@ Each one passes :func:`trio_sink.testing.check_sink`; docs/sinks.md says what
 - :class:`CollectSink`: keeps every delivered record, in order, in memory.
 - :class:`SlowSink`: sleeps, then writes to another sink (to model a slow one).
 - :class:`JsonlFileSink`: JSON lines appended to a file, rotated by size (gzip if asked).
+- :class:`StdoutSink`: JSON lines to the standard output or any stream, off the loop.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from ._checks import check_seconds
 from ._file_sinks import JsonlFileSink as JsonlFileSink
 from ._record import Record
 from ._sink import Sink, SinkArg, SinkSlot
+from ._stdout_sink import StdoutSink as StdoutSink
 
 __all__ = [
     "CollectSink",
     "JsonlFileSink",
     "NullSink",
     "SlowSink",
+    "StdoutSink",
 ]
 
 
