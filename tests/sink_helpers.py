@@ -1,11 +1,17 @@
-"""Helpers of the sink tests: reading back what the file sinks wrote."""
+"""Helpers of the sink tests: reading back what the file sinks wrote, and servers on
+127.0.0.1 that the network sinks write to, each in a thread of its own (a server task in
+the test's run would count as a task the sink left behind, for ``check_sink``)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
-from collections.abc import Sequence
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +69,83 @@ def read_all(path: Path) -> list[dict[str, Any]]:
 
 def ids_of(objects: Sequence[dict[str, Any]]) -> list[int]:
     return [obj["id"] for obj in objects]
+
+
+# -- a TCP server that collects lines -----------------------------------------------------
+
+
+class LineServer:
+    """Accepts connections on 127.0.0.1 and collects the lines they send, in a thread
+    a connection; :meth:`wait_bytes` waits until so many bytes have arrived."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.changed = threading.Condition()
+        self.data = b""
+        """Every byte received, across connections, complete lines only per connection."""
+        self.received = 0
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._closing = False
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.listener.accept()
+            if self._closing:  # the connection close() makes to wake this thread
+                conn.close()
+                return
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _read(self, conn: socket.socket) -> None:
+        tail = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                chunk = b""
+            with self.changed:
+                self.received += len(chunk)
+                lines, _, tail = (tail + chunk).rpartition(b"\n")
+                if lines:
+                    self.data += lines + b"\n"
+                self.changed.notify_all()
+            if not chunk:
+                return
+
+    def records(self) -> list[Record]:
+        with self.changed:
+            return as_records(parse_lines(self.data))
+
+    def wait_bytes(self, n: int) -> None:
+        """Wait until ``n`` bytes (in all) have arrived."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.received >= n, WAIT), (
+                f"{self.received} bytes arrived, {n} expected"
+            )
+
+    def close(self) -> None:
+        self._closing = True
+        socket.create_connection((HOST, self.port)).close()  # wakes the accepting thread
+        self._accepting.join(WAIT)
+        self.listener.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):  # closed by the client already
+                conn.shutdown(socket.SHUT_RDWR)  # wakes its thread (a close would not)
+            conn.close()
+        for thread in self._threads:
+            thread.join(WAIT)
+
+
+@contextmanager
+def line_server() -> Iterator[LineServer]:
+    server = LineServer()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -8,6 +8,11 @@ Each one passes :func:`trio_sink.testing.check_sink`; docs/sinks.md says what
 - :class:`SlowSink`: sleeps, then writes to another sink (to model a slow one).
 - :class:`JsonlFileSink`: JSON lines appended to a file, rotated by size (gzip if asked).
 - :class:`StdoutSink`: JSON lines to the standard output or any stream, off the loop.
+- :class:`TcpLinesSink`: JSON lines over a TCP connection, made again after a failure;
+  :class:`TcpSinkStatistics` is its snapshot.
+
+The errors of the network sinks: :class:`SinkConnectionError` (a :exc:`ConnectionError`)
+and :class:`SinkTimeoutError` (a :exc:`TimeoutError`), retried by the default policy.
 """
 
 from __future__ import annotations
@@ -19,16 +24,24 @@ import trio
 
 from ._checks import check_seconds
 from ._file_sinks import JsonlFileSink as JsonlFileSink
+from ._net_sinks import TcpLinesSink as TcpLinesSink
+from ._net_sinks import TcpSinkStatistics as TcpSinkStatistics
 from ._record import Record
 from ._sink import Sink, SinkArg, SinkSlot
+from ._sink_errors import SinkConnectionError as SinkConnectionError
+from ._sink_errors import SinkTimeoutError as SinkTimeoutError
 from ._stdout_sink import StdoutSink as StdoutSink
 
 __all__ = [
     "CollectSink",
     "JsonlFileSink",
     "NullSink",
+    "SinkConnectionError",
+    "SinkTimeoutError",
     "SlowSink",
     "StdoutSink",
+    "TcpLinesSink",
+    "TcpSinkStatistics",
 ]
 
 

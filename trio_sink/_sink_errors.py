@@ -1,0 +1,36 @@
+"""The errors the built-in network sinks raise, each with the stdlib meaning that decides
+whether the pipeline retries it: a :exc:`ConnectionError` or a :exc:`TimeoutError` is
+retried by the default policy."""
+
+from __future__ import annotations
+
+from ._exceptions import TrioSinkError
+
+__all__ = ["SinkConnectionError", "SinkTimeoutError"]
+
+
+class SinkConnectionError(TrioSinkError, ConnectionError):
+    """A sink could not reach its destination, lost its connection during a write, or
+    was told to try again later (an HTTP 5xx, 429 or 408 answer).
+
+    The write failed and the pipeline retries it (the default policy retries a
+    :exc:`ConnectionError`). It does not mean that nothing arrived: a batch cut short
+    may have reached the destination in part, or (HTTP) whole, so a retry can deliver
+    some records twice.
+
+    Attributes:
+        status: The HTTP status of the answer, or None when there was none.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SinkTimeoutError(TrioSinkError, TimeoutError):
+    """A sink's connection or request took longer than the sink's own limit
+    (``connect_timeout``, ``timeout``) and was given up.
+
+    Retried by the default policy. As for :class:`SinkConnectionError`, the destination
+    may have received the batch, in part or whole: a retry can deliver it twice.
+    """
