@@ -12,8 +12,12 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from trio_sink import Record
 
@@ -145,6 +149,118 @@ class LineServer:
 @contextmanager
 def line_server() -> Iterator[LineServer]:
     server = LineServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# -- an HTTP server with scripted answers -------------------------------------------------
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A thread a connection, every one of them joined by ``server_close()`` (no thread,
+    and no socket, outlives the server); see :meth:`HttpServer.close`."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: list[socket.socket] = []
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections.append(request)
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up on a held answer: expected, and not worth a traceback
+
+
+@attrs.frozen
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@attrs.frozen
+class Answer:
+    status: int = 200
+    body: bytes = b""
+    hold: bool = False
+    """Answer only once the server is released (:meth:`HttpServer.release`)."""
+
+
+class HttpServer:
+    """An HTTP/1.1 server on 127.0.0.1 (``http.server``, a thread a connection) that
+    answers each POST with the next scripted :class:`Answer` (200 once they run out). It
+    keeps every request, and the records of each request answered 2xx (before it
+    answers), as an endpoint that took them would."""
+
+    def __init__(self, answers: Sequence[Answer] = ()) -> None:
+        self.answers = list(answers)
+        self.requests: list[Request] = []
+        self.taken: list[Record] = []
+        self.lock = threading.Lock()
+        self.released = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with server.lock:
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    server.requests.append(Request(self.path, headers, body))
+                    answer = server.answers.pop(0) if server.answers else Answer()
+                    if 200 <= answer.status < 300:
+                        server.taken.extend(server.records_of(headers, body))
+                if answer.hold:
+                    server.released.wait(WAIT)
+                self.send_response(answer.status)
+                self.send_header("Content-Length", str(len(answer.body)))
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet
+
+        self.httpd = QuietServer((HOST, 0), Handler)
+        self.port: int = self.httpd.server_address[1]
+        self.url = f"http://{HOST}:{self.port}/ingest"
+        # A short poll: shutdown() waits for the loop to see it (only the end waits on it).
+        serve = partial(self.httpd.serve_forever, poll_interval=0.01)
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def records_of(headers: dict[str, str], body: bytes) -> list[Record]:
+        if headers.get("content-type") == "application/json":
+            return as_records(json.loads(body))
+        return as_records(parse_lines(body))
+
+    def taken_records(self) -> list[Record]:
+        with self.lock:
+            return list(self.taken)
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        self.httpd.shutdown()
+        self._thread.join(WAIT)
+        for conn in self.httpd.connections:
+            with contextlib.suppress(OSError):  # closed already
+                conn.shutdown(socket.SHUT_RDWR)  # wakes a thread waiting for a request
+        self.httpd.server_close()  # joins every connection's thread
+
+
+@contextmanager
+def http_server(answers: Sequence[Answer] = ()) -> Iterator[HttpServer]:
+    server = HttpServer(answers)
     try:
         yield server
     finally:

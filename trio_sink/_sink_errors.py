@@ -1,12 +1,13 @@
 """The errors the built-in network sinks raise, each with the stdlib meaning that decides
 whether the pipeline retries it: a :exc:`ConnectionError` or a :exc:`TimeoutError` is
-retried by the default policy."""
+retried by the default policy, a :class:`PermanentError` never."""
 
 from __future__ import annotations
 
 from ._exceptions import TrioSinkError
+from ._retry import PermanentError
 
-__all__ = ["SinkConnectionError", "SinkTimeoutError"]
+__all__ = ["HttpRejectedError", "SinkConnectionError", "SinkTimeoutError"]
 
 
 class SinkConnectionError(TrioSinkError, ConnectionError):
@@ -34,3 +35,22 @@ class SinkTimeoutError(TrioSinkError, TimeoutError):
     Retried by the default policy. As for :class:`SinkConnectionError`, the destination
     may have received the batch, in part or whole: a retry can deliver it twice.
     """
+
+
+class HttpRejectedError(PermanentError):
+    """The HTTP endpoint refused a batch with an answer that a retry cannot change: a
+    4xx other than 408 and 429, or a redirect (never followed).
+
+    A :class:`PermanentError`: the batch is reported (or stored) at once, never
+    retried. It means the endpoint did not take the batch; it says nothing about the
+    sink's health.
+
+    Attributes:
+        status: The HTTP status.
+        body: The start of the answer's body (at most 200 characters), for the report.
+    """
+
+    def __init__(self, message: str, *, status: int, body: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body

@@ -10,9 +10,12 @@ Each one passes :func:`trio_sink.testing.check_sink`; docs/sinks.md says what
 - :class:`StdoutSink`: JSON lines to the standard output or any stream, off the loop.
 - :class:`TcpLinesSink`: JSON lines over a TCP connection, made again after a failure;
   :class:`TcpSinkStatistics` is its snapshot.
+- :class:`HttpSink`: each batch POSTed as JSON lines or a JSON array (extra
+  ``trio_sink[http]``: httpx).
 
 The errors of the network sinks: :class:`SinkConnectionError` (a :exc:`ConnectionError`)
-and :class:`SinkTimeoutError` (a :exc:`TimeoutError`), retried by the default policy.
+and :class:`SinkTimeoutError` (a :exc:`TimeoutError`), retried by the default policy;
+:class:`HttpRejectedError`, a :class:`~trio_sink.PermanentError`, never retried.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ import trio
 
 from ._checks import check_seconds
 from ._file_sinks import JsonlFileSink as JsonlFileSink
+from ._http_sink import HttpSink as HttpSink
 from ._net_sinks import TcpLinesSink as TcpLinesSink
 from ._net_sinks import TcpSinkStatistics as TcpSinkStatistics
 from ._record import Record
 from ._sink import Sink, SinkArg, SinkSlot
+from ._sink_errors import HttpRejectedError as HttpRejectedError
 from ._sink_errors import SinkConnectionError as SinkConnectionError
 from ._sink_errors import SinkTimeoutError as SinkTimeoutError
 from ._stdout_sink import StdoutSink as StdoutSink
 
 __all__ = [
     "CollectSink",
+    "HttpRejectedError",
+    "HttpSink",
     "JsonlFileSink",
     "NullSink",
     "SinkConnectionError",
