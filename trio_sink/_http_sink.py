@@ -74,8 +74,8 @@ class HttpSink(Sink):
       start of the body: the batch is reported, never retried.
 
     At least once: a request that failed or was cancelled after it was sent may have
-    been taken by the endpoint all the same, and a retry sends it again; an endpoint
-    that must not see a batch twice can key on the records' ids.
+    been taken by the endpoint all the same, and a retry sends it again (a record's
+    ``id`` tells a repeat within one run).
 
     ``headers`` are sent with every request (they may replace the content type).
     ``client``: an ``httpx.AsyncClient`` to send with (its own settings apply, and
