@@ -106,11 +106,11 @@ def _settle(found: dict[int, list[Path]]) -> None:
             found[number] = [p for p in paths if p.name.endswith(GZ)]
 
 
-def rotate(path: Path, *, keep: int | None, gzip: bool) -> None:
+def rotate(path: Path, *, keep: int | None, gzip: bool, sink: str) -> None:
     """Rename ``path`` to ``path.1`` after moving each older file one number up (and
     removing those that would pass ``keep``); with ``gzip``, compress every rotated file
     that is not yet (a failed compression is logged, and tried again at the next
-    rotation). ``path`` must be closed."""
+    rotation). ``path`` must be closed; ``sink`` names the sink in the log."""
     found = generations(path)
     _settle(found)
     for number in sorted(found, reverse=True):
@@ -122,7 +122,7 @@ def rotate(path: Path, *, keep: int | None, gzip: bool) -> None:
     with contextlib.suppress(FileNotFoundError):  # removed by someone while it was open
         os.replace(path, numbered(path, 1))
     sync_folder(path.parent)
-    log.info("sink.rotated path=%s", path)
+    log.info("sink.rotated sink=%s path=%s", sink, path)
     if not gzip:
         return
     for number, paths in sorted(generations(path).items()):
@@ -132,4 +132,6 @@ def rotate(path: Path, *, keep: int | None, gzip: bool) -> None:
             try:
                 compress(plain)
             except Exception as exc:
-                log.warning('sink.compress_failed path=%s error="%s"', plain, describe(exc))
+                log.warning(
+                    'sink.compress_failed sink=%s path=%s error="%s"', sink, plain, describe(exc)
+                )

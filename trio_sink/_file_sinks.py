@@ -88,7 +88,7 @@ class JsonlFileSink(Sink):
             os.fsync(f.fileno())  # the lines are on disk before the file changes name
         finally:
             f.close()
-        rotate(self.path, keep=self.keep, gzip=self.gzip)
+        rotate(self.path, keep=self.keep, gzip=self.gzip, sink=self.name)
         self._file = self._open()
         return self._file
 
