@@ -7,8 +7,10 @@ test releases it, after the sink gave up: the outcome never depends on the machi
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import pickle
 import socket
 import sys
 from collections.abc import Iterator
@@ -261,3 +263,18 @@ def test_the_default_name_leaves_out_what_may_be_secret() -> None:
 def test_settings_are_checked_at_construction(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         HttpSink(**{"url": "http://127.0.0.1/in", **kwargs})
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        HttpRejectedError("api: refused", status=400, body="no"),
+        SinkConnectionError("api: busy", status=503),
+        SinkTimeoutError("api: slow"),
+    ],
+)
+def test_the_errors_survive_a_copy_and_pickling(error: Exception) -> None:
+    for again in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+        assert type(again) is type(error)
+        assert str(again) == str(error)
+        assert vars(again) == vars(error)

@@ -4,6 +4,9 @@ retried by the default policy, a :class:`PermanentError` never."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 from ._exceptions import TrioSinkError
 from ._retry import PermanentError
 
@@ -54,3 +57,7 @@ class HttpRejectedError(PermanentError):
         super().__init__(message)
         self.status = status
         self.body = body
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copied or unpickled, it is made again with its keyword arguments.
+        return partial(type(self), status=self.status, body=self.body), self.args
