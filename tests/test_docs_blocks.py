@@ -522,3 +522,22 @@ def test_network_sources() -> None:
     namespace = page.run()
     page.done()
     assert namespace["fields"]["format"] == "rfc3164"
+
+
+# -- docs/sinks.md ----------------------------------------------------------------------
+
+
+@covers("docs/sinks.md")
+def test_sinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real files in a fresh folder; a TCP server and an HTTP endpoint on 127.0.0.1.
+    monkeypatch.chdir(tmp_path)
+    page = Page("docs/sinks.md")
+    namespace = page.run()
+    page.done()
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "events.jsonl",
+        "events.jsonl.1.gz",
+        "events.jsonl.2.gz",
+    ]
+    assert namespace["taken"] == [0, 1, 2]
+    assert namespace["answers"] == []

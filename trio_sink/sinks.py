@@ -1,20 +1,55 @@
-"""Built-in sinks."""
+"""Built-in sinks.
+
+Each one passes :func:`trio_sink.testing.check_sink`; docs/sinks.md says what
+"delivered" means for each, and which of its errors the pipeline retries.
+
+- :class:`NullSink`: counts and discards.
+- :class:`CollectSink`: keeps every delivered record, in order, in memory.
+- :class:`SlowSink`: sleeps, then writes to another sink (to model a slow one).
+- :class:`JsonlFileSink`: JSON lines appended to a file, rotated by size (gzip if asked).
+- :class:`StdoutSink`: JSON lines to the standard output or any stream, off the loop.
+- :class:`TcpLinesSink`: JSON lines over a TCP connection, made again after a failure;
+  :class:`TcpSinkStatistics` is its snapshot.
+- :class:`HttpSink`: each batch POSTed as JSON lines or a JSON array (extra
+  ``trio_sink[http]``: httpx).
+
+The errors of the network sinks: :class:`SinkConnectionError` (a :exc:`ConnectionError`)
+and :class:`SinkTimeoutError` (a :exc:`TimeoutError`), retried by the default policy;
+:class:`HttpRejectedError`, a :class:`~trio_sink.PermanentError`, never retried.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any, final
+from collections.abc import Sequence
+from typing import final
 
-import msgspec
 import trio
 
 from ._checks import check_seconds
+from ._file_sinks import JsonlFileSink as JsonlFileSink
+from ._http_sink import HttpSink as HttpSink
+from ._net_sinks import TcpLinesSink as TcpLinesSink
+from ._net_sinks import TcpSinkStatistics as TcpSinkStatistics
 from ._record import Record
 from ._sink import Sink, SinkArg, SinkSlot
+from ._sink_errors import HttpRejectedError as HttpRejectedError
+from ._sink_errors import SinkConnectionError as SinkConnectionError
+from ._sink_errors import SinkTimeoutError as SinkTimeoutError
+from ._stdout_sink import StdoutSink as StdoutSink
 
-__all__ = ["CollectSink", "JsonlFileSink", "NullSink", "SlowSink"]
+__all__ = [
+    "CollectSink",
+    "HttpRejectedError",
+    "HttpSink",
+    "JsonlFileSink",
+    "NullSink",
+    "SinkConnectionError",
+    "SinkTimeoutError",
+    "SlowSink",
+    "StdoutSink",
+    "TcpLinesSink",
+    "TcpSinkStatistics",
+]
 
 
 @final
@@ -82,66 +117,3 @@ class SlowSink(Sink):
 
     async def aclose(self) -> None:
         await self._slot.aclose()
-
-
-def _json_fallback(obj: Any) -> Any:
-    if isinstance(obj, BaseException):
-        return f"{type(obj).__name__}: {obj}"
-    if isinstance(obj, Mapping):  # e.g. the read-only mappings of a statistics record
-        return dict(obj)
-    return repr(obj)
-
-
-@final
-class JsonlFileSink(Sink):
-    """Appends one JSON object a line to ``path``: ``id``, ``raw``, ``payload``, and
-    ``rest`` / ``error`` when set. Values are encoded by msgspec (so bytes become
-    base64 and NaN or infinity ``null``); objects it cannot encode are written as their
-    repr, exceptions as ``"TypeName: message"``.
-
-    A write encodes the whole batch, then appends it in one call in a worker thread; a
-    cancellation waits for that call, so a batch is either written whole (delivered)
-    or not at all. ``flush()`` asks the OS to put the file on disk (fsync). The file's
-    folder is made, with its parents, if it does not exist.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
-        self.path = Path(path)
-        self.name = name if name is not None else self.path.name
-        self._encoder = msgspec.json.Encoder(enc_hook=_json_fallback)
-        self._file: IO[bytes] | None = None
-
-    def _encode(self, batch: Sequence[Record]) -> bytes:
-        buf = bytearray()
-        encode_into = self._encoder.encode_into
-        for r in batch:
-            obj: dict[str, Any] = {"id": r.id, "raw": r.raw, "payload": r.payload}
-            if r.rest is not None:
-                obj["rest"] = r.rest
-            if r.error is not None:
-                obj["error"] = r.error
-            encode_into(obj, buf, -1)
-            buf += b"\n"
-        return bytes(buf)
-
-    def _append(self, data: bytes) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in aclose()
-        self._file.write(data)
-        self._file.flush()
-
-    async def write(self, batch: Sequence[Record]) -> None:
-        data = self._encode(batch)
-        await trio.to_thread.run_sync(self._append, data)
-
-    async def flush(self) -> None:
-        f = self._file
-        if f is not None:
-            await trio.to_thread.run_sync(os.fsync, f.fileno())
-
-    async def aclose(self) -> None:
-        f, self._file = self._file, None
-        if f is not None:
-            f.close()
-        await trio.lowlevel.checkpoint()
