@@ -7,10 +7,13 @@ compiles or raises ConditionError."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import re
 import sys
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import Any
 
@@ -525,3 +528,39 @@ def test_the_model_reads_paths_as_documented() -> None:
     assert resolve({"a": 1}, ("a", "b")) is MISSING
     assert evaluate(Compare(("a",), "!=", 1), {}) is False
     assert evaluate(Not(Compare(("a",), "!=", 1)), {}) is True
+
+
+# -- docs/conditions.md -------------------------------------------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs" / "conditions.md"
+
+
+def table(heading: str) -> list[list[list[str]]]:
+    """The rows of the table under the first header row that starts with ``heading``:
+    for each cell, the code spans in it (an empty cell's text is "(empty)")."""
+    lines = DOCS.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {heading} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = line.strip("|").split(" | ")
+        rows.append([re.findall(r"`([^`]+)`", cell) or [""] for cell in cells])
+    return rows
+
+
+def test_the_docs_examples_are_true() -> None:
+    rows = table("condition")
+    assert len(rows) >= 9
+    for [text], true_for, false_for in rows:
+        records = [json.loads(x) for x in true_for + false_for]
+        assert answers(text, *records) == [True] * len(true_for) + [False] * len(false_for)
+
+
+def test_the_docs_errors_are_the_errors() -> None:
+    rows = table("text")
+    assert len(rows) >= 14
+    for [text], [message] in rows:
+        with pytest.raises(ConditionError) as caught:
+            compile_condition(text)
+        assert str(caught.value).splitlines()[0] == message

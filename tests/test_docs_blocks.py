@@ -445,3 +445,14 @@ def test_network_sources() -> None:
     namespace = page.run()
     page.done()
     assert namespace["fields"]["format"] == "rfc3164"
+
+
+# -- docs/conditions.md -----------------------------------------------------------------
+
+
+@covers("docs/conditions.md")
+def test_conditions() -> None:
+    page = Page("docs/conditions.md")
+    namespace = page.run()
+    page.done()
+    assert f"{namespace['error']}\n" == page.only("text")  # the message, as shown
