@@ -541,3 +541,14 @@ def test_sinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert namespace["taken"] == [0, 1, 2]
     assert namespace["answers"] == []
+
+
+# -- docs/conditions.md -----------------------------------------------------------------
+
+
+@covers("docs/conditions.md")
+def test_conditions() -> None:
+    page = Page("docs/conditions.md")
+    namespace = page.run()
+    page.done()
+    assert f"{namespace['error']}\n" == page.only("text")  # the message, as shown
