@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._parse_matchers import Convert, Matcher, finisher
+from ._record import Miss
 
 __all__ = ["kv_grammar", "kv_matcher"]
 
@@ -71,6 +72,7 @@ def kv_matcher(
     convs: tuple[Convert, ...],
     add: Mapping[str, Any],
     label: str,
+    miss: str | None,
 ) -> Matcher:
     """A matcher for lines of ``key=value`` pairs; a key given twice has its last
     value. Separators are single characters, validated."""
@@ -78,34 +80,35 @@ def kv_matcher(
     is_pairs = whole.fullmatch
     pairs = pair.findall
     has_space = _SPACE.search
-    finish = finisher(convs, add, label)
+    finish = finisher(convs, add, label, miss)
 
     def quoted(line: str) -> dict[str, Any] | None:
         if is_pairs(line) is None:
             return None
         return {k: bare if not (d or s) else _unescape(d or s) for k, d, s, bare in pairs(line)}
 
-    def kv(line: Any) -> Any:
-        if '"' in line or "'" in line:
-            payload = quoted(line)
-            if payload is None:
-                return None
+    def plain(line: str) -> dict[str, Any] | None:
+        payload = {}
+        if pair_sep is None:
+            for token in line.split():
+                k, found, v = token.partition(kv_sep)
+                if not (found and k):
+                    return None
+                payload[k] = v
         else:
-            payload = {}
-            if pair_sep is None:
-                for token in line.split():
-                    k, found, v = token.partition(kv_sep)
-                    if not (found and k):
-                        return None
-                    payload[k] = v
-            else:
-                for part in line.split(pair_sep):
-                    k, found, v = part.strip().partition(kv_sep)
-                    if not (found and k) or has_space(k) or v[:1].isspace():
-                        return None
-                    payload[k] = v
-            if not payload:
-                return None
+            for part in line.split(pair_sep):
+                k, found, v = part.strip().partition(kv_sep)
+                if not (found and k) or has_space(k) or v[:1].isspace():
+                    return None
+                payload[k] = v
+        return payload or None
+
+    def kv(line: Any) -> Any:
+        payload = quoted(line) if '"' in line or "'" in line else plain(line)
+        if payload is None:
+            if miss is not None:
+                raise Miss(miss)
+            return None
         return payload if finish is None else finish(payload)
 
     return kv

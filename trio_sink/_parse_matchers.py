@@ -2,10 +2,11 @@
 
 A matcher is a function ``line -> payload | None``: None when its rule does not match
 the line, :class:`~trio_sink.Residue` for a partial parse, and :class:`Unconvertible`
-raised when the rule matched but a typed field's text is not of its type. It never
-raises :class:`~trio_sink.Miss`: :mod:`._parse_rules` decides what "no rule matched"
-means, once for all the rules. The one exception is :func:`regex_parse`, a whole parse
-function for the commonest case. Builders take plain values, already validated.
+raised when the rule matched but a typed field's text is not of its type; the parse
+function of several rules (:mod:`._parse_rules`) tries them in turn. A rule that is
+alone is its own parse function: built with ``miss``, the reason of its misses, it
+raises :class:`~trio_sink.Miss` instead (with the conversion that failed, if one
+did), and no wrapper call is paid. Builders take plain values, already validated.
 
 Everything a matcher needs is prepared when it is built, so that a call allocates
 the payload dict and little else: these run once per line.
@@ -32,7 +33,6 @@ __all__ = [
     "json_matcher",
     "none_matcher",
     "regex_matcher",
-    "regex_parse",
     "split_matcher",
 ]
 
@@ -68,6 +68,15 @@ class Unconvertible(Exception):
             shown = shown[:36] + "..." + shown[-1]
         super().__init__(f"{label} (field {field!r}: {shown} is not {expected})")
         self.label = label
+
+
+def _unconvertible(
+    label: str, field: str, value: Any, expected: str, miss: str | None
+) -> Exception:
+    """What a matcher raises when a field does not convert: :class:`Unconvertible`,
+    or for a lone rule (``miss`` not None) the :class:`~trio_sink.Miss` itself."""
+    exc = Unconvertible(label, field, value, expected)
+    return exc if miss is None else Miss(f"no rule matched: {exc}")
 
 
 # -- converters -------------------------------------------------------------------------
@@ -149,7 +158,9 @@ def converters(
     return tuple((name, *text[kind]) for name, kind in fields.items() if kind in text)
 
 
-def _convert(payload: dict[str, Any], convs: tuple[Convert, ...], label: str) -> None:
+def _convert(
+    payload: dict[str, Any], convs: tuple[Convert, ...], label: str, miss: str | None
+) -> None:
     """Convert the typed fields of ``payload`` in place. A field that is absent or
     None is left as it is."""
     for name, convert, expected in convs:
@@ -158,14 +169,14 @@ def _convert(payload: dict[str, Any], convs: tuple[Convert, ...], label: str) ->
             try:
                 payload[name] = convert(value)
             except (ValueError, TypeError, OverflowError):
-                raise Unconvertible(label, name, value, expected) from None
+                raise _unconvertible(label, name, value, expected, miss) from None
 
 
 # -- matchers ---------------------------------------------------------------------------
 
 
 def finisher(
-    convs: tuple[Convert, ...], add: Mapping[str, Any], label: str
+    convs: tuple[Convert, ...], add: Mapping[str, Any], label: str, miss: str | None
 ) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
     """What every matcher but regex's does to its payload after a match, or None when
     there is nothing to do."""
@@ -175,26 +186,12 @@ def finisher(
 
     def finish(payload: dict[str, Any]) -> dict[str, Any]:
         if convs:
-            _convert(payload, convs, label)
+            _convert(payload, convs, label, miss)
         if fixed:
             payload.update(fixed)
         return payload
 
     return finish
-
-
-def regex_parse(rx: re.Pattern[str], mode: str, reason: str) -> Callable[[Any], Any]:
-    """The parse function of a lone regex rule with no typed field, ``add`` or
-    ``rest``: the pattern's match, or :class:`~trio_sink.Miss` with ``reason``."""
-    match = getattr(rx, mode)
-
-    def parse(line: Any) -> Any:
-        m = match(line)
-        if m is None:
-            raise Miss(reason)
-        return m.groupdict()
-
-    return parse
 
 
 def regex_matcher(
@@ -204,11 +201,21 @@ def regex_matcher(
     add: Mapping[str, Any],
     rest: str | None,
     label: str,
+    miss: str | None,
 ) -> Matcher:
     """A matcher for a compiled pattern: its named groups (minus ``rest``) are the
     payload. ``mode`` is ``search``, ``match`` or ``fullmatch``."""
     match = getattr(rx, mode)
     if not convs and not add and rest is None:
+        if miss is not None:
+            # A lone rule with nothing more to do: the hand-written parse, to the letter.
+            def parse(line: Any) -> Any:
+                m = match(line)
+                if m is None:
+                    raise Miss(miss)
+                return m.groupdict()
+
+            return parse
 
         def plain(line: Any) -> Any:
             m = match(line)
@@ -220,6 +227,8 @@ def regex_matcher(
     def regex(line: Any) -> Any:
         m = match(line)
         if m is None:
+            if miss is not None:
+                raise Miss(miss)
             return None
         payload = m.groupdict()
         for name, convert, expected in convs:  # _convert, inlined: every group is there
@@ -228,7 +237,7 @@ def regex_matcher(
                 try:
                     payload[name] = convert(value)
                 except (ValueError, TypeError, OverflowError):
-                    raise Unconvertible(label, name, value, expected) from None
+                    raise _unconvertible(label, name, value, expected, miss) from None
         if fixed:
             payload.update(fixed)
         if rest is not None:
@@ -240,15 +249,19 @@ def regex_matcher(
     return regex
 
 
-def json_matcher(convs: tuple[Convert, ...], add: Mapping[str, Any], label: str) -> Matcher:
+def json_matcher(
+    convs: tuple[Convert, ...], add: Mapping[str, Any], label: str, miss: str | None
+) -> Matcher:
     """A matcher for lines that are one JSON object: the object is the payload."""
     decode = msgspec.json.Decoder(dict[str, Any]).decode
-    finish = finisher(convs, add, label)
+    finish = finisher(convs, add, label, miss)
 
     def json(line: Any) -> Any:
         try:
             payload = decode(line)
         except ValueError:  # not JSON, not an object, or a str that is not UTF-8
+            if miss is not None:
+                raise Miss(miss) from None
             return None
         return payload if finish is None else finish(payload)
 
@@ -261,17 +274,20 @@ def split_matcher(
     convs: tuple[Convert, ...],
     add: Mapping[str, Any],
     label: str,
+    miss: str | None,
 ) -> Matcher:
     """A matcher that splits a line at ``sep`` (whitespace when None) into one part
     per name, the last taking the rest of the line."""
     names = tuple(names)
     count = len(names)
     maxsplit = count - 1
-    finish = finisher(convs, add, label)
+    finish = finisher(convs, add, label, miss)
 
     def split(line: Any) -> Any:
         parts = line.split(sep, maxsplit)
         if len(parts) < count:
+            if miss is not None:
+                raise Miss(miss)
             return None
         payload = dict(zip(names, parts, strict=True))
         return payload if finish is None else finish(payload)

@@ -27,7 +27,6 @@ from ._parse_matchers import (
     json_matcher,
     none_matcher,
     regex_matcher,
-    regex_parse,
     split_matcher,
 )
 from ._record import Miss
@@ -213,18 +212,20 @@ def validate_rules(rules: Rule | Sequence[Rule], *, path: str = "$.parse") -> li
     return problems
 
 
-def _matcher(rule: Rule, label: str) -> Matcher:
+def _matcher(rule: Rule, label: str, miss: str | None) -> Matcher:
+    """The compiled ``rule``: a matcher, or with ``miss`` the parse function of a
+    rule that is alone (it raises Miss with that reason)."""
     if isinstance(rule, NoneRule):
         return none_matcher(rule.field, rule.add)
     convs = converters(rule.fields, rule.time_format, json=isinstance(rule, JsonRule))
     if isinstance(rule, RegexRule):
         rx = re.compile(rule.pattern)
-        return regex_matcher(rx, rule.match, convs, rule.add, rule.rest, label)
+        return regex_matcher(rx, rule.match, convs, rule.add, rule.rest, label, miss)
     if isinstance(rule, JsonRule):
-        return json_matcher(convs, rule.add, label)
+        return json_matcher(convs, rule.add, label, miss)
     if isinstance(rule, KvRule):
-        return kv_matcher(rule.pair_sep, rule.kv_sep, convs, rule.add, label)
-    return split_matcher(rule.sep, rule.names, convs, rule.add, label)
+        return kv_matcher(rule.pair_sep, rule.kv_sep, convs, rule.add, label, miss)
+    return split_matcher(rule.sep, rule.names, convs, rule.add, label, miss)
 
 
 def make_parse(rules: Rule | Sequence[Rule], *, path: str = "$.parse") -> Callable[[Any], Any]:
@@ -250,35 +251,9 @@ def make_parse(rules: Rule | Sequence[Rule], *, path: str = "$.parse") -> Callab
     located: list[tuple[str, Rule]] = _located(rules, path)
     labels = [f"{rule.__struct_config__.tag} #{k}" for k, (_, rule) in enumerate(located)]
     if len(located) == 1:
-        rule = located[0][1]
-        reason = f"no rule matched: {labels[0]}"
-        if isinstance(rule, RegexRule) and not (
-            _converts(rule) or rule.add or rule.rest is not None
-        ):
-            return regex_parse(re.compile(rule.pattern), rule.match, reason)
-        return _one(_matcher(rule, labels[0]), reason)
-    matchers = [_matcher(rule, label) for (_, rule), label in zip(located, labels, strict=True)]
-    return _first_of(tuple(matchers), labels)
-
-
-def _converts(rule: RegexRule) -> bool:
-    """Whether a regex rule has a typed field that is not text."""
-    return any(kind != "str" for kind in rule.fields.values())
-
-
-def _one(matcher: Matcher, reason: str) -> Callable[[Any], Any]:
-    """The parse function of a single rule: one call, no loop."""
-
-    def parse(line: Any) -> Any:
-        try:
-            payload = matcher(line)
-        except Unconvertible as exc:
-            raise Miss(f"no rule matched: {exc}") from None
-        if payload is None:
-            raise Miss(reason)
-        return payload
-
-    return parse
+        return _matcher(located[0][1], labels[0], f"no rule matched: {labels[0]}")
+    matchers = tuple(_matcher(rule, labels[k], None) for k, (_, rule) in enumerate(located))
+    return _first_of(matchers, labels)
 
 
 def _first_of(matchers: tuple[Matcher, ...], labels: list[str]) -> Callable[[Any], Any]:
