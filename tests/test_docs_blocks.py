@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 import tokenize
+import tomllib
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import Any, TypeVar
 import attrs
 import coredis
 import coredis.exceptions
+import msgspec
 import pytest
 import trio
 from prometheus_client import REGISTRY, generate_latest
@@ -53,6 +55,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_helpers import running_redis
 
 from trio_sink import DeliveryReport, RescueStore
+from trio_sink._parse_rules import Rule, make_parse, validate_rules
 from trio_sink.extra import prometheus
 
 ROOT = Path(__file__).parent.parent
@@ -148,8 +151,12 @@ class Page:
         end = len(self.blocks) if count is None else self.next + count
         assert end <= len(self.blocks), f"{self.page} has {len(self.blocks)} blocks"
         for block in self.blocks[self.next : end]:
-            # Leading newlines: a traceback names the page's own line numbers.
-            code = compile("\n" * (block.line - 1) + block.code, str(self.path), "exec")
+            # Leading newlines: a traceback names the page's own line numbers. Not this
+            # module's `from __future__ import annotations`: a class's annotations are
+            # evaluated as a reader's run evaluates them (msgspec reads them).
+            code = compile(
+                "\n" * (block.line - 1) + block.code, str(self.path), "exec", dont_inherit=True
+            )
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 exec(code, self.namespace)
@@ -552,3 +559,22 @@ def test_conditions() -> None:
     namespace = page.run()
     page.done()
     assert f"{namespace['error']}\n" == page.only("text")  # the message, as shown
+
+
+# -- docs/parsing.md --------------------------------------------------------------------
+
+
+@covers("docs/parsing.md")
+def test_parsing() -> None:
+    page = Page("docs/parsing.md")
+    namespace = page.run()
+    page.done()
+    assert namespace["report"].ok
+    assert namespace["problems"] == page.only("text").splitlines()
+    # Each TOML example is a config's parse rules as the page says: they decode and are valid.
+    tables = [tomllib.loads(b.code) for b in fenced_blocks(page.path) if b.lang == "toml"]
+    assert len(tables) == 8
+    for table in tables:
+        rules = msgspec.convert(table["parse"], Rule | list[Rule])
+        assert validate_rules(rules) == []
+        make_parse(rules)
