@@ -1,0 +1,237 @@
+"""The trio-sink command, run as a real process: validate, run (batch mode and a daemon
+stopped by a real signal), the report, and the exit statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def command(
+    *args: str, cwd: Path | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_sink._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.fixture
+def seed(tmp_path: Path) -> Path:
+    """The shipped seed config and sample log, in a fresh folder."""
+    for name in ("seed.toml", "sample.log"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    return tmp_path / "seed.toml"
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_the_seed_config_runs_every_line_to_its_sinks(seed: Path) -> None:
+    done = command("run", str(seed), "--report", str(seed.parent / "report.json"))
+    assert done.returncode == 0, done.stderr
+    out = seed.parent / "out"
+    everything = lines(out / "all.jsonl")
+    misses = lines(out / "miss.jsonl")
+    sample = (seed.parent / "sample.log").read_text().splitlines()
+    # Every line is in the archive (the slow sink) or, when no rule matched it, in miss.
+    assert sorted(r["id"] for r in everything + misses) == list(range(len(sample)))  # type: ignore[type-var]
+    assert all(str(r["raw"]).startswith("    at ") for r in misses)
+    errors = lines(out / "errors.jsonl")
+    assert errors
+    for r in errors:
+        payload = r["payload"]
+        assert isinstance(payload, dict)
+        assert payload["level"] == "ERROR" or "timeout" in str(payload["msg"]).lower()
+    report = json.loads((seed.parent / "report.json").read_text())
+    assert report["exit_status"] == 0
+    assert report["received"] == report["acknowledged"] == len(sample)
+    assert report["undelivered"] == []
+    assert "exit status 0" in done.stderr
+    assert "archive" in done.stderr
+
+
+def test_validate_says_ok_or_lists_every_error_and_exits_2(seed: Path) -> None:
+    done = command("validate", str(seed))
+    assert done.returncode == 0
+    assert "ok: a file source, 1 parse rule, 3 routes, 4 sinks" in done.stdout
+    text = seed.read_text()
+    bad = seed.parent / "bad.toml"
+    bad.write_text(
+        text.replace('sinks = ["errors"]', 'sinks = ["erors"]')
+        .replace("batch_size = 128", 'batch_size = "many"')
+        .replace("(?P<msg>.*)$", "(?P<msg>.*$")
+        .replace('level == "ERROR"', 'level = "ERROR"')
+    )
+    done = command("validate", str(bad))
+    assert done.returncode == 2
+    err = done.stderr
+    assert "4 errors" in err or "5 errors" in err
+    assert '$.routes[0].sinks[0]: unknown sink "erors", did you mean "errors"?' in err
+    assert "$.pipeline.batch_size: expected `int`, got `str`" in err
+    assert "$.routes[0].when:" in err
+    assert "$.parse.pattern:" in err
+    # run refuses it the same way, before anything starts.
+    done = command("run", str(bad))
+    assert done.returncode == 2
+    assert not (seed.parent / "out").exists()
+
+
+def test_a_missing_file_and_bad_usage_exit_2(tmp_path: Path) -> None:
+    assert command("validate", str(tmp_path / "nope.toml")).returncode == 2
+    assert command("frobnicate").returncode == 2
+
+
+def test_schema_is_the_json_schema_of_the_config(tmp_path: Path) -> None:
+    done = command("schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert "Config" in schema["$defs"]
+    assert {"source", "routes", "sinks"} <= set(schema["$defs"]["Config"]["required"])
+
+
+def test_undelivered_records_exit_3_and_are_kept_in_the_rescue_store(tmp_path: Path) -> None:
+    (tmp_path / "in.log").write_text("".join(f"line {i}\n" for i in range(50)))
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "p.toml").write_text(
+        f"""
+[pipeline]
+retry = false
+drain_timeout = 5.0
+
+[source]
+type = "file"
+path = "in.log"
+
+[[routes]]
+name = "all"
+sinks = ["remote"]
+
+[sinks.remote]
+type = "tcp"
+port = {port}
+
+[rescue]
+path = "rescue"
+"""
+    )
+    done = command("run", str(tmp_path / "p.toml"), "--report", str(tmp_path / "r.json"))
+    assert done.returncode == 3, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert len(report["undelivered"]) == 50
+    assert all(u["stored"] for u in report["undelivered"])
+    assert "50 undelivered (50 kept in the rescue store)" in done.stderr
+    listed = command("replay", str(tmp_path / "rescue"), "--list")
+    assert listed.returncode in (0, 3), listed.stderr
+    assert "50" in listed.stdout
+
+
+def test_a_daemon_drains_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "d.toml").write_text(
+        """
+[source]
+type = "tcp"
+port = 0
+
+[[routes]]
+name = "all"
+sinks = ["out"]
+
+[sinks.out]
+type = "jsonl"
+path = "out.jsonl"
+"""
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_sink._cli", "run", str(tmp_path / "d.toml")],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert process.stderr is not None
+        # Wait, on its log, until it runs: the line that says it started.
+        deadline = time.monotonic() + 60
+        for line in process.stderr:
+            if "pipeline.start" in line or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "serve.signal signal=SIGTERM action=stop" in err
+    assert "exit status 0" in err
+
+
+def test_a_redis_stream_to_a_redis_stream(tmp_path: Path) -> None:
+    from redis_helpers import running_redis
+
+    with running_redis(tmp_path / "redis") as server:
+        for i in range(300):
+            level = "ERROR" if i % 10 == 0 else "INFO"
+            server.command("XADD", "logs", "*", "message", f"{level} event {i}")
+        server.command("XADD", "logs", "*", "other", "no message field")
+        (tmp_path / "r.toml").write_text(
+            f"""
+[pipeline]
+stop_when_idle = 1.0
+
+[source]
+type = "redis_stream"
+url = "{server.url}"
+stream = "logs"
+group = "g"
+consumer = "c1"
+block = 0.2
+
+[parse]
+type = "regex"
+pattern = '^(?P<level>[A-Z]+) (?P<msg>.*)$'
+
+[[routes]]
+name = "errors"
+when = 'level == "ERROR"'
+sinks = ["errors"]
+
+[sinks.errors]
+type = "redis_stream"
+url = "{server.url}"
+stream = "errors"
+
+[sinks.misses]
+type = "jsonl"
+path = "miss.jsonl"
+
+[infra]
+miss = "misses"
+"""
+        )
+        done = command("run", str(tmp_path / "r.toml"))
+        assert done.returncode == 0, done.stderr
+        assert server.command("XLEN", "errors") == 30
+        # Every entry was acknowledged (XACK), the one without a message field too.
+        assert "received 301, acknowledged 301" in done.stderr
+    misses = [json.loads(x) for x in (tmp_path / "miss.jsonl").read_text().splitlines()]
+    assert [m["raw"]["fields"] for m in misses] == [{"other": "no message field"}]

@@ -1,0 +1,245 @@
+"""The ``trio-sink`` command: run a pipeline from a config file (extra ``trio_sink[cli]``).
+
+``trio-sink run CONFIG``, ``validate CONFIG``, ``schema``, ``replay DIR``. The library
+itself never imports this module (nor cyclopts or rich).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import trio
+
+from ._config import ConfigFileError, load_config
+from ._config_types import Config
+from ._exceptions import ConfigError
+from ._progress_view import ProgressView, report_lines
+from ._report import DeliveryReport, SourceError
+from ._serve import exit_status, serve
+
+try:
+    import cyclopts
+except ImportError:  # pragma: no cover - the extra is missing
+    cyclopts = None  # type: ignore[assignment]
+
+__all__ = ["main"]
+
+USAGE = 2
+SOURCE_FAILED = 4
+INTERRUPTED = 130
+
+log = logging.getLogger("trio_sink.cli")
+
+
+def _app() -> Any:
+    app = cyclopts.App(
+        name="trio-sink",
+        help="Record pipelines on Trio that never lose a record: run them from a config file.",
+        backend="trio",
+        result_action="return_value",
+        version_flags=[],
+    )
+    app.command(run)
+    app.command(validate)
+    app.command(schema)
+    app.command(replay)
+    return app
+
+
+async def run(
+    config: Path,
+    /,
+    *,
+    report: Annotated[Path | None, cyclopts.Parameter(name="--report")] = None,
+    quiet: bool = False,
+    log_format: Literal["text", "json"] = "text",
+) -> int:
+    """Run the pipeline CONFIG describes: until its source ends (batch mode) or a signal
+    stops it (SIGINT or SIGTERM: drain; a second one: stop at once).
+
+    Exit status: 0 everything delivered, 2 a bad config, 3 records undelivered (listed,
+    and kept in the rescue store if there is one), 4 the source failed, 5 records were
+    discarded from the error group.
+
+    Parameters
+    ----------
+    config
+        The pipeline's TOML file (docs/config.md).
+    report
+        Also write the report as JSON to this file.
+    quiet
+        No progress and no report table: the exit status says it all.
+    log_format
+        How log lines look on standard error: text, or one JSON object a line.
+    """
+    from ._config_build import build_pipeline  # the sinks and sources it needs
+
+    try:
+        loaded = load_config(config)
+    except ConfigFileError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE
+    _configure_logging(log_format, quiet)
+    try:
+        built = build_pipeline(loaded)
+    except (ConfigError, OSError) as exc:
+        print(f"{config}: {exc}", file=sys.stderr)
+        return USAGE
+    view = ProgressView(sys.stderr, enabled=not quiet)
+    status = 0
+    result: DeliveryReport | None = None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for resource in built.entered:  # one connection pool each, for the run
+                await stack.enter_async_context(resource)
+            async with trio.open_nursery() as nursery:
+                handle = await nursery.start(_serve, built.pipeline)
+                nursery.start_soon(view.follow, handle)
+                try:
+                    result = await handle.wait()
+                finally:
+                    view.stop()
+    except SourceError as exc:
+        result = exc.report
+        status = SOURCE_FAILED
+        print(f"the source failed: {exc.__cause__!r}", file=sys.stderr)
+    finally:
+        if built.store is not None:
+            built.store.close()
+    assert result is not None
+    if not status:
+        status = int(exit_status(result))
+    if not quiet:
+        for line in report_lines(result, status):
+            print(line, file=sys.stderr)
+    if report is not None:
+        report.write_bytes(msgspec.json.encode(_report_json(result, status)) + b"\n")
+    return status
+
+
+async def _serve(pipeline: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    await serve(pipeline, ignore_after_stop=True, task_status=task_status)
+
+
+def validate(config: Path, /) -> int:
+    """Check CONFIG without running it: every error at once (exit 2), or "ok" (exit 0).
+
+    Parameters
+    ----------
+    config
+        The pipeline's TOML file.
+    """
+    try:
+        loaded = load_config(config)
+    except ConfigFileError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE
+    c = loaded.config
+    rules = loaded.rules
+    n = 0 if rules is None else len(rules) if isinstance(rules, tuple) else 1
+    print(
+        f"{config}: ok: a {type(c.source).__name__.removesuffix('SourceConfig').lower()}"
+        f" source, {n} parse rule{'s' if n != 1 else ''}, {len(c.routes)} route"
+        f"{'s' if len(c.routes) != 1 else ''}, {len(c.sinks)} sinks"
+    )
+    return 0
+
+
+def schema() -> int:
+    """Print the JSON Schema of the config file (generated from the same types that
+    check it)."""
+    print(json.dumps(msgspec.json.schema(Config), indent=2))
+    return 0
+
+
+def replay(*args: str) -> int:
+    """Deliver what a rescue store holds: ``trio-sink replay DIR [--sink NAME] [--to
+    PATH.jsonl | --sinks MODULE:ATTR] [--list]`` (as ``python -m trio_sink replay``).
+
+    Parameters
+    ----------
+    args
+        The arguments of ``python -m trio_sink replay``.
+    """
+    from .__main__ import main as replay_main
+
+    return replay_main(["replay", *args])
+
+
+def _configure_logging(fmt: str, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("trio_sink")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _report_json(report: DeliveryReport, status: int) -> dict[str, Any]:
+    return {
+        "exit_status": status,
+        "received": report.received,
+        "acknowledged": report.acknowledged,
+        "routed": dict(report.routed),
+        "delivered": dict(report.delivered),
+        "discarded": dict(report.discarded),
+        "undelivered": [
+            {
+                "id": u.record.id,
+                "sink": u.sink,
+                "stage": u.stage,
+                "reason": u.reason,
+                "kind": u.kind,
+                "stored": u.stored,
+            }
+            for u in report.undelivered
+        ],
+        "timed_out": report.timed_out,
+        "drain_seconds": report.drain_seconds,
+        "sink_errors": dict(report.sink_errors),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: parse ``argv`` (default: the process's), run the command,
+    return its exit status."""
+    if cyclopts is None:  # pragma: no cover - the extra is missing
+        print("trio-sink needs its extra: pip install 'trio_sink[cli]'", file=sys.stderr)
+        return USAGE
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["replay"]:
+        # Its own options, as python -m trio_sink replay takes them.
+        return replay(*args[1:])
+    try:
+        result = _app()(args, exit_on_error=False)
+    except cyclopts.CycloptsError:
+        return USAGE
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
