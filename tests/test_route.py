@@ -31,7 +31,7 @@ from trio_sink import (
 from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
 from trio_sink._report import pipeline_failed
-from trio_sink._route import _FAILED, INFRA_GROUPS, Dest, Fanout, Router, apply_each
+from trio_sink._route import FAILED, INFRA_GROUPS, Dest, Fanout, Router, apply_each
 from trio_sink.sinks import CollectSink, NullSink
 from trio_sink.testing import HangingSink
 
@@ -550,10 +550,10 @@ def test_apply_each_calls_once_per_item_and_indexes_failures() -> None:
     assert [k for k, _ in failures] == [0, 3, 6]
     assert [exc.args for _, exc in failures] == [(0,), (3,), (6,)]
     assert all(isinstance(exc, ValueError) for _, exc in failures)
-    assert out[0] is _FAILED
-    assert out[3] is _FAILED
-    assert out[6] is _FAILED
-    assert [v for v in out if v is not _FAILED] == [10, 20, 40, 50, 70]
+    assert out[0] is FAILED
+    assert out[3] is FAILED
+    assert out[6] is FAILED
+    assert [v for v in out if v is not FAILED] == [10, 20, 40, 50, 70]
     assert len(out) == 8
 
 
@@ -570,7 +570,7 @@ def test_apply_each_when_every_call_fails() -> None:
         raise RuntimeError(x)
 
     out, failures = apply_each(fn, [1, 2, 3])
-    assert out == [_FAILED, _FAILED, _FAILED]
+    assert out == [FAILED, FAILED, FAILED]
     assert [k for k, _ in failures] == [0, 1, 2]
 
 
@@ -1096,3 +1096,48 @@ async def test_an_undecodable_item_goes_to_miss_unparsed_with_its_bytes(
     assert [r.payload for r in kept.records] == (["A", "B"] if parse else ["a", "b"])
     assert [(r.id, r.raw) for r in miss.records] == [(1, bad)]
     assert miss.records[0].raw.data == b"caf\xe9"
+
+
+async def test_when_batch_decides_for_a_whole_batch_in_one_call() -> None:
+    calls: list[int] = []
+
+    def big(payloads: list[int]) -> list[bool]:
+        calls.append(len(payloads))
+        return [p >= 5 for p in payloads]
+
+    kept = CollectSink("kept")
+    report = await Pipeline(
+        range(10), routes=[Route("big", kept, when_batch=big)], batch_size=10
+    ).run()
+    assert report.ok
+    assert [r.payload for r in kept.records] == [5, 6, 7, 8, 9]
+    assert calls == [10]
+
+
+async def test_when_batch_that_fails_is_asked_again_for_each_payload() -> None:
+    def picky(payloads: list[Any]) -> list[bool]:
+        if any(p == 3 for p in payloads):
+            raise ValueError("three")
+        return [p % 2 == 0 for p in payloads]
+
+    def short(payloads: list[Any]) -> list[bool]:
+        return [True] if len(payloads) == 1 else []  # the wrong count for a batch
+
+    kept, shorts, errors = CollectSink("kept"), CollectSink("shorts"), CollectSink("errors")
+    report = await Pipeline(
+        range(6),
+        routes=[Route("even", kept, when_batch=picky), Route("short", shorts, when_batch=short)],
+        infra=Infra(error=errors),
+        batch_size=6,
+    ).run()
+    assert report.ok
+    assert [r.payload for r in kept.records] == [0, 2, 4]
+    assert [r.payload for r in shorts.records] == [0, 1, 2, 3, 4, 5]
+    assert [(r.id, type(r.error)) for r in errors.records] == [(3, ValueError)]
+
+
+def test_a_route_takes_when_or_when_batch_not_both() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        Route("r", NullSink("n"), when=bool, when_batch=list)
+    with pytest.raises(ConfigError, match="when_batch"):
+        Route("r", NullSink("n"), when_batch=42)  # type: ignore[arg-type]

@@ -1651,7 +1651,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_pipeline.py",
         "parse-and-when-protected",
-        "        unprotect(parse, *(route.when for route in self._routes))\n",
+        "        unprotect(parse, *(route.when or route.when_batch for route in self._routes))\n",
         "",
         KI,
     ),

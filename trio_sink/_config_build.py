@@ -66,7 +66,7 @@ def build_pipeline(loaded: LoadedConfig) -> Built:
         Route(
             r.name,
             [sinks[s] for s in r.sinks],
-            when=None if r.when is None else compile_condition(r.when),
+            when_batch=None if r.when is None else compile_condition(r.when).batch,
         )
         for r in config.routes
     ]

@@ -182,7 +182,7 @@ class Pipeline:
         self._breaker = per_sink("breaker", breaker, CircuitBreaker, self.sink_names)
         self._rescue = rescue
         self._ran = False
-        unprotect(parse, *(route.when for route in self._routes))
+        unprotect(parse, *(route.when or route.when_batch for route in self._routes))
         if not self._routes:
             raise ConfigError(
                 "routes must hold at least one Route: with none, every record would go to"
@@ -270,7 +270,7 @@ class Pipeline:
         router = Router(
             self._parse,
             [
-                (route.when, [dests[s.name] for s in slots])
+                (route.test, [dests[s.name] for s in slots])
                 for route, slots in zip(self._routes, self._route_slots, strict=True)
             ],
             {

@@ -7,91 +7,39 @@ or split into sub-batches that the fan-out knows it has not sent yet.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import Any, final
+from typing import Any
 
-import attrs
 import trio
 
 from . import _record
-from ._checks import check_function, is_async_callable
-from ._exceptions import ConfigError
+from ._checks import is_async_callable
 from ._feeds import SinkBatch
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import ErrorRecord, Miss, Record, Residue, Undecodable, with_error
 from ._report import Reason
-from ._sink import SinkArg
+from ._route_spec import FAILED, INFRA_GROUPS, BatchWhen, Infra, Route, apply_each
 from ._user_errors import UserErrors
 
-__all__ = ["INFRA_GROUPS", "Fanout", "Infra", "Route", "Router", "is_async_callable", "unrouted"]
-
-INFRA_GROUPS = ("default", "miss", "residue", "error", "monitor")
+__all__ = [
+    "FAILED",
+    "INFRA_GROUPS",
+    "Fanout",
+    "Infra",
+    "Route",
+    "Router",
+    "apply_each",
+    "is_async_callable",
+    "unrouted",
+]
 
 
 def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
     """Records for raw items given up before routing: their payload is the raw item."""
     return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
-
-
-def _is_single_sink(obj: object) -> bool:
-    return hasattr(obj, "write") or inspect.iscoroutinefunction(obj)
-
-
-def _to_sinks(sinks: object) -> tuple[SinkArg, ...]:
-    if _is_single_sink(sinks):
-        return (sinks,)  # type: ignore[return-value]
-    if isinstance(sinks, (str, bytes)) or not isinstance(sinks, Sequence):
-        raise ConfigError(f"Route sinks must be a sink or a sequence of sinks, got {sinks!r}")
-    return tuple(sinks)
-
-
-def _check_route(route: Route, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if attribute.name == "name" and (not isinstance(value, str) or not value):
-        raise ConfigError(f"Route name must be a non-empty str, got {value!r}")
-    if attribute.name == "sinks" and not value:
-        raise ConfigError(f"Route {route.name!r}: sinks must not be empty")
-    if attribute.name == "when" and value is not None:
-        check_function(f"Route {route.name!r}: when", value, "a sync callable (payload -> bool)")
-
-
-@final
-@attrs.frozen
-class Route:
-    """Send every record whose payload ``when`` accepts (all, when None) to ``sinks``.
-
-    A record goes to every route that accepts it. If ``when`` raises, the record goes
-    to the ``error`` group once (whatever the number of routes that raised) and not to
-    that route; the other routes are still evaluated. A record that no route accepts
-    goes to the ``default`` group, also when it went to ``error`` because a ``when``
-    raised (it was accepted nowhere).
-    """
-
-    name: str = attrs.field(validator=_check_route)
-    sinks: tuple[SinkArg, ...] = attrs.field(converter=_to_sinks, validator=_check_route)
-    when: Callable[[Any], bool] | None = attrs.field(
-        default=None, kw_only=True, validator=_check_route
-    )
-
-
-@final
-@attrs.frozen(kw_only=True)
-class Infra:
-    """Where the infra groups go: each a sink, or None to count and discard.
-
-    ``default``: records no route accepted. ``miss``: ``parse`` raised :class:`Miss`.
-    ``residue``: the ``rest`` of a partial parse. ``error``: ``parse`` or a ``when``
-    raised (the record carries ``.error``). ``monitor``: statistics records.
-    """
-
-    default: SinkArg | None = None
-    miss: SinkArg | None = None
-    residue: SinkArg | None = None
-    error: SinkArg | None = None
-    monitor: SinkArg | None = None
 
 
 class Dest:
@@ -106,9 +54,6 @@ class Dest:
 
 _get_id = attrgetter("id")
 
-_FAILED: Any = object()
-"""Marks the result of a call that raised, in :func:`apply_each`."""
-
 
 def _missing_undecodable(parse: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     """``parse``, but an :class:`Undecodable` item is a miss (and never parsed)."""
@@ -119,33 +64,6 @@ def _missing_undecodable(parse: Callable[[Any], Any] | None) -> Callable[[Any], 
         return raw if parse is None else parse(raw)
 
     return parse_decoded
-
-
-def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
-    """``[fn(x) for x in items]`` with the loop in C, surviving exceptions.
-
-    ``map`` runs the loop in C, and ``list.extend`` keeps what it got before an
-    exception; the loop then resumes after the item that raised, so ``fn`` is called
-    exactly once per item. A failed slot holds ``_FAILED``; the second list has
-    ``(index, exception)`` for each. A ``StopIteration`` from ``fn`` looks to ``map``
-    like the end of the items: it is caught by the length check and reported as a
-    ``RuntimeError``, as PEP 479 does for generators.
-    """
-    n = len(items)
-    out: list[Any] = []
-    failures: list[tuple[int, Exception]] = []
-    it = iter(items)
-    while True:
-        try:
-            out.extend(map(fn, it))
-        except Exception as exc:
-            failures.append((len(out), exc))
-            out.append(_FAILED)
-        else:
-            if len(out) == n:
-                return out, failures
-            failures.append((len(out), RuntimeError(f"{fn!r} raised StopIteration")))
-            out.append(_FAILED)
 
 
 class Router:
@@ -261,7 +179,7 @@ class Router:
         kept: list[Any] = []
         residues: list[Record] = []
         for i, raw, payload in zip(ids, raws, payloads, strict=True):
-            if payload is _FAILED:
+            if payload is FAILED:
                 continue
             if type(payload) is Residue:
                 residues.append(Record(i, raw, payload.payload, rest=payload.rest))
@@ -282,7 +200,10 @@ class Router:
         """The records whose payload ``when`` accepts. A record whose ``when`` raised
         (or returned a value without a truth value) is not selected, and gets an
         error record in ``errored`` unless it has one already."""
-        flags, failures = apply_each(when, payloads)
+        if type(when) is BatchWhen:
+            flags, failures = when.each(payloads)
+        else:
+            flags, failures = apply_each(when, payloads)
         if not failures:
             # One pass in C. It is right when every flag that is not == False was taken:
             # a flag whose __bool__ raises fails compress, or (StopIteration) cuts it
@@ -300,7 +221,7 @@ class Router:
         truth: list[bool] = []
         for k, flag in enumerate(flags):
             try:
-                truth.append(flag is not _FAILED and bool(flag))
+                truth.append(flag is not FAILED and bool(flag))
             except Exception as exc:
                 failures.append((k, exc))
                 truth.append(False)
