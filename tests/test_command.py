@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,72 @@ miss = "misses"
         assert "received 301, acknowledged 301" in done.stderr
     misses = [json.loads(x) for x in (tmp_path / "miss.jsonl").read_text().splitlines()]
     assert [m["raw"]["fields"] for m in misses] == [{"other": "no message field"}]
+
+
+def test_sighup_reloads_a_valid_config_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    log = tmp_path / "in.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    config = tmp_path / "r.toml"
+    text = """
+[pipeline]
+batch_timeout = 0.05
+
+[source]
+type = "file"
+path = "in.log"
+checkpoint = "state/offset"
+follow = true
+poll_interval = 0.05
+
+[[routes]]
+name = "all"
+sinks = ["out"]
+
+[sinks.out]
+type = "jsonl"
+path = "{out}"
+"""
+    config.write_text(text.format(out="a.jsonl"))
+
+    def count(name: str) -> int:
+        path = tmp_path / name
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, "the run did not get there in 60 s"
+            time.sleep(0.02)
+
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trio_sink._cli", "run", str(config)],
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            until(lambda: count("a.jsonl") == 100)
+            config.write_text(text.format(out="b.jsonl"))
+            process.send_signal(signal.SIGHUP)
+            until(lambda: "reload.start generation=2" in errors.read_text())
+            with log.open("a") as f:
+                f.write("".join(f"line {i}\n" for i in range(100, 150)))
+            until(lambda: count("b.jsonl") == 50)
+            config.write_text(text.format(out="b.jsonl").replace('type = "jsonl"', "type = 3"))
+            process.send_signal(signal.SIGHUP)
+            until(lambda: "reload.refused" in errors.read_text())
+            with log.open("a") as f:
+                f.write("".join(f"line {i}\n" for i in range(150, 160)))
+            until(lambda: count("b.jsonl") == 60)  # the running pipeline went on
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    raws = [r["raw"] for name in ("a.jsonl", "b.jsonl") for r in lines(tmp_path / name)]
+    # Every line once: the new pipeline resumed where the old one's acknowledgements got.
+    assert raws == [f"line {i}" for i in range(160)]
+    said = errors.read_text()
+    assert "$.sinks.out.type" in said or "$.sinks.out" in said

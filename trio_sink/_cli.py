@@ -6,7 +6,6 @@ itself never imports this module (nor cyclopts or rich).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
@@ -22,7 +21,7 @@ from ._config_types import Config
 from ._exceptions import ConfigError
 from ._progress_view import ProgressView, report_lines
 from ._report import DeliveryReport, SourceError
-from ._serve import exit_status, serve
+from ._serve import exit_status
 
 try:
     import cyclopts
@@ -59,10 +58,14 @@ async def run(
     *,
     report: Annotated[Path | None, cyclopts.Parameter(name="--report")] = None,
     quiet: bool = False,
+    watch: bool = False,
     log_format: Literal["text", "json"] = "text",
 ) -> int:
     """Run the pipeline CONFIG describes: until its source ends (batch mode) or a signal
-    stops it (SIGINT or SIGTERM: drain; a second one: stop at once).
+    stops it (SIGINT or SIGTERM: drain; a second one: stop at once). SIGHUP reloads
+    CONFIG: if it is valid, the running pipeline drains and the new one starts where
+    its source's acknowledgements got to; if not, every error is logged and the running
+    one goes on.
 
     Exit status: 0 everything delivered, 2 a bad config, 3 records undelivered (listed,
     and kept in the rescue store if there is one), 4 the source failed, 5 records were
@@ -76,10 +79,13 @@ async def run(
         Also write the report as JSON to this file.
     quiet
         No progress and no report table: the exit status says it all.
+    watch
+        Also reload when CONFIG changes (its modification time, looked at each second).
     log_format
         How log lines look on standard error: text, or one JSON object a line.
     """
     from ._config_build import build_pipeline  # the sinks and sources it needs
+    from ._reload import Reloader
 
     try:
         loaded = load_config(config)
@@ -87,45 +93,43 @@ async def run(
         print(exc, file=sys.stderr)
         return USAGE
     _configure_logging(log_format, quiet)
+    view = ProgressView(sys.stderr, enabled=not quiet)
+    reloader = Reloader(config, loaded)
+    failures: list[SourceError] = []
     try:
-        built = build_pipeline(loaded)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reloader.signals)
+            if watch:
+                nursery.start_soon(reloader.watch)
+
+            def on_start(handle: Any) -> None:
+                view.stop()
+                nursery.start_soon(view.follow, handle)
+
+            try:
+                reports = await reloader.run(build_pipeline, on_start, failures)
+            finally:
+                view.stop()
+                nursery.cancel_scope.cancel()
     except (ConfigError, OSError) as exc:
         print(f"{config}: {exc}", file=sys.stderr)
         return USAGE
-    view = ProgressView(sys.stderr, enabled=not quiet)
-    status = 0
-    result: DeliveryReport | None = None
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            for resource in built.entered:  # one connection pool each, for the run
-                await stack.enter_async_context(resource)
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(_serve, built.pipeline)
-                nursery.start_soon(view.follow, handle)
-                try:
-                    result = await handle.wait()
-                finally:
-                    view.stop()
-    except SourceError as exc:
-        result = exc.report
+    result = reports[-1]
+    statuses = {int(exit_status(r)) for r in reports}
+    status = next((s for s in (SOURCE_FAILED, 3, 5) if s in statuses), 0)
+    if failures:
         status = SOURCE_FAILED
-        print(f"the source failed: {exc.__cause__!r}", file=sys.stderr)
-    finally:
-        if built.store is not None:
-            built.store.close()
-    assert result is not None
-    if not status:
-        status = int(exit_status(result))
+        print(f"the source failed: {failures[-1].__cause__!r}", file=sys.stderr)
     if not quiet:
+        if len(reports) > 1:
+            print(f"generation {len(reports)} of {len(reports)} (after reloads):", file=sys.stderr)
         for line in report_lines(result, status):
             print(line, file=sys.stderr)
     if report is not None:
-        report.write_bytes(msgspec.json.encode(_report_json(result, status)) + b"\n")
+        out = _report_json(result, status)
+        out["generations"] = len(reports)
+        report.write_bytes(msgspec.json.encode(out) + b"\n")
     return status
-
-
-async def _serve(pipeline: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    await serve(pipeline, ignore_after_stop=True, task_status=task_status)
 
 
 def validate(config: Path, /) -> int:

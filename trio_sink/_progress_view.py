@@ -32,6 +32,7 @@ class ProgressView:
         from rich.console import Console
         from rich.live import Live
 
+        self._scope = trio.CancelScope()
         console = Console(file=self.stream)
         last: tuple[float, dict[str, int]] | None = None
         with self._scope, Live(console=console, refresh_per_second=4, transient=True) as live:
