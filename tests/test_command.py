@@ -305,3 +305,26 @@ path = "{out}"
     assert raws == [f"line {i}" for i in range(160)]
     said = errors.read_text()
     assert "$.sinks.out.type" in said or "$.sinks.out" in said
+
+
+def test_a_source_that_fails_exits_4(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # the source's port is in use: its open() fails
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        (tmp_path / "f.toml").write_text(
+            f"""
+[source]
+type = "tcp"
+port = {taken.getsockname()[1]}
+
+[[routes]]
+name = "all"
+sinks = ["out"]
+
+[sinks.out]
+type = "null"
+"""
+        )
+        done = command("run", str(tmp_path / "f.toml"))
+    assert done.returncode == 4, done.stderr
+    assert "the source failed" in done.stderr
