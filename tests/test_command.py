@@ -328,3 +328,63 @@ type = "null"
         done = command("run", str(tmp_path / "f.toml"))
     assert done.returncode == 4, done.stderr
     assert "the source failed" in done.stderr
+
+
+def test_an_http_sink_posts_each_batch(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    bodies: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        (tmp_path / "h.toml").write_text(
+            f"""
+[pipeline]
+batch_size = 10
+
+[source]
+type = "sample"
+count = 95
+
+[parse]
+type = "regex"
+pattern = '^(?P<time>\\S+) (?P<level>[A-Z]+) (?P<service>\\w+): (?P<msg>.*)$'
+
+[[routes]]
+name = "all"
+sinks = ["web"]
+
+[sinks.web]
+type = "http"
+url = "http://127.0.0.1:{server.server_address[1]}/ingest"
+
+[sinks.misses]
+type = "null"
+
+[infra]
+miss = "misses"
+"""
+        )
+        done = command("run", str(tmp_path / "h.toml"), "--report", str(tmp_path / "r.json"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    posted = [json.loads(x) for body in bodies for x in body.splitlines()]
+    assert len(posted) == report["delivered"]["web"] > 80
+    assert all("level" in p["payload"] for p in posted)
