@@ -15,9 +15,9 @@ The grammar, with ``=`` standing for ``kv_sep`` and ``,`` for a given ``pair_sep
   A bare value may be empty.
 
 A line with no quote is read with ``str.split`` and ``str.partition`` (the common
-case, several times faster); a line with a quote by two regular expressions that
-run in linear time. Both read a line the same way (tests/test_parse_rules.py
-compares them on random lines).
+case, the fastest); a line with a quote by one regular expression (:func:`kv_tokens`),
+in one pass, in linear time. Both read every line as :func:`kv_grammar` does
+(tests/test_parse_rules.py compares them on random lines).
 """
 
 from __future__ import annotations
@@ -29,37 +29,57 @@ from typing import Any
 from ._parse_matchers import Convert, Matcher, finisher
 from ._record import Miss
 
-__all__ = ["kv_grammar", "kv_matcher"]
+__all__ = ["kv_grammar", "kv_matcher", "kv_tokens"]
 
 _UNESCAPE = re.compile(r"""\\([\\"'])""")
 _SPACE = re.compile(r"\s")
 
 
-def kv_grammar(pair_sep: str | None, kv_sep: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """Two patterns: one for the whole line (``fullmatch`` it), one for each pair
-    (``findall`` gives ``(key, double-quoted, single-quoted, bare)`` text, escapes
-    not undone)."""
+def _pair(pair_sep: str | None, kv_sep: str, g: str) -> str:
+    """The pattern of one pair and what must follow it; ``g`` is ``""`` for capturing
+    groups ``(key, double-quoted, single-quoted, bare)``, ``"?:"`` for none."""
     kv = re.escape(kv_sep)
     if pair_sep is None:
         key = rf"""[^\s"'{kv}]+"""
-        sep = r"\s+"
         bare = r"""(?:[^\s"']\S*)?"""
         end = r"(?=\s|\Z)"
     else:
         ps = re.escape(pair_sep)
         key = rf"""[^\s"'{kv}{ps}]+"""
-        sep = rf"\s*{ps}\s*"
         bare = rf"""(?:[^\s"'{ps}](?:[^{ps}]*[^\s{ps}])?)?"""
         end = rf"(?=\s*(?:{ps}|\Z))"
+    # The quoted values unrolled ([^"\\]*(?:\\.[^"\\]*)*): no alternation per character.
+    dq = rf"""({g}[^"\\]*(?:\\.[^"\\]*)*)"""
+    sq = rf"""({g}[^'\\]*(?:\\.[^'\\]*)*)"""
+    return rf"""({g}{key}){kv}(?:"{dq}"|'{sq}'|({g}{bare})){end}"""
 
-    def pair(g: str) -> str:
-        # The quoted values unrolled ([^"\\]*(?:\\.[^"\\]*)*): no alternation per character.
-        dq = rf"""({g}[^"\\]*(?:\\.[^"\\]*)*)"""
-        sq = rf"""({g}[^'\\]*(?:\\.[^'\\]*)*)"""
-        return rf"""({g}{key}){kv}(?:"{dq}"|'{sq}'|({g}{bare})){end}"""
 
-    whole = re.compile(rf"\s*{pair('?:')}(?:{sep}{pair('?:')})*\s*", re.S)
-    return whole, re.compile(pair(""), re.S)
+def kv_grammar(pair_sep: str | None, kv_sep: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The grammar as two patterns: the whole line (``fullmatch`` it), and each pair
+    (``findall`` gives ``(key, double-quoted, single-quoted, bare)`` text, escapes not
+    undone). The reference the tests hold the matcher to; the matcher itself reads a
+    line in one pass, with :func:`kv_tokens`."""
+    sep = r"\s+" if pair_sep is None else rf"\s*{re.escape(pair_sep)}\s*"
+    plain = _pair(pair_sep, kv_sep, "?:")
+    whole = re.compile(rf"\s*{plain}(?:{sep}{plain})*\s*", re.S)
+    return whole, re.compile(_pair(pair_sep, kv_sep, ""), re.S)
+
+
+def kv_tokens(pair_sep: str | None, kv_sep: str) -> re.Pattern[str]:
+    """A pattern that cuts a whole line into pairs and junk, for ``findall``: a pair
+    gives ``(key, double-quoted, single-quoted, bare)``, junk (anything that is not a
+    pair where one should be) ``("", "", "", "")``, an empty key. A line is pairs
+    (:func:`kv_grammar`'s) exactly when it gives at least one token and no empty key.
+
+    Every token starts where the previous one ended (after whitespace, or after a
+    separator): a pair's lookahead and junk's extent leave nothing for ``findall`` to
+    skip, but trailing whitespace.
+    """
+    pair = _pair(pair_sep, kv_sep, "")
+    if pair_sep is None:
+        return re.compile(rf"\s*(?:{pair}|\S+)", re.S)
+    ps = re.escape(pair_sep)
+    return re.compile(rf"(?:^|\s*{ps})\s*(?:{pair}|[^{ps}]*)", re.S)
 
 
 def _unescape(text: str) -> str:
@@ -76,16 +96,13 @@ def kv_matcher(
 ) -> Matcher:
     """A matcher for lines of ``key=value`` pairs; a key given twice has its last
     value. Separators are single characters, validated."""
-    whole, pair = kv_grammar(pair_sep, kv_sep)
-    is_pairs = whole.fullmatch
-    pairs = pair.findall
+    tokens = kv_tokens(pair_sep, kv_sep).findall
     has_space = _SPACE.search
     finish = finisher(convs, add, label, miss)
 
     def quoted(line: str) -> dict[str, Any] | None:
-        if is_pairs(line) is None:
-            return None
-        return {k: bare if not (d or s) else _unescape(d or s) for k, d, s, bare in pairs(line)}
+        payload = {k: b if not (d or s) else _unescape(d or s) for k, d, s, b in tokens(line)}
+        return None if not payload or "" in payload else payload
 
     def plain(line: str) -> dict[str, Any] | None:
         payload = {}
