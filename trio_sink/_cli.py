@@ -1,6 +1,7 @@
 """The ``trio-sink`` command: run a pipeline from a config file (extra ``trio_sink[cli]``).
 
-``trio-sink run CONFIG``, ``validate CONFIG``, ``schema``, ``replay DIR``. The library
+``trio-sink run CONFIG``, ``validate CONFIG``, ``test CONFIG CASES``, ``schema``,
+``replay DIR``. The library
 itself never imports this module (nor cyclopts or rich).
 """
 
@@ -47,6 +48,7 @@ def _app() -> Any:
     )
     app.command(run)
     app.command(validate)
+    app.command(test)
     app.command(schema)
     app.command(replay)
     return app
@@ -154,6 +156,32 @@ def validate(config: Path, /) -> int:
         f"{'s' if len(c.routes) != 1 else ''}, {len(c.sinks)} sinks"
     )
     return 0
+
+
+def test(config: Path, cases: Path, /) -> int:
+    """Test CONFIG's parse rules and route conditions on the lines of CASES, without
+    running a source or a sink: "ok" or "FAIL" for each case, then a count. Exit
+    status: 0 every case passed, 1 some failed, 2 a bad config or cases file.
+
+    Parameters
+    ----------
+    config
+        The pipeline's TOML file.
+    cases
+        A TOML file of [[cases]]: input lines and where each must go (docs/config.md).
+    """
+    from ._config_cases import case_lines, load_cases, load_config_for_test, run_cases
+
+    try:
+        loaded = load_config_for_test(config)
+        suite = load_cases(cases, [r.name for r in loaded.config.routes])
+    except ConfigFileError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE
+    results = run_cases(loaded, suite)
+    for line in case_lines(results):
+        print(line)
+    return 0 if all(r.passed for r in results) else 1
 
 
 def schema() -> int:
