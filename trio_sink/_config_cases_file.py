@@ -19,14 +19,10 @@ import msgspec
 from ._config import (
     ConfigFileError,
     LoadedConfig,
-    _check_conditions,
-    _check_names,
-    _did_you_mean,
-    _message,
-    _rules,
-    _tables,
+    did_you_mean,
+    load_config,
+    validation_message,
 )
-from ._config_types import Config
 
 __all__ = [
     "GROUPS",
@@ -88,25 +84,7 @@ def load_config_for_test(path: str | os.PathLike[str]) -> LoadedConfig:
     the config names: a test opens none of them, and may run where they do not exist (a
     CI job testing a production config). Every other check is made, each error reported
     as ``load_config`` reports it. Raises :class:`ConfigFileError`."""
-    p = Path(path)
-    name = str(p)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigFileError(name, [f"cannot read the file: {exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigFileError(name, [f"not valid TOML: {exc}"]) from exc
-    errors: list[str] = []
-    tables = _tables(raw, errors)
-    _check_names(raw, errors)
-    _check_conditions(raw, errors)
-    rules = _rules(raw.get("parse"), errors)
-    if not errors:
-        try:
-            return LoadedConfig(msgspec.convert(tables, Config), p.resolve().parent, rules)
-        except msgspec.ValidationError as exc:  # pragma: no cover - caught per table
-            errors.append(_message(exc, ""))
-    raise ConfigFileError(name, errors)
+    return load_config(path, check_paths=False)
 
 
 def load_cases(path: str | os.PathLike[str], routes: Collection[str]) -> list[Case]:
@@ -129,7 +107,7 @@ def load_cases_text(text: str, routes: Collection[str], *, name: str = "<cases>"
     errors: list[str] = []
     for key in raw:
         if key != "cases":
-            errors.append(f"$.{key}: unknown key{_did_you_mean(key, ['cases'])}")
+            errors.append(f"$.{key}: unknown key{did_you_mean(key, ['cases'])}")
     tables = raw.get("cases")
     if tables is None:
         errors.append("$.cases: missing (a cases file needs [[cases]] tables)")
@@ -144,12 +122,12 @@ def load_cases_text(text: str, routes: Collection[str], *, name: str = "<cases>"
             # Unknown keys first, each by its path, so the known ones are still checked.
             known = Case.__struct_fields__
             for key in [key for key in table if key not in known]:
-                errors.append(f"{where}.{key}: unknown key{_did_you_mean(key, known)}")
+                errors.append(f"{where}.{key}: unknown key{did_you_mean(key, known)}")
             table = {key: value for key, value in table.items() if key in known}
         try:
             case = msgspec.convert(table, Case)
         except msgspec.ValidationError as exc:
-            errors.append(_message(exc, where))
+            errors.append(validation_message(exc, where))
             continue
         if case.name in names:
             errors.append(f'{where}.name: case "{case.name}" is named twice')
@@ -177,7 +155,7 @@ def _check_case(case: Case, where: str, routes: Collection[str]) -> list[str]:
     for j, route in enumerate(case.routes or ()):
         if route not in routes:
             errors.append(
-                f'{where}.routes[{j}]: unknown route "{route}"{_did_you_mean(route, routes)}'
+                f'{where}.routes[{j}]: unknown route "{route}"{did_you_mean(route, routes)}'
             )
         elif route in (case.routes or ())[:j]:
             errors.append(f'{where}.routes[{j}]: route "{route}" is named twice')
@@ -185,7 +163,7 @@ def _check_case(case: Case, where: str, routes: Collection[str]) -> list[str]:
     for j, group in enumerate(groups):
         at = f"{where}.group" if isinstance(case.group, str) else f"{where}.group[{j}]"
         if group not in GROUPS:
-            hint = _did_you_mean(group, GROUPS) or f" (one of {', '.join(GROUPS)})"
+            hint = did_you_mean(group, GROUPS) or f" (one of {', '.join(GROUPS)})"
             errors.append(f'{at}: unknown group "{group}"{hint}')
     if not case.routes and not groups:
         errors.append(
