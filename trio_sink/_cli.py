@@ -1,7 +1,7 @@
 """The ``trio-sink`` command: run a pipeline from a config file (extra ``trio_sink[cli]``).
 
-``trio-sink run CONFIG``, ``validate CONFIG``, ``schema``, ``replay DIR``. The library
-itself never imports this module (nor cyclopts or rich).
+``trio-sink run CONFIG``, ``validate CONFIG``, ``schema``, ``replay DIR``, ``top ADDR``.
+The library itself never imports this module (nor cyclopts or rich).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from ._exceptions import ConfigError
 from ._progress_view import ProgressView, report_lines
 from ._report import DeliveryReport, SourceError
 from ._serve import exit_status, serve
+from ._stat_address import StatAddress, parse_stat_address
+from ._stat_server import StatBindError, open_stat_server
 
 try:
     import cyclopts
@@ -50,6 +52,7 @@ def _app() -> Any:
     app.command(validate)
     app.command(schema)
     app.command(replay)
+    app.command(top)
     return app
 
 
@@ -60,6 +63,7 @@ async def run(
     report: Annotated[Path | None, cyclopts.Parameter(name="--report")] = None,
     quiet: bool = False,
     log_format: Literal["text", "json"] = "text",
+    stat_addr: Annotated[str | None, cyclopts.Parameter(name="--stat-addr")] = None,
 ) -> int:
     """Run the pipeline CONFIG describes: until its source ends (batch mode) or a signal
     stops it (SIGINT or SIGTERM: drain; a second one: stop at once).
@@ -78,13 +82,23 @@ async def run(
         No progress and no report table: the exit status says it all.
     log_format
         How log lines look on standard error: text, or one JSON object a line.
+    stat_addr
+        Serve the run's statistics as JSON at http://HOST:PORT/stats while it lasts,
+        for `trio-sink top` (HOST:PORT, :PORT or PORT; host 127.0.0.1; port 0: a free
+        one, logged as stat.listening). Anyone who can reach the address can read them.
     """
     from ._config_build import build_pipeline  # the sinks and sources it needs
 
+    stat_address: StatAddress | None = None
     try:
         loaded = load_config(config)
+        if stat_addr is not None:
+            stat_address = parse_stat_address(stat_addr)
     except ConfigFileError as exc:
         print(exc, file=sys.stderr)
+        return USAGE
+    except ConfigError as exc:
+        print(f"--stat-addr: {exc}", file=sys.stderr)
         return USAGE
     _configure_logging(log_format, quiet)
     try:
@@ -97,15 +111,25 @@ async def run(
     result: DeliveryReport | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
+            stat = None
+            if stat_address is not None:  # first: an address in use starts nothing
+                stat = await stack.enter_async_context(open_stat_server(stat_address))
             for resource in built.entered:  # one connection pool each, for the run
                 await stack.enter_async_context(resource)
             async with trio.open_nursery() as nursery:
                 handle = await nursery.start(_serve, built.pipeline)
                 nursery.start_soon(view.follow, handle)
+                if stat is not None:
+                    nursery.start_soon(stat.serve, handle.statistics)
                 try:
                     result = await handle.wait()
                 finally:
                     view.stop()
+                    if stat is not None:
+                        stat.stop()
+    except StatBindError as exc:
+        print(f"--stat-addr: {exc}", file=sys.stderr)
+        return USAGE
     except SourceError as exc:
         result = exc.report
         status = SOURCE_FAILED
@@ -171,6 +195,33 @@ def replay(*args: str) -> int:
     from .__main__ import main as replay_main
 
     return replay_main(["replay", *args])
+
+
+async def top(
+    address: str,
+    /,
+    *,
+    once: bool = False,
+    interval: float = 1.0,
+) -> int:
+    """Watch a running pipeline: its sinks' figures, read every second from the
+    statistics that `trio-sink run CONFIG --stat-addr HOST:PORT` serves.
+
+    Exit status: 0 when the run has ended (its endpoint went away), 1 when nothing
+    answers at the start (or not with a run's statistics), 2 a bad address.
+
+    Parameters
+    ----------
+    address
+        The run's statistics: HOST:PORT, :PORT, PORT or http://HOST:PORT.
+    once
+        Print one plain-text table (two readings apart, for the rates) and exit.
+    interval
+        Seconds between two readings.
+    """
+    from ._top import top as follow
+
+    return await follow(address, once=once, interval=interval, out=sys.stdout, err=sys.stderr)
 
 
 def _configure_logging(fmt: str, quiet: bool) -> None:
