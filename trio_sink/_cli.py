@@ -1,12 +1,13 @@
 """The ``trio-sink`` command: run a pipeline from a config file (extra ``trio_sink[cli]``).
 
 ``trio-sink run CONFIG``, ``validate CONFIG``, ``test CONFIG CASES``, ``schema``,
-``replay DIR``. The library
-itself never imports this module (nor cyclopts or rich).
+``replay DIR``, ``top ADDR``. The library itself never imports this module (nor cyclopts
+or rich).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -23,6 +24,8 @@ from ._exceptions import ConfigError
 from ._progress_view import ProgressView, report_lines
 from ._report import DeliveryReport, SourceError
 from ._serve import exit_status
+from ._stat_address import StatAddress, parse_stat_address
+from ._stat_server import StatBindError, open_stat_server
 
 try:
     import cyclopts
@@ -51,6 +54,7 @@ def _app() -> Any:
     app.command(test)
     app.command(schema)
     app.command(replay)
+    app.command(top)
     return app
 
 
@@ -62,6 +66,7 @@ async def run(
     quiet: bool = False,
     watch: bool = False,
     log_format: Literal["text", "json"] = "text",
+    stat_addr: Annotated[str | None, cyclopts.Parameter(name="--stat-addr")] = None,
 ) -> int:
     """Run the pipeline CONFIG describes: until its source ends (batch mode) or a signal
     stops it (SIGINT or SIGTERM: drain; a second one: stop at once). SIGHUP reloads
@@ -85,34 +90,53 @@ async def run(
         Also reload when CONFIG changes (its modification time, looked at each second).
     log_format
         How log lines look on standard error: text, or one JSON object a line.
+    stat_addr
+        Serve the run's statistics as JSON at http://HOST:PORT/stats while it lasts,
+        for `trio-sink top` (HOST:PORT, :PORT or PORT; host 127.0.0.1; port 0: a free
+        one, logged as stat.listening). Anyone who can reach the address can read them.
     """
     from ._config_build import build_pipeline  # the sinks and sources it needs
     from ._reload import Reloader
 
+    stat_address: StatAddress | None = None
     try:
         loaded = load_config(config)
+        if stat_addr is not None:
+            stat_address = parse_stat_address(stat_addr)
     except ConfigFileError as exc:
         print(exc, file=sys.stderr)
+        return USAGE
+    except ConfigError as exc:
+        print(f"--stat-addr: {exc}", file=sys.stderr)
         return USAGE
     _configure_logging(log_format, quiet)
     view = ProgressView(sys.stderr, enabled=not quiet)
     reloader = Reloader(config, loaded)
     failures: list[SourceError] = []
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reloader.signals)
-            if watch:
-                nursery.start_soon(reloader.watch)
+        async with contextlib.AsyncExitStack() as stack:
+            stat = None
+            if stat_address is not None:  # first: an address in use starts nothing
+                stat = await stack.enter_async_context(open_stat_server(stat_address))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reloader.signals)
+                if watch:
+                    nursery.start_soon(reloader.watch)
+                if stat is not None:
+                    nursery.start_soon(stat.serve, reloader.statistics)
 
-            def on_start(handle: Any) -> None:
-                view.stop()
-                nursery.start_soon(view.follow, handle)
+                def on_start(handle: Any) -> None:
+                    view.stop()
+                    nursery.start_soon(view.follow, handle)
 
-            try:
-                reports = await reloader.run(build_pipeline, on_start, failures)
-            finally:
-                view.stop()
-                nursery.cancel_scope.cancel()
+                try:
+                    reports = await reloader.run(build_pipeline, on_start, failures)
+                finally:
+                    view.stop()
+                    nursery.cancel_scope.cancel()
+    except StatBindError as exc:
+        print(f"--stat-addr: {exc}", file=sys.stderr)
+        return USAGE
     except (ConfigError, OSError) as exc:
         print(f"{config}: {exc}", file=sys.stderr)
         return USAGE
@@ -203,6 +227,33 @@ def replay(*args: str) -> int:
     from .__main__ import main as replay_main
 
     return replay_main(["replay", *args])
+
+
+async def top(
+    address: str,
+    /,
+    *,
+    once: bool = False,
+    interval: float = 1.0,
+) -> int:
+    """Watch a running pipeline: its sinks' figures, read every second from the
+    statistics that `trio-sink run CONFIG --stat-addr HOST:PORT` serves.
+
+    Exit status: 0 when the run has ended (its endpoint went away), 1 when nothing
+    answers at the start (or not with a run's statistics), 2 a bad address.
+
+    Parameters
+    ----------
+    address
+        The run's statistics: HOST:PORT, :PORT, PORT or http://HOST:PORT.
+    once
+        Print one plain-text table (two readings apart, for the rates) and exit.
+    interval
+        Seconds between two readings.
+    """
+    from ._top import top as follow
+
+    return await follow(address, once=once, interval=interval, out=sys.stdout, err=sys.stderr)
 
 
 def _configure_logging(fmt: str, quiet: bool) -> None:

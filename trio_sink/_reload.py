@@ -26,6 +26,7 @@ from ._exceptions import ConfigError
 from ._handle import PipelineHandle
 from ._report import DeliveryReport, SourceError
 from ._serve import serve
+from ._stats import PipelineStatistics
 
 __all__ = ["WATCH_INTERVAL", "Reloader"]
 
@@ -44,6 +45,7 @@ class Reloader:
         self.loaded = loaded
         self.next: LoadedConfig | None = None
         self.handle: PipelineHandle | None = None
+        self.latest: PipelineHandle | None = None
         self.generation = 0
 
     def request(self, why: str) -> None:
@@ -60,6 +62,12 @@ class Reloader:
         self.next = loaded
         if self.handle is not None:
             self.handle.stop()
+
+    def statistics(self) -> PipelineStatistics:
+        """The statistics of the running pipeline (between two, the last one's)."""
+        if self.latest is None:
+            raise RuntimeError("no pipeline has started yet")
+        return self.latest.statistics()
 
     async def signals(self) -> None:
         """Reload at each SIGHUP."""
@@ -107,9 +115,10 @@ class Reloader:
                     for resource in built.entered:  # one connection pool each
                         await stack.enter_async_context(resource)
                     async with trio.open_nursery() as nursery:
-                        self.handle = await nursery.start(_serve, built.pipeline, failures)
-                        on_start(self.handle)
-                        report = await self.handle.wait()
+                        handle = await nursery.start(_serve, built.pipeline, failures)
+                        self.handle = self.latest = handle
+                        on_start(handle)
+                        report = await handle.wait()
             finally:
                 self.handle = None
                 if built.store is not None:
