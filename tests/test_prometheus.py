@@ -65,6 +65,8 @@ FAMILIES = {
     "trio_sink_in_flight_records": "gauge",
     "trio_sink_peak_buffered_records": "gauge",
     "trio_sink_sink_paused": "gauge",
+    "trio_sink_sink_busy_seconds": "counter",
+    "trio_sink_sink_blocked_seconds": "counter",
     "trio_sink_drain_info": "gauge",
     "trio_sink_drain_pending_records": "gauge",
     "trio_sink_drain_elapsed_seconds": "gauge",
@@ -252,7 +254,7 @@ def test_a_running_pipeline() -> None:
     assert not {n.removesuffix("_info") for n in names(samples)} & (
         DRAIN_FAMILIES | {"trio_sink_drain"}
     )
-    assert len(samples) == 1 + 3 + 5 + 1 + 2 + 2 * (2 + len(REASONS) + 5)
+    assert len(samples) == 1 + 3 + 5 + 1 + 2 + 2 * (2 + len(REASONS) + 5 + 2)
 
 
 def test_a_draining_pipeline_with_a_deadline() -> None:
@@ -379,7 +381,7 @@ def test_labels_are_on_every_sample_and_namespace_on_every_name() -> None:
     )
     registry = registry_for(snapshot, namespace="ingest", labels={"pipeline": "a", "env": "t"})
     samples = scrape(registry)
-    assert len(samples) == 1 + 3 + 5 + 1 + 1 + (2 + len(REASONS) + 5) + 4
+    assert len(samples) == 1 + 3 + 5 + 1 + 1 + (2 + len(REASONS) + 5 + 2) + 4
     for name, labels in samples:
         assert name.startswith("ingest_")
         assert {("pipeline", "a"), ("env", "t")} <= labels

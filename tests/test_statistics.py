@@ -670,3 +670,19 @@ async def test_properties_add_up_the_sinks(autojump_clock: trio.testing.MockCloc
     assert stats.undelivered == 2
     assert stats.pending == sum(s.pending for s in stats.sinks.values()) == 4
     assert stats.time == 1
+
+
+async def test_busy_and_blocked_seconds_are_wall_clock_time_in_writes_and_in_waits() -> None:
+    """In real time: a sink whose writes take 20 ms, with no buffer to spare."""
+    from trio_sink import Pipeline, Route
+    from trio_sink.sinks import CollectSink, SlowSink
+    from trio_sink.testing import running
+
+    slow, quick = SlowSink(CollectSink("slow"), per_batch=0.02), CollectSink("quick")
+    pipeline = Pipeline(range(50), routes=[Route("all", [slow, quick])], batch_size=10, capacity=0)
+    async with running(pipeline) as handle:
+        await handle.wait()
+    stats = handle.statistics().sinks
+    assert stats["slow"].busy_seconds >= 5 * 0.02
+    assert stats["slow"].blocked_seconds > 0.02  # the source waited for it
+    assert stats["quick"].busy_seconds < stats["slow"].busy_seconds

@@ -36,7 +36,7 @@ WAIT = 60.0
 def doc(t: float = 5.0, delivered: int = 10, **more: Any) -> dict[str, Any]:
     stats = snapshot(t, delivered, **more)
     decoded: dict[str, Any] = msgspec.json.decode(
-        msgspec.json.encode(statistics_document(stats, 0.0))
+        msgspec.json.encode(statistics_document(stats, t))
     )
     return decoded
 
@@ -44,8 +44,8 @@ def doc(t: float = 5.0, delivered: int = 10, **more: Any) -> dict[str, Any]:
 def test_the_table_has_a_row_a_sink_and_rates_from_two_readings() -> None:
     first, second = doc(5.0, 10), doc(7.0, 410)
     assert sink_rows(first, None) == [
-        ["out", "3", "2", "10", "", "0", "healthy"],
-        ["slow", "0", "0", "5", "", "1", "unhealthy"],
+        ["out", "3", "2", "10", "", "", "", "0", "healthy"],
+        ["slow", "0", "0", "5", "", "", "", "1", "unhealthy"],
     ]
     rows = sink_rows(second, first)
     assert [r[4] for r in rows] == ["200", "100"]
@@ -55,10 +55,18 @@ def test_the_table_has_a_row_a_sink_and_rates_from_two_readings() -> None:
     text = plain_table(second, first)
     assert text.splitlines() == [
         "running  received 410  undelivered 1  discarded 4",
-        "sink  buffered  in flight  delivered  rate/s  undelivered  health",
-        "out          3          2        410     200            0  healthy",
-        "slow         0          0        205     100            1  unhealthy",
+        "sink  buffered  in flight  delivered  rate/s  busy  blocking  undelivered  health",
+        "out          3          2        410     200    0%        0%            0  healthy",
+        "slow         0          0        205     100    0%        0%            1  unhealthy",
     ]
+
+
+def test_busy_and_blocking_are_shares_of_the_wall_clock_time_between_readings() -> None:
+    first, second = doc(5.0, 10), doc(7.0, 410)  # 2 s apart
+    first["sinks"]["out"].update(busy_seconds=1.0, blocked_seconds=0.0)
+    second["sinks"]["out"].update(busy_seconds=2.5, blocked_seconds=0.5)
+    row = sink_rows(second, first)[0]
+    assert (row[5], row[6]) == ("75%", "25%")
 
 
 def test_the_header_tells_the_drain_and_the_acknowledged() -> None:
@@ -94,7 +102,8 @@ async def test_top_once_prints_one_table_against_a_server() -> None:
         status = await top(str(address.port), once=True, interval=0.01, out=out, err=err)
         nursery.cancel_scope.cancel()
     assert status == 0, err.getvalue()
-    assert out.getvalue().splitlines()[2].split() == ["out", "3", "2", "30", "20", "0", "healthy"]
+    row = out.getvalue().splitlines()[2].split()
+    assert row == ["out", "3", "2", "30", "20", "0%", "0%", "0", "healthy"]
 
 
 async def test_top_says_what_is_wrong_with_an_address_or_an_endpoint() -> None:
@@ -235,7 +244,8 @@ def test_top_once_against_a_real_run(running: tuple[subprocess.Popen[str], Lines
     lines = done.stdout.splitlines()
     assert re.fullmatch(r"running  received \d+  undelivered 0( {2}discarded \d+)?", lines[0])
     assert lines[1].split() == [
-        "sink", "buffered", "in", "flight", "delivered", "rate/s", "undelivered", "health",
+        "sink", "buffered", "in", "flight", "delivered", "rate/s", "busy", "blocking",
+        "undelivered", "health",
     ]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert list(rows) == ["errors", "all"]

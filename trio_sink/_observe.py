@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import trio
 
@@ -69,13 +69,17 @@ def snapshot(
     stage: SourceStage,
     pauses: dict[str, Pause],
     breakers: dict[str, BreakerState],
+    busy: Mapping[str, Callable[[], float]] | None = None,
 ) -> PipelineStatistics:
-    """A frozen snapshot of the run's counters. Sync; no checkpoint."""
+    """A frozen snapshot of the run's counters. Sync; no checkpoint. ``busy``: per
+    sink, what tells the seconds its writes took."""
     now = trio.current_time()
     sinks = {}
     pending_left = 0
+    blocked = {d.account.name: d.blocked_seconds for d in stage.fanout.dests}
     for name, a in ledger.accounts.items():
         breaker = breakers.get(name)
+        took = None if busy is None else busy.get(name)
         sinks[name] = SinkStatistics(
             name=name,
             routed=a.routed,
@@ -92,6 +96,8 @@ def snapshot(
             stored=a.stored,
             replayed=a.replayed,
             breaker_opened=0 if breaker is None else breaker.times_opened,
+            busy_seconds=0.0 if took is None else took(),
+            blocked_seconds=blocked.get(name, 0.0),
         )
         pending_left += a.pending
     state: PipelineState

@@ -313,8 +313,10 @@ class Pipeline:
         pauses = {w.name: w.pause for w in writers}
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 
+        busy = {w.name: functools.partial(getattr, w, "busy_seconds") for w in writers}
+
         def take_snapshot() -> PipelineStatistics:
-            return snapshot(control, ledger, stage, pauses, breakers)
+            return snapshot(control, ledger, stage, pauses, breakers, busy)
 
         handle = PipelineHandle(
             control,

@@ -45,11 +45,12 @@ def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
 class Dest:
     """One sink as the route stage sees it: its counts and its channel."""
 
-    __slots__ = ("account", "send")
+    __slots__ = ("account", "blocked_seconds", "send")
 
     def __init__(self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch]) -> None:
         self.account = account
         self.send = send
+        self.blocked_seconds = 0.0  # the source stage waiting for room in its buffer
 
 
 _get_id = attrgetter("id")
@@ -326,11 +327,14 @@ class Fanout:
         # Counted as buffered while it waits for room: once there, the sink's task may
         # take it before this task runs again.
         self.ledger.send(account, size)
+        began = time.perf_counter()
         try:
             await dest.send.send(msg)
         except BaseException:
             self.ledger.unsend(account, size)
             raise
+        finally:
+            dest.blocked_seconds += time.perf_counter() - began
 
     def abandon(self, reason: Reason) -> None:
         """Report the batch being routed (before routing: ``sink`` None) and the

@@ -78,6 +78,12 @@ class SinkStatistics:
     recovered (counted in ``delivered`` too)."""
     breaker_opened: int = 0
     """How many times its circuit breaker opened."""
+    busy_seconds: float = 0.0
+    """Wall-clock seconds the sink's writes took so far; its growth over elapsed time
+    is how busy the sink is."""
+    blocked_seconds: float = 0.0
+    """Wall-clock seconds the source stage waited for room in this sink's buffer: the
+    backpressure this sink put on the whole pipeline."""
 
     @property
     def pending(self) -> int:

@@ -22,7 +22,19 @@ __all__ = ["COLUMNS", "READ_SECONDS", "header_line", "plain_table", "sink_rows",
 
 READ_SECONDS = 5.0
 """The longest one reading may take before it counts as unanswered."""
-COLUMNS = ("sink", "buffered", "in flight", "delivered", "rate/s", "undelivered", "health")
+COLUMNS = (
+    "sink",
+    "buffered",
+    "in flight",
+    "delivered",
+    "rate/s",
+    "busy",
+    "blocking",
+    "undelivered",
+    "health",
+)
+"""``busy``: the share of the time the sink spent in writes between two readings;
+``blocking``: the share the source stage spent waiting for room in its buffer."""
 
 ENDED = 0
 CANNOT_CONNECT = 1
@@ -64,6 +76,14 @@ def sink_rows(doc: Doc, previous: Doc | None) -> list[list[str]]:
     sinks: Mapping[str, Any] = doc.get("sinks") or {}
     before: Mapping[str, Any] = {} if previous is None else previous.get("sinks") or {}
     elapsed = 0.0 if previous is None else doc.get("time", 0.0) - previous.get("time", 0.0)
+    wall = 0.0 if previous is None else doc.get("unix_time", 0.0) - previous.get("unix_time", 0.0)
+
+    def share(key: str, s: Mapping[str, Any], name: str) -> str:
+        if name not in before or wall <= 0:
+            return ""
+        grew = s.get(key, 0.0) - before[name].get(key, 0.0)
+        return f"{min(max(grew / wall, 0.0), 1.0):.0%}"
+
     for name, s in sinks.items():
         delivered = s.get("delivered", 0)
         rate = ""
@@ -82,6 +102,8 @@ def sink_rows(doc: Doc, previous: Doc | None) -> list[list[str]]:
                 str(s.get("in_flight", 0)),
                 str(delivered),
                 rate,
+                share("busy_seconds", s, name),
+                share("blocked_seconds", s, name),
                 str(s.get("undelivered", 0)),
                 health,
             ]

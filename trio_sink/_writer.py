@@ -109,6 +109,8 @@ class SinkWriter:
         # One generator per sink, seeded by its name: the same delays in every run.
         self.rng = random.Random(f"trio_sink.retry:{slot.name}".encode("utf-8", "surrogatepass"))
         self.rescue = rescue if data else None  # statistics records are not data
+        self.busy_seconds = 0.0
+        """Wall-clock seconds spent in this task's writes (first attempts)."""
         self.errors = errors
         self.recovery = recovery
         self.on_drained = on_drained
@@ -245,8 +247,10 @@ class SinkWriter:
                 ledger.deliver(account, len(batch), item[1])
                 if recovery is not None:
                     recovery.succeeded()
-            if perf_counter() - began >= BLOCKING and task._schedule_points == points:
-                watchdog.blocked(perf_counter() - began)
+            took = perf_counter() - began
+            self.busy_seconds += took
+            if took >= BLOCKING and task._schedule_points == points:
+                watchdog.blocked(took)
 
     # -- writing -----------------------------------------------------------------------
 

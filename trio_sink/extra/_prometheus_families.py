@@ -101,6 +101,14 @@ class Families:
             "peak_buffered_records", "The most records the sink's buffer has held.", "sink"
         )
         self.sink_paused = gauge("sink_paused", "1 while the sink is paused, else 0.", "sink")
+        self.busy = counter(
+            "sink_busy_seconds", "Wall-clock seconds the sink's writes took.", "sink"
+        )
+        self.blocked = counter(
+            "sink_blocked_seconds",
+            "Wall-clock seconds the source waited for room in the sink's buffer.",
+            "sink",
+        )
         self.drain = InfoMetricFamily(
             f"{namespace}_drain", "What started the drain, once it started.", labels=label_names
         )
@@ -147,6 +155,8 @@ class Families:
             self.in_flight.add_metric(per_sink, sink.in_flight)
             self.peak_buffered.add_metric(per_sink, sink.peak_buffered)
             self.sink_paused.add_metric(per_sink, float(sink.paused))
+            self.busy.add_metric(per_sink, sink.busy_seconds)
+            self.blocked.add_metric(per_sink, sink.blocked_seconds)
         drain = stats.drain
         if drain is not None:
             self.drain.add_metric(labels, {"kind": drain.kind})
