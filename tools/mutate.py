@@ -1038,8 +1038,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "loop-success-not-told",
         "                if recovery is not None:\n"
         "                    recovery.succeeded()\n"
-        "            if perf_counter()",
-        "            if perf_counter()",
+        "            took = perf_counter()",
+        "            took = perf_counter()",
         (*WRITER, "tests/test_recovery.py"),
     ),
     Mutant(
@@ -1409,8 +1409,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_route.py",
         "send-waiting-unsent",
-        "        self.ledger.send(account, size)\n        try:\n",
-        "        try:\n",
+        "        self.ledger.send(account, size)\n        began = time.perf_counter()\n",
+        "        began = time.perf_counter()\n",
         ROUTE,
     ),
     Mutant(

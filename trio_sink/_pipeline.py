@@ -45,7 +45,6 @@ from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
 from ._sink import SinkSlot
 from ._source import Source, SourceStage, acknowledges, run_source_stage
-from ._stats import PipelineStatistics
 from ._user_errors import UserErrors
 from ._writer import SinkWriter
 from .sources import off_the_loop
@@ -314,9 +313,7 @@ class Pipeline:
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 
         busy = {w.name: functools.partial(getattr, w, "busy_seconds") for w in writers}
-
-        def take_snapshot() -> PipelineStatistics:
-            return snapshot(control, ledger, stage, pauses, breakers, busy)
+        take_snapshot = functools.partial(snapshot, control, ledger, stage, pauses, breakers, busy)
 
         handle = PipelineHandle(
             control,
