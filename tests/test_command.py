@@ -388,3 +388,32 @@ miss = "misses"
     posted = [json.loads(x) for body in bodies for x in body.splitlines()]
     assert len(posted) == report["delivered"]["web"] > 80
     assert all("level" in p["payload"] for p in posted)
+
+
+def test_demo_delivers_every_record_in_virtual_time_and_exits_0() -> None:
+    done = command("demo", "--count", "2000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2,000 lines -> SlowSink(NullSink('slow_bkh'), per_record=0.1)")
+    assert "delivered       2,000  (slow_bkh)" in done.stdout
+    assert "undelivered         0" in done.stdout
+    assert "200.0 s of virtual time" in done.stdout
+    assert "unaccounted         0" in done.stdout
+    assert "drain.complete sink=slow_bkh" in done.stderr  # the drain's log lines
+
+
+def test_demo_past_the_drain_deadline_lists_the_rest_by_id_and_exits_3() -> None:
+    done = command("demo", "--count", "2000", "--drain-timeout", "60", "--quiet")
+    assert done.returncode == 3, done.stderr
+    assert "delivered         512  (slow_bkh)" in done.stdout
+    assert "undelivered     1,488" in done.stdout
+    assert "not delivered, by id: 512, 513," in done.stdout
+    assert "(ids 512..1999)" in done.stdout
+    assert "unaccounted         0" in done.stdout
+    assert "drain.progress" not in done.stderr
+
+
+def test_demo_with_a_bad_option_exits_2() -> None:
+    done = command("demo", "--drain-timeout", "-1")
+    assert done.returncode == 2
+    assert "drain_timeout must be a finite number of seconds >= 0" in done.stderr
+    assert done.stdout == ""
