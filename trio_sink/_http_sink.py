@@ -6,10 +6,11 @@ httpx is imported when a sink is made, never with the package: without it, makin
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import trio
 
@@ -144,7 +145,12 @@ class HttpSink(Sink):
         client = await self._get_client()
         with trio.move_on_after(self.timeout):
             try:
-                return await client.post(self.url, content=body, headers=self.headers)
+                request = client.build_request("POST", self.url, headers=self.headers)
+                # The body as a stream that is no async generator: a request cancelled
+                # while httpx sends it leaves no generator for the collector to finalize.
+                request.stream = _body_type()(body)
+                request.headers["Content-Length"] = str(len(body))
+                return await client.send(request)
             except httpx.TimeoutException:
                 return None
             except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
@@ -186,3 +192,27 @@ class HttpSink(Sink):
             with trio.move_on_after(CLOSE_GRACE, shield=True):
                 await client.aclose()
         await trio.lowlevel.checkpoint()
+
+
+@functools.cache
+def _body_type() -> type[Any]:
+    """The class of a request body of one piece: an ``httpx.AsyncByteStream`` made of
+    plain methods (httpx is imported only once a sink is used)."""
+    import httpx
+
+    class Body(httpx.AsyncByteStream):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+            self.sent = False
+
+        def __aiter__(self) -> Body:
+            self.sent = False
+            return self
+
+        async def __anext__(self) -> bytes:
+            if self.sent:
+                raise StopAsyncIteration
+            self.sent = True
+            return self.data
+
+    return Body
