@@ -417,3 +417,12 @@ def test_demo_with_a_bad_option_exits_2() -> None:
     assert done.returncode == 2
     assert "drain_timeout must be a finite number of seconds >= 0" in done.stderr
     assert done.stdout == ""
+
+
+def test_json_logs_are_one_object_a_line_with_the_events_fields(seed: Path) -> None:
+    done = command("run", str(seed), "--log-format", "json")
+    assert done.returncode == 0, done.stderr
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    complete = [x for x in logged if x.get("event") == "drain.complete"]
+    assert {x["sink"] for x in complete} == {"errors", "requests", "archive", "misses"}
+    assert all(x["level"] == "INFO" and x["logger"] == "trio_sink.drain" for x in complete)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -312,14 +313,32 @@ def _configure_logging(fmt: str, quiet: bool) -> None:
     root.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+_EVENT = re.compile(r"^([a-z_]+\.[a-z_]+)\b")
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message; the event and the
+    ``key=value`` fields of trio_sink's messages (``drain.complete sink=db ...``); and
+    any ``extra=`` fields a caller logged with."""
+
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
         out: dict[str, Any] = {
             "time": record.created,
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": message,
         }
+        event = _EVENT.match(message)
+        if event:
+            out["event"] = event[1]
+            for key, value in _FIELD.findall(message):
+                out.setdefault(key, value[1:-1] if value.startswith('"') else value)
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in out:
+                out[key] = value if isinstance(value, (str, int, float, bool)) else repr(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out)
