@@ -426,3 +426,23 @@ def test_json_logs_are_one_object_a_line_with_the_events_fields(seed: Path) -> N
     complete = [x for x in logged if x.get("event") == "drain.complete"]
     assert {x["sink"] for x in complete} == {"errors", "requests", "archive", "misses"}
     assert all(x["level"] == "INFO" and x["logger"] == "trio_sink.drain" for x in complete)
+
+
+def test_the_seed_runs_with_the_cli_extra_alone(seed: Path) -> None:
+    """Without coredis and httpx (the redis and http extras), as after
+    ``pip install 'trio_sink[cli]'``: nothing imports them for a config that uses neither."""
+    code = (
+        "import sys\n"
+        "sys.modules['coredis'] = None\n"  # an import of it raises ImportError
+        "sys.modules['httpx'] = None\n"
+        "from trio_sink._cli import main\n"
+        f"sys.exit(main(['run', {str(seed)!r}, '--quiet']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr

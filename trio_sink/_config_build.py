@@ -30,9 +30,6 @@ from ._config_types import (
 from ._parse_rules import make_parse
 from ._pipeline import Pipeline
 from ._record import Miss
-from ._redis_entries import StreamEntry, entry_parser
-from ._redis_sink import RedisStreamSink
-from ._redis_source import RedisStreamSource
 from ._rescue import RescueStore
 from ._retry import NO_RETRY, RetryPolicy
 from ._route import Infra, Route
@@ -92,8 +89,16 @@ def build_pipeline(loaded: LoadedConfig) -> Built:
     source = _source(loaded)
     if isinstance(config.source, RedisStreamSourceConfig):
         parse = _entry_parse(parse, config.source.message_field)
+    # Redis sources and sinks keep one connection pool for the run when entered.
+    pairs: list[tuple[Any, object]] = [(source, config.source)]
+    pairs += [
+        (getattr(sink, "inner", sink), table)  # a delayed sink's own
+        for sink, table in zip(sinks.values(), config.sinks.values(), strict=True)
+    ]
     entered = tuple(
-        x for x in (source, *sinks.values()) if isinstance(x, (RedisStreamSource, RedisStreamSink))
+        x
+        for x, table in pairs
+        if isinstance(table, (RedisStreamSourceConfig, RedisStreamSinkConfig))
     )
     store = None
     if config.rescue is not None:
@@ -147,6 +152,8 @@ def _source(loaded: LoadedConfig) -> Any:
             source.host, source.port, protocol=source.protocol, strict=source.strict
         )
     if isinstance(source, RedisStreamSourceConfig):
+        from ._redis_source import RedisStreamSource  # needs the redis extra
+
         return RedisStreamSource(
             source.url,
             source.stream,
@@ -166,10 +173,12 @@ def _source(loaded: LoadedConfig) -> Any:
 def _entry_parse(parse: Callable[[Any], Any] | None, field: str) -> Callable[[Any], Any]:
     """The parse of a Redis stream's entries: their fields, or the rules' payload of
     the field ``field`` (a missing one is a miss); poison entries go to ``error``."""
+    from ._redis_entries import entry_parser  # needs the redis extra
+
     if parse is None:
         return entry_parser(_fields)
 
-    def parse_field(entry: StreamEntry) -> Any:
+    def parse_field(entry: Any) -> Any:
         text = entry.fields.get(field)
         if text is None:
             raise Miss(f"no field {field!r}")
@@ -178,8 +187,9 @@ def _entry_parse(parse: Callable[[Any], Any] | None, field: str) -> Callable[[An
     return entry_parser(parse_field)
 
 
-def _fields(entry: StreamEntry) -> dict[str, str]:
-    return entry.fields
+def _fields(entry: Any) -> dict[str, str]:
+    fields: dict[str, str] = entry.fields
+    return fields
 
 
 def _sink(loaded: LoadedConfig, name: str, table: SinkConfig) -> Any:
@@ -205,6 +215,8 @@ def _sink(loaded: LoadedConfig, name: str, table: SinkConfig) -> Any:
     elif isinstance(table, TcpSinkConfig):
         sink = TcpLinesSink(table.host, table.port, name=name)
     elif isinstance(table, RedisStreamSinkConfig):
+        from ._redis_sink import RedisStreamSink  # needs the redis extra
+
         sink = RedisStreamSink(
             table.url, table.stream, maxlen=table.maxlen, cluster=table.cluster, name=name
         )
