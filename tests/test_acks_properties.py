@@ -20,11 +20,20 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import schedules
-from test_faults_properties import POSITIVE, RAW_BASE, Case, cases, inline_threads
+from test_faults_properties import (
+    POSITIVE,
+    RAW_BASE,
+    Case,
+    cases,
+    inline_threads,
+    pipeline_of,
+    play,
+    script_of,
+)
 
-from trio_sink import DeliveryReport, Pipeline, RescueEntry, RescueStore, Route
+from trio_sink import DeliveryReport, PipelineHandle, RescueEntry, RescueStore
 from trio_sink._segment_log import SegmentLog
-from trio_sink.testing import AckingSource, FlakySink, Pause, quiet_library_logs, running
+from trio_sink.testing import AckingSource, FlakySink, quiet_library_logs
 from trio_sink.testing.strategies import clocks
 
 
@@ -52,32 +61,13 @@ async def run_case(
     ac: AckCase, store: RescueStore | None, undo: contextlib.ExitStack
 ) -> tuple[AckingSource, list[FlakySink], DeliveryReport, list[tuple[str, int]]]:
     case = ac.case
-    source = AckingSource(
-        [x for i, gap in enumerate(case.gaps) for x in (Pause(gap), RAW_BASE + i)],
-        ack_delay=ac.ack_delay,
-    )
+    source = AckingSource(script_of(case), ack_delay=ac.ack_delay)
     sinks = [spec.build() for spec in case.sinks]
     unsafe = check_each_call(source, sinks, store, undo)
-    pipeline = Pipeline(
-        source,
-        routes=[Route("all", sinks)],
-        batch_size=case.batch_size,
-        batch_timeout=0.25,
-        capacity=case.capacity,
-        drain_timeout=case.drain_timeout,
-        retry={s.name: s.retry for s in case.sinks if s.retry is not None},
-        breaker={s.name: s.breaker for s in case.sinks if s.breaker is not None},
-        rescue=store,
-        progress_interval=None,
-    )
+    started: list[PipelineHandle] = []
     with trio.move_on_at(math.inf if ac.cancel_at is None else ac.cancel_at):
-        async with running(pipeline) as handle:
-            if case.stop_at is not None:
-                with trio.move_on_at(case.stop_at):
-                    await handle.wait()
-                handle.stop(immediate=case.immediate)
-            await handle.wait()
-    report = handle.report
+        await play(case, pipeline_of(case, source, sinks, store), started)
+    report = started[0].report
     assert report is not None
     return source, sinks, report, unsafe
 

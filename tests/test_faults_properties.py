@@ -31,6 +31,7 @@ from trio_sink import (
     CircuitBreaker,
     DeliveryReport,
     Pipeline,
+    PipelineHandle,
     RescueStore,
     RetryPolicy,
     Route,
@@ -173,16 +174,21 @@ def inline_threads(active: bool) -> Iterator[None]:
         trio.to_thread.run_sync = saved
 
 
+def script_of(case: Case) -> list[Any]:
+    """The source's script: each item after its pause; item ``i`` is ``RAW_BASE + i``."""
+    return [x for i, gap in enumerate(case.gaps) for x in (Pause(gap), RAW_BASE + i)]
+
+
 def source_of(case: Case) -> ScriptedSource:
-    return ScriptedSource(
-        [x for i, gap in enumerate(case.gaps) for x in (Pause(gap), RAW_BASE + i)]
-    )
+    return ScriptedSource(script_of(case))
 
 
-async def run_case(case: Case, store: RescueStore) -> tuple[DeliveryReport, list[FlakySink]]:
-    sinks = [spec.build() for spec in case.sinks]
-    pipeline = Pipeline(
-        source_of(case),
+def pipeline_of(
+    case: Case, source: Any, sinks: list[FlakySink], store: RescueStore | None
+) -> Pipeline:
+    """The case's pipeline: ``source`` to every sink of the case, with its settings."""
+    return Pipeline(
+        source,
         routes=[Route("all", sinks)],
         batch_size=case.batch_size,
         batch_timeout=0.25,
@@ -193,12 +199,29 @@ async def run_case(case: Case, store: RescueStore) -> tuple[DeliveryReport, list
         rescue=store,
         progress_interval=None,
     )
+
+
+async def play(
+    case: Case, pipeline: Pipeline, started: list[PipelineHandle] | None = None
+) -> PipelineHandle:
+    """Run ``pipeline``, stopping it at the case's stop time, until it ends. Its handle
+    goes in ``started`` as it starts (for a caller that cancels the run)."""
     async with running(pipeline) as handle:
+        if started is not None:
+            started.append(handle)
         if case.stop_at is not None:
             with trio.move_on_at(case.stop_at):
                 await handle.wait()
             handle.stop(immediate=case.immediate)
-        report = await handle.wait()
+        await handle.wait()
+    return handle
+
+
+async def run_case(case: Case, store: RescueStore) -> tuple[DeliveryReport, list[FlakySink]]:
+    sinks = [spec.build() for spec in case.sinks]
+    handle = await play(case, pipeline_of(case, source_of(case), sinks, store))
+    report = handle.report
+    assert report is not None
     return report, sinks
 
 
