@@ -41,11 +41,15 @@ def expected_counts(n: int) -> tuple[int, int]:
 
 
 def plain_loop(n: int) -> tuple[int, int]:
-    """The limit: the same parse and routing in a plain ``for`` loop; the two counts."""
+    """The limit: the same parse and routing in a plain ``for`` loop; the two counts.
+
+    The fastest honest loop: the ERROR test is written inline (a call to
+    :func:`is_error` per record would cost the loop about 13% more instructions and
+    flatter every ratio against it)."""
     everything = errors = 0
     for line in lines(n):
         payload = parse(line)
         everything += 1
-        if is_error(payload):
+        if payload["level"] == "ERROR":
             errors += 1
     return everything, errors
