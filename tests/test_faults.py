@@ -24,6 +24,7 @@ from helpers import GatedSink, checked
 import trio_sink._pipeline
 from trio_sink import (
     NO_RETRY,
+    Batch,
     CircuitBreaker,
     DeliveryReport,
     Infra,
@@ -811,7 +812,7 @@ async def run_stage(sink: object, batches: Sequence[Sequence[int]], **kwargs: An
     account = ledger.accounts[slot.name]
     send, recv = trio.open_memory_channel[SinkBatch](len(batches))
     for ids in batches:
-        batch = tuple(Record(i, f"raw {i}", i) for i in ids)
+        batch = Batch.of([Record(i, f"raw {i}", i) for i in ids])
         ledger.admit(account, len(batch))
         send.send_nowait((batch, Ticket(ids[0], len(ids), 1)))
     send.close()

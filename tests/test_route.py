@@ -17,6 +17,7 @@ import trio.testing
 from helpers import ids
 
 from trio_sink import (
+    Batch,
     ConfigError,
     Infra,
     Miss,
@@ -496,7 +497,10 @@ def test_sub_batches_are_read_only() -> None:
     h = Harness([(None, ["all"])])
     h.route(0, [1, 2])
     ((_dest, (batch, _ticket)),) = h.out
-    assert isinstance(batch, tuple)
+    assert isinstance(batch, Batch)
+    assert not hasattr(batch, "__setitem__")
+    for column in (batch.ids, batch.raws, batch.payloads, batch.records()):
+        assert isinstance(column, (tuple, range))
 
 
 def test_an_empty_batch_routes_nothing() -> None:
@@ -1101,7 +1105,7 @@ async def test_an_undecodable_item_goes_to_miss_unparsed_with_its_bytes(
 async def test_when_batch_decides_for_a_whole_batch_in_one_call() -> None:
     calls: list[int] = []
 
-    def big(payloads: list[int]) -> list[bool]:
+    def big(payloads: Sequence[int]) -> list[bool]:
         calls.append(len(payloads))
         return [p >= 5 for p in payloads]
 
@@ -1115,12 +1119,12 @@ async def test_when_batch_decides_for_a_whole_batch_in_one_call() -> None:
 
 
 async def test_when_batch_that_fails_is_asked_again_for_each_payload() -> None:
-    def picky(payloads: list[Any]) -> list[bool]:
+    def picky(payloads: Sequence[Any]) -> list[bool]:
         if any(p == 3 for p in payloads):
             raise ValueError("three")
         return [p % 2 == 0 for p in payloads]
 
-    def short(payloads: list[Any]) -> list[bool]:
+    def short(payloads: Sequence[Any]) -> list[bool]:
         return [True] if len(payloads) == 1 else []  # the wrong count for a batch
 
     kept, shorts, errors = CollectSink("kept"), CollectSink("shorts"), CollectSink("errors")

@@ -10,7 +10,16 @@ import trio
 import trio.testing
 from helpers import GatedSink, checked
 
-from trio_sink import DeliveryReport, Pipeline, PipelineHandle, Record, Route, Sink, SourceError
+from trio_sink import (
+    Batch,
+    DeliveryReport,
+    Pipeline,
+    PipelineHandle,
+    Record,
+    Route,
+    Sink,
+    SourceError,
+)
 from trio_sink._control import StopControl
 from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
@@ -403,16 +412,16 @@ async def test_sink_stage_takes_every_batch_whatever_its_buffered_count_says(
         ledger.send(account, 5)  # counted, not in the channel yet (a send waits for room)
     else:
         ledger.admit(account, 1)
-        send.send_nowait((early, Ticket(0, 1, 1)))
+        send.send_nowait((Batch.of(early), Ticket(0, 1, 1)))
 
     async def feed() -> None:
         await trio.sleep(1.0)
         if count_ahead:
-            send.send_nowait((early, Ticket(0, 1, 1)))
+            send.send_nowait((Batch.of(early), Ticket(0, 1, 1)))
             ledger.unsend(account, 5 - len(early))  # the rest of the count was cancelled
         await trio.sleep(1.0)
         ledger.admit(account, len(late))
-        send.send_nowait((late, Ticket(1, 2, 1)))
+        send.send_nowait((Batch.of(late), Ticket(1, 2, 1)))
         send.close()
 
     async with trio.open_nursery() as nursery:

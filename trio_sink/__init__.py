@@ -3,6 +3,8 @@
 A record is delivered, or it is reported by id: nothing in between.
 """
 
+from ._batch import Batch as Batch
+from ._batch import payloads_of as payloads_of
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._exceptions import AccountingError as AccountingError
 from ._exceptions import ConfigError as ConfigError
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
     "AccountingError",
+    "Batch",
     "CircuitBreaker",
     "ConfigError",
     "DeliveryReport",
@@ -88,6 +91,7 @@ __all__ = [
     "WriteTimeout",
     "__version__",
     "exit_status",
+    "payloads_of",
     "replay",
     "serve",
 ]

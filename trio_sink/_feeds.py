@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ._batch import Batch, as_batch
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
 
@@ -19,7 +20,7 @@ __all__ = ["LossyFeed", "SinkBatch"]
 
 log = logging.getLogger("trio_sink.pipeline")
 
-SinkBatch = tuple[tuple[Record, ...], Ticket]
+SinkBatch = tuple[Batch, Ticket]
 """What a sink's channel carries: a read-only sub-batch and its source batch's ticket."""
 
 
@@ -41,12 +42,13 @@ class LossyFeed:
         self.group = group
         self.full = False  # the last batch found no room (logged once a spell)
 
-    def offer(self, batch: tuple[Record, ...]) -> bool:
+    def offer(self, records: Sequence[Record]) -> bool:
         """Send ``batch`` if its channel has room; else count it as discarded. Sync,
         never a checkpoint. True when it was sent."""
+        batch = as_batch(records)
         n = len(batch)
         try:
-            self.send.send_nowait((batch, Ticket(batch[0].id, n, 1)))
+            self.send.send_nowait((batch, Ticket(batch.ids[0], n, 1)))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             self.ledger.discard(self.group, n)
             if not self.full:

@@ -195,6 +195,15 @@ class Ledger:
         if ticket is not None:
             self.settle(ticket)
 
+    def deliver_waiting(self, account: SinkAccount, n: int, ticket: Ticket) -> None:
+        """``n`` waiting records were written by the routing task itself (a sink that
+        never blocks) and delivered: a sub-batch of ``ticket``, which it settles."""
+        account.waiting -= n
+        account.delivered += n
+        if self.strict:
+            self._checked(account)
+        self.settle(ticket)
+
     def retried(self, account: SinkAccount) -> None:
         """A write to the sink is tried again after a failure."""
         account.retries += 1

@@ -309,6 +309,14 @@ class Pipeline:
             )
             monitor = Monitor(feed, self.monitor_interval)
         writers = [self._writer(slot, ledger, control, channels, watch) for slot in self._slots]
+        error_slot = self._infra_slots["error"]
+        for writer in writers:
+            # The error group's sink also takes the copies of failed records from the
+            # other sinks' tasks: only its own task writes it.
+            if writer.inline and writer.slot is not error_slot:
+                dests[writer.name].writer = writer
+                if writer.write_timeout is not None:
+                    stage.fanout.watchdogs.append(writer.inline_watchdog)
         pauses = {w.name: w.pause for w in writers}
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 
@@ -345,6 +353,10 @@ class Pipeline:
                             writer.run,
                             channels[writer.name][1],
                             name=f"trio_sink.sink:{writer.name}",
+                        )
+                    for watchdog in stage.fanout.watchdogs:
+                        nursery.start_soon(
+                            watchdog.watch, name=f"trio_sink.watch_inline:{watchdog.name}"
                         )
                     if acks is not None:
                         nursery.start_soon(acks.run, name="trio_sink.acks")

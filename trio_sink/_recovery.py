@@ -38,6 +38,7 @@ from typing import Protocol
 
 import trio
 
+from ._batch import as_batch
 from ._breaker import BreakerState, CircuitBreaker, find_probe, probe_sink
 from ._exceptions import describe
 from ._feeds import SinkBatch
@@ -182,7 +183,7 @@ class Recovery:
         interval = breaker.config.probe_interval
         with trio.move_on_after(interval) as scope:
             try:
-                await probe_sink(self.probe, breaker, w.slot.write, batch)
+                await probe_sink(self.probe, breaker, w.slot.write, as_batch(batch))
             except Exception as exc:
                 await w.failed(exc, counted=True)
                 return
@@ -294,7 +295,7 @@ class Recovery:
             if trial:
                 interval = breaker.config.probe_interval
                 with trio.move_on_after(interval) as scope:
-                    await probe_sink(self.probe, breaker, w.slot.write, records)
+                    await probe_sink(self.probe, breaker, w.slot.write, as_batch(records))
                 if scope.cancelled_caught:
                     breaker.probe_failed(trio.current_time(), _timeout(interval))
                     return

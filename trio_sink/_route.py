@@ -11,18 +11,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from . import _record
+from ._batch import Batch
 from ._checks import is_async_callable
 from ._feeds import SinkBatch
 from ._ledger import Ledger, SinkAccount, Ticket
-from ._record import ErrorRecord, Miss, Record, Residue, Undecodable, with_error
+from ._record import ErrorRecord, Miss, Record, Residue, Undecodable
 from ._report import Reason
 from ._route_spec import FAILED, INFRA_GROUPS, BatchWhen, Infra, Route, apply_each
 from ._user_errors import UserErrors
+from ._watchdog import Watchdog
 
 __all__ = [
     "FAILED",
@@ -42,15 +44,27 @@ def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
     return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
 
 
-class Dest:
-    """One sink as the route stage sees it: its counts and its channel."""
+class InlineWriter(Protocol):
+    """A sink's writer, for a sink the routing task may write itself."""
 
-    __slots__ = ("account", "blocked_seconds", "send")
+    inline: bool
+    inline_watchdog: Watchdog
+
+    async def write_inline(self, msg: SinkBatch, /) -> bool: ...
+    def inline_timed_out(self, msg: SinkBatch, /) -> None: ...
+
+
+class Dest:
+    """One sink as the route stage sees it: its counts and its channel, and its writer
+    when the routing task may write the sink itself (it never blocks)."""
+
+    __slots__ = ("account", "blocked_seconds", "send", "writer")
 
     def __init__(self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch]) -> None:
         self.account = account
         self.send = send
         self.blocked_seconds = 0.0  # the source stage waiting for room in its buffer
+        self.writer: InlineWriter | None = None
 
 
 _get_id = attrgetter("id")
@@ -91,10 +105,13 @@ class Router:
         self.ledger = ledger
 
     def route(self, first_id: int, raws: list[Any]) -> list[tuple[Dest, SinkBatch]]:
-        """Parse and split one source batch; count what goes where."""
+        """Parse and split one source batch; count what goes where.
+
+        No record is built on the common path: each sub-batch is a :class:`Batch` of
+        columns (the source batch's ids and raws, and the payloads it selected)."""
         n = len(raws)
         ticket = Ticket(first_id, n, 0)
-        ids = range(first_id, first_id + n)
+        ids: Sequence[int] = range(first_id, first_id + n)
         # Filled on the slow path only (a failed parse, a residue).
         misses: Sequence[Record] = ()
         residues: Sequence[Record] = ()
@@ -105,7 +122,6 @@ class Router:
             parse = _missing_undecodable(parse)
         if parse is None:
             payloads = raws
-            records = tuple(map(Record, ids, raws, raws))
         else:
             payloads, failures = apply_each(parse, raws)
             if failures:
@@ -115,18 +131,15 @@ class Router:
                     self.errors.raised("parse", exc)
             # No residue can be among the payloads before the first Residue is made.
             if failures or (_record.residue_made and Residue in map(type, payloads)):
-                records, payloads, residues = self._sort_out(ids, raws, payloads)
-            else:
-                records = tuple(map(Record, ids, raws, payloads))
+                ids, raws, payloads, residues = self._sort_out(ids, raws, payloads)
+        # Tuples: the sinks of every route share these columns, and none can change them.
+        whole = Batch(ids, tuple(raws), tuple(payloads))
 
-        subs: list[tuple[Sequence[Dest], Sequence[Record]]] = []
+        subs: list[tuple[Sequence[Dest], Batch]] = []
         accepted: set[int] | None = None if self.catch_all else set()
-        errored: dict[int, Record] = {}  # by index in records: one error record each
+        errored: dict[int, Record] = {}  # by index in the batch: one error record each
         for k, (when, dests) in enumerate(self.routes):
-            if when is None:
-                sub = records
-            else:
-                sub = self._select(when, records, payloads, errored, accepted, k)
+            sub = whole if when is None else self._select(when, whole, errored, accepted, k)
             if sub:
                 subs.append((dests, sub))
         if errored:
@@ -137,19 +150,20 @@ class Router:
                 self.ledger.sent_to_errors(errored.values())
             # Parse errors and when errors, back in source order.
             errors = sorted([*errors, *errored.values()], key=_get_id)
-        if accepted is not None and len(accepted) < len(records):
-            default = [r for k, r in enumerate(records) if k not in accepted]
+        if accepted is not None and len(accepted) < len(payloads):
+            rejected = [k not in accepted for k in range(len(payloads))]
+            default = Batch(ids, raws, tuple(compress(payloads, rejected)), flags=rejected)
             self._group(subs, "default", default)
         if misses:
-            self._group(subs, "miss", misses)
+            self._group(subs, "miss", Batch.of(misses))
         if residues:
-            self._group(subs, "residue", residues)
+            self._group(subs, "residue", Batch.of(residues))
         if errors:
-            self._group(subs, "error", errors)
+            self._group(subs, "error", Batch.of(errors))
 
         out: list[tuple[Dest, SinkBatch]] = []
-        for dests, records_for in subs:
-            msg = (tuple(records_for), ticket)
+        for dests, batch in subs:
+            msg = (batch, ticket)
             for dest in dests:
                 out.append((dest, msg))
         self.ledger.dispatch(ticket, out)
@@ -172,11 +186,12 @@ class Router:
 
     @staticmethod
     def _sort_out(
-        ids: range, raws: list[Any], payloads: list[Any]
-    ) -> tuple[tuple[Record, ...], list[Any], list[Record]]:
-        """The slow path, for a batch with failed parses or residues: the records
-        of the parsed items, their payloads, and the residue records."""
-        records: list[Record] = []
+        ids: Sequence[int], raws: list[Any], payloads: list[Any]
+    ) -> tuple[list[int], list[Any], list[Any], list[Record]]:
+        """The slow path, for a batch with failed parses or residues: the ids, raws
+        and payloads of the parsed items, and the residue records."""
+        kept_ids: list[int] = []
+        kept_raws: list[Any] = []
         kept: list[Any] = []
         residues: list[Record] = []
         for i, raw, payload in zip(ids, raws, payloads, strict=True):
@@ -185,22 +200,23 @@ class Router:
             if type(payload) is Residue:
                 residues.append(Record(i, raw, payload.payload, rest=payload.rest))
                 payload = payload.payload
-            records.append(Record(i, raw, payload))
+            kept_ids.append(i)
+            kept_raws.append(raw)
             kept.append(payload)
-        return tuple(records), kept, residues
+        return kept_ids, kept_raws, kept, residues
 
     def _select(
         self,
         when: Callable[[Any], Any],
-        records: tuple[Record, ...],
-        payloads: list[Any],
+        whole: Batch,
         errored: dict[int, Record],
         accepted: set[int] | None,
         route: int,
-    ) -> tuple[Record, ...]:
-        """The records whose payload ``when`` accepts. A record whose ``when`` raised
-        (or returned a value without a truth value) is not selected, and gets an
-        error record in ``errored`` unless it has one already."""
+    ) -> Batch:
+        """The records of ``whole`` whose payload ``when`` accepts. A record whose
+        ``when`` raised (or returned a value without a truth value) is not selected,
+        and gets an error record in ``errored`` unless it has one already."""
+        payloads = whole.payloads
         if type(when) is BatchWhen:
             flags, failures = when.each(payloads)
         else:
@@ -211,14 +227,14 @@ class Router:
             # short silently, and a falsy flag that is not == False (None, "") is not
             # taken; either way the batch goes down the slow path below.
             try:
-                sub = tuple(compress(records, flags))
-                plain = len(sub) + flags.count(False) == len(flags)
+                picked = tuple(compress(payloads, flags))
+                plain = len(picked) + flags.count(False) == len(flags)
             except Exception:
                 plain = False
             if plain:
                 if accepted is not None:
-                    accepted.update(compress(range(len(records)), flags))
-                return sub
+                    accepted.update(compress(range(len(flags)), flags))
+                return Batch(whole.ids, whole.raws, picked, flags=flags)
         truth: list[bool] = []
         for k, flag in enumerate(flags):
             try:
@@ -230,17 +246,16 @@ class Router:
         for k, error in failures:
             self.errors.raised(where, error)
             if k not in errored:
-                r = records[k]
-                errored[k] = with_error(r, error)
+                errored[k] = ErrorRecord(whole.ids[k], whole.raws[k], payloads[k], error=error)
         if accepted is not None:
-            accepted.update(compress(range(len(records)), truth))
-        return tuple(compress(records, truth))
+            accepted.update(compress(range(len(truth)), truth))
+        return Batch(whole.ids, whole.raws, tuple(compress(payloads, truth)), flags=truth)
 
     def _group(
         self,
-        subs: list[tuple[Sequence[Dest], Sequence[Record]]],
+        subs: list[tuple[Sequence[Dest], Batch]],
         group: str,
-        records: Sequence[Record],
+        records: Batch,
     ) -> None:
         if not records:
             return
@@ -278,6 +293,8 @@ class Fanout:
         self.out: list[tuple[Dest, SinkBatch]] = []
         self.sent = 0
         self.unswitched = 0  # records shipped since this task last switched
+        self.watchdogs: list[Watchdog] = []
+        """The watchdogs of the sinks this task writes itself, with a write timeout."""
 
     async def ship(self, first_id: int, raws: list[Any]) -> None:
         """Route one source batch and send every sub-batch.
@@ -289,12 +306,25 @@ class Fanout:
         cost nothing at a collection.
         """
         self.hand = (first_id, raws)
-        self.out = out = self.router.route(first_id, raws)
+        self.out = self.router.route(first_id, raws)
         self.hand = None
         self.sent = 0
+        await self._send_out(len(raws))
+
+    async def _send_out(self, size: int) -> None:
+        """Send the sub-batches of :attr:`out` from :attr:`sent` on (see :meth:`ship`)."""
         waited = False
         ledger = self.ledger
-        for dest, msg in out:
+        out = self.out
+        for k in range(self.sent, len(out)):
+            dest, msg = out[k]
+            writer = dest.writer
+            if writer is not None:
+                if await writer.write_inline(msg):
+                    self.sent += 1
+                    continue
+                if not writer.inline:
+                    dest.writer = None
             try:
                 try:
                     dest.send.send_nowait(msg)
@@ -315,10 +345,32 @@ class Fanout:
         if waited:
             self.unswitched = 0
             return
-        self.unswitched += len(raws)
+        self.unswitched += size
         if self.unswitched >= SWITCH_EVERY:
             self.unswitched = 0
             await trio.lowlevel.checkpoint()
+
+    def guard(self) -> trio.CancelScope:
+        """A new scope for the routing task's loop, which the watchdogs of the writes
+        it makes itself cancel when one runs past its sink's write timeout."""
+        guard = trio.CancelScope()
+        for watchdog in self.watchdogs:
+            watchdog.guard = guard
+        return guard
+
+    async def resume(self) -> None:
+        """Go on with a batch whose shipping the guard cut short: the write that ran
+        past its timeout goes to its sink's own task as a failed attempt."""
+        if self.sent < len(self.out):
+            dest, msg = self.out[self.sent]
+            writer = dest.writer
+            if writer is not None and writer.inline_watchdog.timed_out:
+                writer.inline_timed_out(msg)
+                dest.writer = None
+        for watchdog in self.watchdogs:
+            watchdog.timed_out = False
+        if self.sent < len(self.out):
+            await self._send_out(0)
 
     async def _send_waiting(self, dest: Dest, msg: SinkBatch) -> None:
         """Send ``msg`` to a full buffer: wait for room (backpressure from that sink)."""
@@ -352,3 +404,5 @@ class Fanout:
         """Close every sink channel: the sinks see the end of their input."""
         for dest in self.dests:
             dest.send.close()
+        for watchdog in self.watchdogs:
+            watchdog.scope.cancel()

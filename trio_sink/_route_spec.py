@@ -59,7 +59,7 @@ class Route:
     raised (it was accepted nowhere).
 
     ``when_batch``, in place of ``when``, decides for a whole batch at once: it takes
-    the batch's payloads (a list) and returns one truth value per payload, in order
+    the batch's payloads (a tuple) and returns one truth value per payload, in order
     (a list comprehension over the batch costs no Python call per record). If it
     raises or returns the wrong number of values, it is called again with each
     payload alone, so that only the records it fails for go to ``error``.
@@ -70,7 +70,7 @@ class Route:
     when: Callable[[Any], bool] | None = attrs.field(
         default=None, kw_only=True, validator=_check_route
     )
-    when_batch: Callable[[list[Any]], Sequence[Any]] | None = attrs.field(
+    when_batch: Callable[[Sequence[Any]], Sequence[Any]] | None = attrs.field(
         default=None, kw_only=True, validator=_check_route
     )
 
@@ -86,17 +86,17 @@ class BatchWhen:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[list[Any]], Sequence[Any]]) -> None:
+    def __init__(self, fn: Callable[[Sequence[Any]], Sequence[Any]]) -> None:
         self.fn = fn
 
     def __call__(self, payload: Any) -> Any:
         """The truth value of one payload (a batch of one)."""
-        flags = self.fn([payload])
+        flags = self.fn((payload,))
         if len(flags) != 1:
             raise ValueError(f"when_batch returned {len(flags)} values for 1 payload")
         return flags[0]
 
-    def each(self, payloads: list[Any]) -> tuple[list[Any], list[tuple[int, Exception]]]:
+    def each(self, payloads: Sequence[Any]) -> tuple[list[Any], list[tuple[int, Exception]]]:
         """One truth value per payload (as :func:`apply_each`): the whole batch in one
         call; if that fails, each payload alone."""
         try:
@@ -130,7 +130,7 @@ FAILED: Any = object()
 """Marks the result of a call that raised, in :func:`apply_each`."""
 
 
-def apply_each(fn: Callable[[Any], Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
+def apply_each(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """``[fn(x) for x in items]`` with the loop in C, surviving exceptions.
 
     ``map`` runs the loop in C, and ``list.extend`` keeps what it got before an

@@ -11,9 +11,17 @@ cancels it. Each batch is routed and handed to the sinks by the same task (see
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from itertools import islice
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -191,9 +199,27 @@ class SourceStage:
             self.ledger.abandon(None, None, "source", reason, unrouted(first, self.buf))
             self.buf = []
 
+    async def guarded(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` (the stage's pull, or its batcher) to its end; when a sink
+        written by this task ran past its write timeout, the watchdog cancels the
+        guard: that write is taken over by the sink's task, and ``loop`` goes on where
+        it was."""
+        fanout = self.fanout
+        if not fanout.watchdogs:
+            await loop()
+            return
+        while True:
+            with fanout.guard():
+                await fanout.resume()
+                await loop()
+                return
+
     # -- sync iterables -------------------------------------------------------
 
     async def pull_sync(self, it: Iterator[Any]) -> None:
+        await self.guarded(functools.partial(self._pull_sync, it))
+
+    async def _pull_sync(self, it: Iterator[Any]) -> None:
         size = self.batch_size
         limit = self.limit
         control = self.control
@@ -232,7 +258,7 @@ class SourceStage:
         self.done = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._puller, ait)
-            await self._batcher()
+            await self.guarded(self._batcher)
 
     @protected
     async def _puller(self, ait: AsyncIterator[Any]) -> None:

@@ -54,7 +54,10 @@ __all__ = [
 
 @final
 class NullSink(Sink):
-    """Counts the records it is given, and discards them. Not a checkpoint."""
+    """Counts the records it is given, and discards them. Not a checkpoint: it never
+    blocks (see :attr:`Sink.never_blocks`)."""
+
+    never_blocks = True
 
     def __init__(self, name: str = "null") -> None:
         self.name = name
@@ -70,7 +73,10 @@ class NullSink(Sink):
 
 @final
 class CollectSink(Sink):
-    """Keeps every delivered record, in order, in :attr:`records`. Not a checkpoint."""
+    """Keeps every delivered record, in order, in :attr:`records`. Not a checkpoint: it
+    never blocks (see :attr:`Sink.never_blocks`)."""
+
+    never_blocks = True
 
     def __init__(self, name: str = "collect") -> None:
         self.name = name
