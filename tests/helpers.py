@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from trio_sink import DeliveryReport, Record, Sink
+from trio_sink._ledger import Ledger, Ticket
 from trio_sink.testing import RecordingSink
 
 
@@ -68,3 +69,8 @@ class CancelledIntoAnError(Sink):
             await trio.sleep_forever()
         except trio.Cancelled:
             raise OSError("connection reset") from None
+
+
+def open_ticket(ledger: Ledger, ticket: Ticket) -> None:
+    """Open ``ticket`` in ``ledger`` as routing does, until each sub-batch is settled."""
+    ledger.open_tickets[ticket.first_id] = ticket

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import GatedSink, checked
+from helpers import GatedSink, checked, open_ticket
 
 import trio_sink._pipeline
 from trio_sink import (
@@ -913,7 +913,7 @@ async def test_error_feeds_of_one_ledger_send_each_record_once() -> None:
     ledger = Ledger(["error"])
     account = ledger.accounts["error"]
     send, recv = trio.open_memory_channel[SinkBatch](4)
-    ledger.open(Ticket(0, 3, 2))  # the records' source batch is not settled
+    open_ticket(ledger, Ticket(0, 3, 2))  # the records' source batch is not settled
     a = ErrorFeed(send.clone(), account, ledger)
     b = ErrorFeed(send.clone(), account, ledger)
     a([Record(0, "a", "a"), Record(1, "b", "b")])

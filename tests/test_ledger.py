@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import open_ticket
 
 from trio_sink import AccountingError, Record
 from trio_sink._ledger import ERROR_IDS_AT_LEAST, Ledger, SinkAccount, Ticket
@@ -58,7 +59,7 @@ def test_a_batch_moves_from_routed_to_delivered_one_place_at_a_time() -> None:
     assert ledger.receive(5) == 0
     assert ledger.receive(3) == 5
     ticket = Ticket(0, 5, 0)
-    ledger.open(ticket)
+    ledger.open_tickets[ticket.first_id] = ticket
     ledger.dispatch(ticket, [(Dest(a), (_records(0, 5), ticket))])
     assert _places(a) == (5, 5, 0, 0, 0, 0)
     assert (ledger.dispatched, ticket.pending) == (5, 1)
@@ -97,7 +98,7 @@ def test_a_batch_of_discarded_records_settles_at_once() -> None:
     settled: list[Ticket] = []
     ledger = Ledger(["a"], on_settled=settled.append)
     ticket = Ticket(ledger.receive(3), 3, 0)
-    ledger.open(ticket)
+    ledger.open_tickets[ticket.first_id] = ticket
     ledger.discard("default", 3)
     ledger.dispatch(ticket, [])
     assert settled == [ticket]
@@ -366,7 +367,7 @@ def records(ids: range) -> list[Record]:
 
 def test_sent_to_errors_passes_each_id_once() -> None:
     ledger = Ledger(["a"])
-    ledger.open(Ticket(0, 10, 1))
+    open_ticket(ledger, Ticket(0, 10, 1))
     assert [r.id for r in ledger.sent_to_errors(records(range(0, 6)))] == list(range(6))
     assert [r.id for r in ledger.sent_to_errors(records(range(4, 10)))] == [6, 7, 8, 9]
     assert ledger.sent_to_errors(records(range(10))) == []
@@ -377,8 +378,8 @@ def test_ids_of_settled_batches_are_forgotten_and_open_or_parked_ones_kept() -> 
     n = ERROR_IDS_AT_LEAST
     ledger = Ledger(["a"])
     settled, still_open = Ticket(0, n, 1), Ticket(n, 8, 1)
-    ledger.open(settled)
-    ledger.open(still_open)
+    open_ticket(ledger, settled)
+    open_ticket(ledger, still_open)
     ledger.receive(n + 8)
     a = ledger.accounts["a"]
     _taken(ledger, a, 5)
@@ -396,7 +397,7 @@ def test_ids_of_settled_batches_are_forgotten_and_open_or_parked_ones_kept() -> 
 def test_a_ticket_with_the_first_id_of_an_open_one_does_not_close_it() -> None:
     ledger = Ledger(["a"])
     source = Ticket(0, 4, 2)
-    ledger.open(source)
+    open_ticket(ledger, source)
     ledger.settle(Ticket(0, 2, 1))  # the error group's copies, starting at the same id
     assert ledger.open_tickets == {0: source}
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import trio
 
+from ._ki import protected
 from ._ledger import Ledger
 from ._report import CANCELLED, DEADLINE, IMMEDIATE, Reason, pipeline_failed
 
-__all__ = ["Pause", "StopControl", "take_buffered"]
+__all__ = ["Pause", "StopControl", "in_scope", "take_buffered"]
 
 drain_log = logging.getLogger("trio_sink.drain")
 pipeline_log = logging.getLogger("trio_sink.pipeline")
@@ -168,3 +169,15 @@ class StopControl:
             return 0.0
         end = self.end_time if self.end_time is not None else trio.current_time()
         return end - self.stop_time
+
+
+@protected
+async def in_scope(
+    scope: trio.CancelScope | None, fn: Callable[..., Awaitable[None]], *args: Any, **kw: Any
+) -> None:
+    """``await fn(*args, **kw)``, inside ``scope`` when there is one."""
+    if scope is None:
+        await fn(*args, **kw)
+    else:
+        with scope:
+            await fn(*args, **kw)

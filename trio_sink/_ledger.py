@@ -8,10 +8,9 @@ Every record routed to a sink is, at any moment, in exactly one of five places::
 ``buffered``: in the sink's channel; ``in_flight``: in the sink's hands (being
 written, retried or set aside); then ``delivered`` or ``undelivered`` for good. Each
 method of :class:`Ledger` is one move between these places, made once per batch (never
-once per record), so the identity holds between any two calls. With ``strict`` on (the
-test suite turns it on through the ``TRIO_SINK_STRICT_LEDGER`` environment variable),
-the ledger checks it after every move and raises :class:`AccountingError` at the first
-one that breaks it.
+once per record), so the identity holds between any two calls. With ``strict`` on (as
+the tests turn it on, through ``TRIO_SINK_STRICT_LEDGER``), the ledger checks it after
+every move and raises :class:`AccountingError` at the first one that breaks it.
 
 Only records that end up undelivered are materialised one by one, and only then.
 """
@@ -112,10 +111,6 @@ class Ledger:
         self.received = first + n
         return first
 
-    def open(self, ticket: Ticket) -> None:
-        """``ticket``'s batch was routed: open until each sub-batch is settled."""
-        self.open_tickets[ticket.first_id] = ticket
-
     def route(self, account: SinkAccount, n: int) -> None:
         """``n`` records were routed to ``account``'s sink: they wait to be sent."""
         account.routed += n
@@ -128,11 +123,9 @@ class Ledger:
         self.discarded[group] += n
 
     def dispatch(self, ticket: Ticket, out: Sequence[tuple[Routed, tuple[Sized, object]]]) -> None:
-        """``ticket``'s records left the route stage, as the sub-batches of ``out`` (one
-        per destination, each waiting to be sent to its sink's channel): the ticket is
-        open until each is settled. With none (every record was discarded) the batch is
-        settled now."""
-        self.open(ticket)
+        """``ticket``'s records left the route stage as the sub-batches of ``out`` (one a
+        destination, each waiting): open until each is settled; with none, settled now."""
+        self.open_tickets[ticket.first_id] = ticket  # until each sub-batch is settled
         strict = self.strict
         for dest, (batch, _) in out:
             account = dest.account
@@ -149,8 +142,7 @@ class Ledger:
             self.settle(ticket)
 
     def send(self, account: SinkAccount, n: int) -> None:
-        """``n`` waiting records went into the sink's channel (or wait for room in a
-        send that once there, the sink's task may take before the sender runs again)."""
+        """``n`` waiting records went into the sink's channel (or wait for room there)."""
         account.waiting -= n
         buffered = account.buffered + n
         account.buffered = buffered
@@ -196,8 +188,7 @@ class Ledger:
             self.settle(ticket)
 
     def deliver_waiting(self, account: SinkAccount, n: int, ticket: Ticket) -> None:
-        """``n`` waiting records were written by the routing task itself (a sink that
-        never blocks) and delivered: a sub-batch of ``ticket``, which it settles."""
+        """``n`` waiting records of ``ticket``, written by the routing task, delivered."""
         account.waiting -= n
         account.delivered += n
         if self.strict:

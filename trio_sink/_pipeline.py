@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Any, final
 
 import attrs
@@ -30,11 +30,12 @@ from ._checks import (
     per_sink,
     per_sink_seconds,
 )
-from ._control import StopControl
+from ._control import StopControl, in_scope
 from ._ending import end_run, log_deadline, read_back
 from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
+from ._inline import InlineWrites, can_write_inline
 from ._ki import protected, unprotect
 from ._ledger import Ledger
 from ._observe import Monitor, Watch, snapshot, supervise
@@ -309,14 +310,11 @@ class Pipeline:
             )
             monitor = Monitor(feed, self.monitor_interval)
         writers = [self._writer(slot, ledger, control, channels, watch) for slot in self._slots]
-        error_slot = self._infra_slots["error"]
         for writer in writers:
-            # The error group's sink also takes the copies of failed records from the
-            # other sinks' tasks: only its own task writes it.
-            if writer.inline and writer.slot is not error_slot:
-                dests[writer.name].writer = writer
+            if can_write_inline(writer, self._infra_slots["error"]):
+                inline = dests[writer.name].inline = InlineWrites(writer)
                 if writer.write_timeout is not None:
-                    stage.fanout.watchdogs.append(writer.inline_watchdog)
+                    stage.fanout.watchdogs.append(inline.watchdog)
         pauses = {w.name: w.pause for w in writers}
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 
@@ -348,7 +346,7 @@ class Pipeline:
                             )
                         scope = monitor.scope if monitor and writer.slot is monitor_slot else None
                         nursery.start_soon(
-                            _in_scope,
+                            in_scope,
                             scope,
                             writer.run,
                             channels[writer.name][1],
@@ -446,15 +444,3 @@ class Pipeline:
         if recovery is not None:
             recovery.bind(writer)
         return writer
-
-
-@protected
-async def _in_scope(
-    scope: trio.CancelScope | None, fn: Callable[..., Awaitable[None]], *args: Any, **kw: Any
-) -> None:
-    """``await fn(*args, **kw)``, inside ``scope`` when there is one."""
-    if scope is None:
-        await fn(*args, **kw)
-    else:
-        with scope:
-            await fn(*args, **kw)

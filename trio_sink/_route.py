@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -19,6 +19,7 @@ from . import _record
 from ._batch import Batch
 from ._checks import is_async_callable
 from ._feeds import SinkBatch
+from ._inline import InlineWrites
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import ErrorRecord, Miss, Record, Residue, Undecodable
 from ._report import Reason
@@ -44,27 +45,17 @@ def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
     return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
 
 
-class InlineWriter(Protocol):
-    """A sink's writer, for a sink the routing task may write itself."""
-
-    inline: bool
-    inline_watchdog: Watchdog
-
-    async def write_inline(self, msg: SinkBatch, /) -> bool: ...
-    def inline_timed_out(self, msg: SinkBatch, /) -> None: ...
-
-
 class Dest:
     """One sink as the route stage sees it: its counts and its channel, and its writer
     when the routing task may write the sink itself (it never blocks)."""
 
-    __slots__ = ("account", "blocked_seconds", "send", "writer")
+    __slots__ = ("account", "blocked_seconds", "inline", "send")
 
     def __init__(self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch]) -> None:
         self.account = account
         self.send = send
         self.blocked_seconds = 0.0  # the source stage waiting for room in its buffer
-        self.writer: InlineWriter | None = None
+        self.inline: InlineWrites | None = None
 
 
 _get_id = attrgetter("id")
@@ -318,13 +309,13 @@ class Fanout:
         out = self.out
         for k in range(self.sent, len(out)):
             dest, msg = out[k]
-            writer = dest.writer
-            if writer is not None:
-                if await writer.write_inline(msg):
+            inline = dest.inline
+            if inline is not None:
+                if await inline.write(msg):
                     self.sent += 1
                     continue
-                if not writer.inline:
-                    dest.writer = None
+                if not inline.active:
+                    dest.inline = None
             try:
                 try:
                     dest.send.send_nowait(msg)
@@ -363,10 +354,10 @@ class Fanout:
         past its timeout goes to its sink's own task as a failed attempt."""
         if self.sent < len(self.out):
             dest, msg = self.out[self.sent]
-            writer = dest.writer
-            if writer is not None and writer.inline_watchdog.timed_out:
-                writer.inline_timed_out(msg)
-                dest.writer = None
+            inline = dest.inline
+            if inline is not None and inline.watchdog.timed_out:
+                inline.timed_out(msg)
+                dest.inline = None
         for watchdog in self.watchdogs:
             watchdog.timed_out = False
         if self.sent < len(self.out):

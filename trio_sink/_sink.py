@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._checks import is_async_callable
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, describe
 from ._ki import unprotect
 from ._record import Record
 
-__all__ = ["Sink", "SinkLike", "SinkSlot", "as_slot"]
+if TYPE_CHECKING:
+    from ._ledger import Ledger
+
+__all__ = ["Sink", "SinkLike", "SinkSlot", "as_slot", "close_sink"]
+
+log = logging.getLogger("trio_sink.sink")
 
 
 class Sink:
@@ -108,3 +114,13 @@ class SinkSlot:
 
 def as_slot(obj: object) -> SinkSlot:
     return SinkSlot(obj)
+
+
+async def close_sink(slot: SinkSlot, ledger: Ledger, what: str) -> None:
+    """Await the sink's ``flush()`` or ``aclose()``; an exception from it is logged and
+    kept in the report's ``sink_errors``: the records it had delivered stay delivered."""
+    try:
+        await (slot.flush() if what == "flush" else slot.aclose())
+    except Exception as exc:
+        log.error('sink.%s_failed sink=%s error="%s"', what, slot.name, describe(exc), exc_info=exc)
+        ledger.note_error(slot.name, f"{what} raised {describe(exc)}")

@@ -46,10 +46,10 @@ from ._retry import (
     write_once,
     write_with_retry,
 )
-from ._sink import SinkSlot
+from ._sink import SinkSlot, close_sink
 from ._watchdog import BLOCKING, Watchdog
 
-__all__ = ["ErrorHook", "SinkWriter", "close_sink"]
+__all__ = ["ErrorHook", "SinkWriter"]
 
 drain_log = logging.getLogger("trio_sink.drain")
 sink_log = logging.getLogger("trio_sink.sink")
@@ -119,16 +119,9 @@ class SinkWriter:
         """Batches taken from the channel and not settled: what a cancellation reports."""
         self.write_timeout = write_timeout
         self.watchdog = Watchdog(slot.name, write_timeout)
-        self.inline = slot.never_blocks and data and recovery is None
-        """Whether the routing task may write this sink's batches itself
-        (:meth:`write_inline`); cleared for good after a write of it raised or
-        awaited."""
         self.inline_failure: tuple[SinkBatch, Exception] | None = None
-        """A batch whose write from the routing task raised, and its exception: the
-        first attempt, made before this task took it from its channel."""
-        self.inline_watchdog = Watchdog(slot.name, write_timeout)
-        """Times the writes made from the routing task; its guard is the routing
-        task's (see :class:`~trio_sink._route.Fanout`)."""
+        """A batch whose write by the routing task raised, and its exception: a first
+        attempt made before this task took it (see :mod:`trio_sink._inline`)."""
 
     # -- the task ----------------------------------------------------------------------
 
@@ -270,80 +263,6 @@ class SinkWriter:
                 watchdog.blocked(took)
 
     # -- writing -----------------------------------------------------------------------
-
-    async def write_inline(self, msg: SinkBatch) -> bool:
-        """Write ``msg``'s batch from the routing task, for a sink that never blocks;
-        True when it was delivered. False when this task must take it instead: the sink
-        is paused or has batches of its own to write first (that keeps the order), or
-        the write raised (then the batch goes to the channel as a failed first attempt
-        that the retry policy takes on, and every later batch too).
-
-        The batch stays ``waiting`` in the ledger until the write returns: if the write
-        is cancelled (it awaited after all), the routing task reports it as it reports
-        every sub-batch it has not sent. A write that awaited ends inline writes for the
-        rest of the run (logged at WARNING)."""
-        account = self.account
-        if (
-            not self.inline
-            or account.buffered
-            or account.in_flight
-            or self.pause.resumed is not None
-        ):
-            return False
-        batch, ticket = msg
-        task = trio.lowlevel.current_task()
-        points = task._schedule_points
-        watchdog = self.inline_watchdog
-        if watchdog.write_timeout is not None:
-            watchdog.begin(trio.current_time())
-        began = perf_counter()
-        try:
-            await self.slot.write(batch)
-        except Exception as exc:
-            self.inline_failed(msg, exc)
-            return False
-        finally:
-            watchdog.began = None
-            took = perf_counter() - began
-            self.busy_seconds += took
-            if task._schedule_points != points:
-                self._awaited()
-            elif took >= BLOCKING:
-                self.watchdog.blocked(took)
-        self.ledger.deliver_waiting(account, len(batch), ticket)
-        return True
-
-    def inline_failed(self, msg: SinkBatch, exc: Exception) -> None:
-        """The write of ``msg`` from the routing task raised ``exc`` (or ran past the
-        write timeout): this task takes the batch as a failed first attempt, and every
-        later batch."""
-        self.inline = False
-        self.inline_failure = (msg, exc)
-
-    def inline_timed_out(self, msg: SinkBatch) -> None:
-        """The write of ``msg`` from the routing task ran past the write timeout and
-        was cancelled by the watchdog (see :meth:`inline_failed`)."""
-        watchdog = self.inline_watchdog
-        watchdog.timed_out = False
-        watchdog.began = None
-        timeout = watchdog.write_timeout
-        assert timeout is not None
-        sink_log.warning(
-            "sink.inline_timeout sink=%s seconds=%g: the sink says it never blocks, but its"
-            " write ran past its write_timeout; it is written from its own task from now on",
-            self.name,
-            timeout,
-        )
-        self.inline_failed(msg, WriteTimeout(timed_out(timeout)))
-
-    def _awaited(self) -> None:
-        if self.inline:
-            self.inline = False
-            sink_log.warning(
-                "sink.awaited sink=%s: the sink says it never blocks, but its write"
-                " awaited; it is written from its own task from now on",
-                self.name,
-            )
 
     async def attempt(self, records: Sequence[Record], failed: Exception | None = None) -> None:
         """Write ``records`` as the retry policy says (once, with none), each attempt
@@ -526,15 +445,3 @@ class SinkWriter:
             'rescue.failed sink=%s records=%d error="%s"', self.name, n, text, exc_info=exc
         )
         self.ledger.note_error("rescue", f"rescue store raised {text}")
-
-
-async def close_sink(slot: SinkSlot, ledger: Ledger, what: str) -> None:
-    """Await the sink's ``flush()`` or ``aclose()``; an exception from it is logged and
-    kept in the report's ``sink_errors``: the records it had delivered stay delivered."""
-    try:
-        await (slot.flush() if what == "flush" else slot.aclose())
-    except Exception as exc:
-        sink_log.error(
-            'sink.%s_failed sink=%s error="%s"', what, slot.name, describe(exc), exc_info=exc
-        )
-        ledger.note_error(slot.name, f"{what} raised {describe(exc)}")
