@@ -7,28 +7,29 @@ that a write cut short is reported with the sub-batches the routing task has not
 
 The sink's own task takes over, for good, when a write raises (the batch reaches it as
 a failed first attempt, for its retry policy), awaits after all (logged), or runs past
-the write timeout (its watchdog cancels the routing task's guard; see
-``Fanout.resume``). It also takes the batches whenever it has some of its own, or the
+the write timeout (the routing task's watchdog cancels its guard; see
+``Fanout.resume``: one watchdog for every sink it writes, at the smallest of their
+write timeouts). It also takes the batches whenever it has some of its own, or the
 sink is paused, so that the order of the writes never changes.
 """
 
 from __future__ import annotations
 
 import logging
-from time import perf_counter
 from typing import TYPE_CHECKING
-
-import trio
 
 from ._retry import WriteTimeout, timed_out
 from ._watchdog import BLOCKING, Watchdog
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from ._feeds import SinkBatch
+    from ._route import Dest
     from ._sink import SinkSlot
     from ._writer import SinkWriter
 
-__all__ = ["InlineWrites", "can_write_inline"]
+__all__ = ["InlineWrites", "can_write_inline", "wire_inline"]
 
 log = logging.getLogger("trio_sink.sink")
 
@@ -42,50 +43,60 @@ def can_write_inline(writer: SinkWriter, error_slot: SinkSlot | None) -> bool:
     return slot.never_blocks and writer.data and writer.recovery is None and slot is not error_slot
 
 
-class InlineWrites:
-    """The writes of one sink made by the routing task (see the module's text)."""
+def wire_inline(
+    writers: Iterable[SinkWriter], dests: Mapping[str, Dest], error_slot: SinkSlot | None
+) -> Watchdog | None:
+    """Let the routing task write each sink that can be (:func:`can_write_inline`);
+    the watchdog of those writes, at the smallest of their write timeouts (None when
+    none has one)."""
+    timeouts: list[float] = []
+    for writer in writers:
+        if can_write_inline(writer, error_slot):
+            dests[writer.name].inline = InlineWrites(writer)
+            if writer.write_timeout is not None:
+                timeouts.append(writer.write_timeout)
+    return Watchdog("(written by the routing task)", min(timeouts)) if timeouts else None
 
-    __slots__ = ("active", "watchdog", "writer")
+
+class InlineWrites:
+    """One sink's writes made by the routing task (see the module's text). The routing
+    task awaits the sink's ``write`` itself (``Fanout``), with this object's sync
+    bookkeeping around it: a coroutine of its own per write would cost more than the
+    write of a sink that never blocks."""
+
+    __slots__ = ("account", "active", "ledger", "pause", "write", "writer")
 
     def __init__(self, writer: SinkWriter) -> None:
         self.writer = writer
+        self.account = writer.account
+        self.ledger = writer.ledger
+        self.pause = writer.pause
+        self.write = writer.slot.write
         self.active = True
         """False for good once the sink's own task took over."""
-        self.watchdog = Watchdog(writer.name, writer.write_timeout)
-        """Times these writes; its guard is the routing task's."""
 
-    async def write(self, msg: SinkBatch) -> bool:
-        """Write ``msg``'s batch; True when it was delivered, False when the sink's
-        own task must take it (it has batches of its own, is paused, or the write
-        raised: then as a failed first attempt)."""
-        w = self.writer
-        account = w.account
-        if account.buffered or account.in_flight or w.pause.resumed is not None:
-            return False  # the sink's own task has batches to write first, or is paused
-        if not self.active:
-            return False
+    def ready(self) -> bool:
+        """Whether the routing task may write the next batch: the sink's own task has
+        none to write first (that keeps the order) and the sink is not paused."""
+        account = self.account
+        return (
+            self.active
+            and not account.buffered
+            and not account.in_flight
+            and self.pause.resumed is None
+        )
+
+    def wrote(self, msg: SinkBatch, took: float, awaited: bool) -> None:
+        """The write of ``msg`` returned after ``took`` seconds: delivered. ``awaited``:
+        it reached a checkpoint, which a sink that never blocks does not."""
+        writer = self.writer
+        writer.busy_seconds += took
+        if awaited:
+            self._awaited()
+        elif took >= BLOCKING:
+            writer.watchdog.blocked(took)
         batch, ticket = msg
-        task = trio.lowlevel.current_task()
-        points = task._schedule_points
-        watchdog = self.watchdog
-        if watchdog.write_timeout is not None:
-            watchdog.begin(trio.current_time())
-        began = perf_counter()
-        try:
-            await w.slot.write(batch)
-        except Exception as exc:
-            self.failed(msg, exc)
-            return False
-        finally:
-            watchdog.began = None
-            took = perf_counter() - began
-            w.busy_seconds += took
-            if task._schedule_points != points:
-                self._awaited()
-            elif took >= BLOCKING:
-                w.watchdog.blocked(took)
-        w.ledger.deliver_waiting(account, len(batch), ticket)
-        return True
+        self.ledger.deliver_waiting(self.account, len(batch), ticket)
 
     def failed(self, msg: SinkBatch, exc: Exception) -> None:
         """The write of ``msg`` raised ``exc``: the sink's task takes it as a failed
@@ -93,14 +104,9 @@ class InlineWrites:
         self.active = False
         self.writer.inline_failure = (msg, exc)
 
-    def timed_out(self, msg: SinkBatch) -> None:
-        """The write of ``msg`` ran past the write timeout, and the watchdog cancelled
+    def timed_out(self, msg: SinkBatch, timeout: float) -> None:
+        """The write of ``msg`` ran past ``timeout`` seconds, and the watchdog cancelled
         it (see :meth:`failed`)."""
-        watchdog = self.watchdog
-        watchdog.timed_out = False
-        watchdog.began = None
-        timeout = watchdog.write_timeout
-        assert timeout is not None
         log.warning(
             "sink.inline_timeout sink=%s seconds=%g: the sink says it never blocks, but its"
             " write ran past its write_timeout; it is written from its own task from now on",

@@ -35,7 +35,7 @@ from ._ending import end_run, log_deadline, read_back
 from ._exceptions import ConfigError
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
-from ._inline import InlineWrites, can_write_inline
+from ._inline import wire_inline
 from ._ki import protected, unprotect
 from ._ledger import Ledger
 from ._observe import Monitor, Watch, snapshot, supervise
@@ -310,11 +310,7 @@ class Pipeline:
             )
             monitor = Monitor(feed, self.monitor_interval)
         writers = [self._writer(slot, ledger, control, channels, watch) for slot in self._slots]
-        for writer in writers:
-            if can_write_inline(writer, self._infra_slots["error"]):
-                inline = dests[writer.name].inline = InlineWrites(writer)
-                if writer.write_timeout is not None:
-                    stage.fanout.watchdogs.append(inline.watchdog)
+        stage.fanout.watchdog = wire_inline(writers, dests, self._infra_slots["error"])
         pauses = {w.name: w.pause for w in writers}
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 
@@ -352,10 +348,8 @@ class Pipeline:
                             channels[writer.name][1],
                             name=f"trio_sink.sink:{writer.name}",
                         )
-                    for watchdog in stage.fanout.watchdogs:
-                        nursery.start_soon(
-                            watchdog.watch, name=f"trio_sink.watch_inline:{watchdog.name}"
-                        )
+                    if stage.fanout.watchdog is not None:
+                        nursery.start_soon(stage.fanout.watchdog.watch, name="trio_sink.watch")
                     if acks is not None:
                         nursery.start_soon(acks.run, name="trio_sink.acks")
                     nursery.start_soon(

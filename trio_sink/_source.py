@@ -205,7 +205,7 @@ class SourceStage:
         guard: that write is taken over by the sink's task, and ``loop`` goes on where
         it was."""
         fanout = self.fanout
-        if not fanout.watchdogs:
+        if fanout.watchdog is None:
             await loop()
             return
         while True:
