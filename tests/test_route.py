@@ -29,10 +29,12 @@ from trio_sink import (
     TrioSinkError,
     Undecodable,
 )
+from trio_sink._dest import Dest
+from trio_sink._fanout import Fanout
 from trio_sink._feeds import SinkBatch
 from trio_sink._ledger import Ledger, Ticket
 from trio_sink._report import pipeline_failed
-from trio_sink._route import FAILED, INFRA_GROUPS, Dest, Fanout, Router, apply_each
+from trio_sink._route import FAILED, INFRA_GROUPS, Router, apply_each
 from trio_sink.sinks import CollectSink, NullSink
 from trio_sink.testing import HangingSink
 

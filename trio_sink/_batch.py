@@ -31,10 +31,12 @@ class Batch(Sequence[Record]):
     Build one from records with :meth:`of` (to test a sink, for example).
     """
 
-    __slots__ = ("_flags", "_ids", "_raws", "_records", "payloads")
+    __slots__ = ("_flags", "_ids", "_raws", "_records", "payloads", "size")
 
     payloads: Sequence[Any]
     """What ``parse`` returned for each record (``record.payload``), in order."""
+    size: int
+    """The number of records: ``len(batch)``, read as an attribute."""
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class Batch(Sequence[Record]):
         self._ids = ids
         self._raws = raws
         self.payloads = payloads
+        self.size = len(payloads)
         self._flags = flags
         self._records = records
 
@@ -96,7 +99,7 @@ class Batch(Sequence[Record]):
         return records
 
     def __len__(self) -> int:
-        return len(self.payloads)
+        return self.size
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())

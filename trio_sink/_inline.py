@@ -16,16 +16,15 @@ sink is paused, so that the order of the writes never changes.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._retry import WriteTimeout, timed_out
-from ._watchdog import BLOCKING, Watchdog
+from ._watchdog import Watchdog
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from ._feeds import SinkBatch
-    from ._route import Dest
     from ._sink import SinkSlot
     from ._writer import SinkWriter
 
@@ -43,8 +42,12 @@ def can_write_inline(writer: SinkWriter, error_slot: SinkSlot | None) -> bool:
     return slot.never_blocks and writer.data and writer.recovery is None and slot is not error_slot
 
 
+class _Dest(Protocol):
+    inline: InlineWrites | None
+
+
 def wire_inline(
-    writers: Iterable[SinkWriter], dests: Mapping[str, Dest], error_slot: SinkSlot | None
+    writers: Iterable[SinkWriter], dests: Mapping[str, _Dest], error_slot: SinkSlot | None
 ) -> Watchdog | None:
     """Let the routing task write each sink that can be (:func:`can_write_inline`);
     the watchdog of those writes, at the smallest of their write timeouts (None when
@@ -86,17 +89,14 @@ class InlineWrites:
             and self.pause.resumed is None
         )
 
-    def wrote(self, msg: SinkBatch, took: float, awaited: bool) -> None:
-        """The write of ``msg`` returned after ``took`` seconds: delivered. ``awaited``:
-        it reached a checkpoint, which a sink that never blocks does not."""
-        writer = self.writer
-        writer.busy_seconds += took
+    def wrote_slowly(self, took: float, awaited: bool) -> None:
+        """A write returned after ``took`` seconds, holding the event loop past
+        :data:`BLOCKING`, or it reached a checkpoint (``awaited``), which a sink that
+        never blocks does not: logged, and the latter ends these writes."""
         if awaited:
             self._awaited()
-        elif took >= BLOCKING:
-            writer.watchdog.blocked(took)
-        batch, ticket = msg
-        self.ledger.deliver_waiting(self.account, len(batch), ticket)
+        else:
+            self.writer.watchdog.blocked(took)
 
     def failed(self, msg: SinkBatch, exc: Exception) -> None:
         """The write of ``msg`` raised ``exc``: the sink's task takes it as a failed

@@ -46,9 +46,7 @@ ledger only counts what it stores, and the report reads those back from the stor
 
 class Ledger:
     """The counts of one run, and every move they make; :meth:`report` freezes them.
-
-    ``strict``: check the accounts after every move (slower; for tests). By default,
-    :data:`STRICT`.
+    ``strict``: check the accounts after every move (for tests; default :data:`STRICT`).
     """
 
     def __init__(
@@ -193,7 +191,10 @@ class Ledger:
         account.delivered += n
         if self.strict:
             self._checked(account)
-        self.settle(ticket)
+        if ticket.pending > 1:  # settle(ticket), written out: it runs per sink and batch
+            ticket.pending -= 1
+        else:
+            self.settle(ticket)
 
     def retried(self, account: SinkAccount) -> None:
         """A write to the sink is tried again after a failure."""
@@ -271,8 +272,7 @@ class Ledger:
 
     def drop(self, account: SinkAccount, place: Place, group: str, n: int) -> None:
         """The sink of infra group ``group`` gives up ``n`` records that are not data (a
-        monitor's statistics records): they are counted as discarded instead of
-        undelivered, and taken back from its ``routed``."""
+        monitor's): counted as discarded, not undelivered, and taken from ``routed``."""
         setattr(account, place, getattr(account, place) - n)
         account.routed -= n
         self.discarded[group] += n

@@ -31,8 +31,10 @@ from ._checks import (
     per_sink_seconds,
 )
 from ._control import StopControl, in_scope
+from ._dest import Dest
 from ._ending import end_run, log_deadline, read_back
 from ._exceptions import ConfigError
+from ._fanout import Fanout
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
 from ._inline import wire_inline
@@ -43,7 +45,7 @@ from ._recovery import Recovery
 from ._report import DeliveryReport, SourceError
 from ._rescue import RescueStore
 from ._retry import DEFAULT_RETRY, RetryPolicy
-from ._route import INFRA_GROUPS, Dest, Fanout, Infra, Route, Router
+from ._route import INFRA_GROUPS, Infra, Route, Router
 from ._sink import SinkSlot
 from ._source import Source, SourceStage, acknowledges, run_source_stage
 from ._user_errors import UserErrors

@@ -2,7 +2,7 @@
 
 Routing is synchronous: a source batch is parsed and split into one sub-batch per
 destination before any checkpoint, so at any cancellation it is either not routed yet,
-or split into sub-batches that the fan-out knows it has not sent yet.
+or split into sub-batches that the fan-out (``_fanout.py``) knows it has not sent yet.
 """
 
 from __future__ import annotations
@@ -11,27 +11,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from operator import attrgetter
-from time import perf_counter
 from typing import Any
-
-import trio
 
 from . import _record
 from ._batch import Batch
 from ._checks import is_async_callable
+from ._dest import Dest
 from ._feeds import SinkBatch
-from ._inline import InlineWrites
-from ._ledger import Ledger, SinkAccount, Ticket
+from ._ledger import Ledger, Ticket
 from ._record import ErrorRecord, Miss, Record, Residue, Undecodable
-from ._report import Reason
 from ._route_spec import FAILED, INFRA_GROUPS, BatchWhen, Infra, Route, apply_each
 from ._user_errors import UserErrors
-from ._watchdog import Watchdog
 
 __all__ = [
     "FAILED",
     "INFRA_GROUPS",
-    "Fanout",
     "Infra",
     "Route",
     "Router",
@@ -44,19 +38,6 @@ __all__ = [
 def unrouted(first_id: int, raws: Iterable[Any]) -> Iterator[Record]:
     """Records for raw items given up before routing: their payload is the raw item."""
     return (Record(i, raw, raw) for i, raw in enumerate(raws, first_id))
-
-
-class Dest:
-    """One sink as the route stage sees it: its counts and its channel, and its writer
-    when the routing task may write the sink itself (it never blocks)."""
-
-    __slots__ = ("account", "blocked_seconds", "inline", "send")
-
-    def __init__(self, account: SinkAccount, send: trio.MemorySendChannel[SinkBatch]) -> None:
-        self.account = account
-        self.send = send
-        self.blocked_seconds = 0.0  # the source stage waiting for room in its buffer
-        self.inline: InlineWrites | None = None
 
 
 _get_id = attrgetter("id")
@@ -256,173 +237,3 @@ class Router:
             self.ledger.discard(group, len(records))
         else:
             subs.append(((dest,), records))
-
-
-SWITCH_EVERY = 256
-"""Records the source stage ships between two task switches when no send waits (16
-times as many when every sub-batch was written by the routing task itself).
-
-Fewer switches save instructions, but the records shipped meanwhile (and their
-payloads) stay alive until the sinks run: past ~256 of the benchmark's records they
-spill out of a 1 MiB L2 cache (callgrind's cache model: 128 -> 0.813x of the plain
-loop, 256 -> 0.841x, 512 -> 0.831x; 2,048 measured ~0.55x in CPU time)."""
-
-
-class Fanout:
-    """Route each source batch and hand its sub-batches to the sinks' channels.
-
-    Runs in the source stage's task: routing is synchronous and costs no hop of its
-    own, so a batch goes from the source to a sink's buffer with no channel between.
-    A send that would block waits (backpressure from that sink alone); the others
-    are non-blocking. At any exception, :meth:`abandon` reports the batch being
-    routed (before routing: ``sink`` None) and the sub-batches not yet sent.
-    """
-
-    def __init__(self, router: Router, dests: Sequence[Dest]) -> None:
-        self.router = router
-        self.ledger = router.ledger
-        self.dests = dests
-        self.hand: tuple[int, list[Any]] | None = None
-        self.out: list[tuple[Dest, SinkBatch]] = []
-        self.sent = 0
-        self.unswitched = 0  # records shipped since this task last switched
-        self.watchdog: Watchdog | None = None
-        """Times the writes this task makes itself (sinks that never block), at the
-        smallest of their write timeouts; None when none has one."""
-
-    async def ship(self, first_id: int, raws: list[Any]) -> None:
-        """Route one source batch and send every sub-batch.
-
-        A checkpoint when a send had to wait, and otherwise once per
-        :data:`SWITCH_EVERY` records shipped (at least once per batch of that size or
-        more): the sinks then take a few batches at a time from their buffers. Records
-        are not tracked by the garbage collector, so the records kept alive meanwhile
-        cost nothing at a collection.
-        """
-        self.hand = (first_id, raws)
-        self.out = self.router.route(first_id, raws)
-        self.hand = None
-        self.sent = 0
-        await self._send_out(len(raws))
-
-    async def _send_out(self, size: int) -> None:
-        """Send the sub-batches of :attr:`out` from :attr:`sent` on (see :meth:`ship`);
-        write those of the sinks that never block (see :mod:`trio_sink._inline`)."""
-        waited = channelled = False
-        ledger = self.ledger
-        out = self.out
-        watchdog = self.watchdog
-        task = trio.lowlevel.current_task()
-        for k in range(self.sent, len(out)):
-            dest, msg = out[k]
-            inline = dest.inline
-            if inline is not None:
-                if inline.ready():
-                    if watchdog is not None and watchdog.began is None:
-                        watchdog.begin(trio.current_time())
-                    points = task._schedule_points
-                    began = perf_counter()
-                    try:
-                        await inline.write(msg[0])
-                    except Exception as exc:
-                        inline.failed(msg, exc)
-                    else:
-                        took = perf_counter() - began
-                        inline.wrote(msg, took, task._schedule_points != points)
-                        if not inline.active:
-                            dest.inline = None
-                        self.sent += 1
-                        continue
-                if not inline.active:
-                    dest.inline = None
-                if watchdog is not None:
-                    watchdog.began = None  # a wait for room is no write
-            channelled = True
-            try:
-                try:
-                    dest.send.send_nowait(msg)
-                except trio.WouldBlock:
-                    await self._send_waiting(dest, msg)
-                    waited = True
-                else:
-                    ledger.send(dest.account, len(msg[0]))
-            except trio.BrokenResourceError:
-                # The sink's task ended first. Either the stages were cancelled (this
-                # task too, though it has not reached a checkpoint since: an item that
-                # arrived with the Stop), and the Cancelled raised here has abandon()
-                # report the unsent sub-batches; or the sink's task crashed.
-                await trio.lowlevel.checkpoint_if_cancelled()
-                raise
-            self.sent += 1
-        if watchdog is not None:
-            watchdog.began = None
-        self.out = []
-        if waited:
-            self.unswitched = 0
-            return
-        # A batch the sinks' own tasks never see weighs 1/16 here: nothing waits in
-        # their buffers, only the rest of the run (the supervisor, a Stop).
-        self.unswitched += size if channelled else (size + 15) // 16
-        if self.unswitched >= SWITCH_EVERY:
-            self.unswitched = 0
-            await trio.lowlevel.checkpoint()
-
-    def guard(self) -> trio.CancelScope:
-        """A new scope for the routing task's loop, which the watchdog of the writes it
-        makes itself cancels when one runs past the write timeout."""
-        guard = trio.CancelScope()
-        if self.watchdog is not None:
-            self.watchdog.guard = guard
-        return guard
-
-    async def resume(self) -> None:
-        """Go on with a batch whose shipping the guard cut short: the write that ran
-        past its timeout goes to its sink's own task as a failed attempt."""
-        watchdog = self.watchdog
-        assert watchdog is not None
-        if watchdog.timed_out and self.sent < len(self.out):
-            dest, msg = self.out[self.sent]
-            inline = dest.inline
-            if inline is not None:
-                assert watchdog.write_timeout is not None
-                inline.timed_out(msg, watchdog.write_timeout)
-                dest.inline = None
-        watchdog.timed_out = False
-        watchdog.began = None
-        if self.sent < len(self.out):
-            await self._send_out(0)
-
-    async def _send_waiting(self, dest: Dest, msg: SinkBatch) -> None:
-        """Send ``msg`` to a full buffer: wait for room (backpressure from that sink)."""
-        account = dest.account
-        size = len(msg[0])
-        # Counted as buffered while it waits for room: once there, the sink's task may
-        # take it before this task runs again.
-        self.ledger.send(account, size)
-        began = time.perf_counter()
-        try:
-            await dest.send.send(msg)
-        except BaseException:
-            self.ledger.unsend(account, size)
-            raise
-        finally:
-            dest.blocked_seconds += time.perf_counter() - began
-
-    def abandon(self, reason: Reason) -> None:
-        """Report the batch being routed (before routing: ``sink`` None) and the
-        sub-batches not yet sent."""
-        ledger = self.ledger
-        if self.hand is not None:
-            ledger.abandon(None, None, "route", reason, unrouted(*self.hand))
-            self.hand = None
-        for dest, (sub, ticket) in self.out[self.sent :]:
-            ledger.abandon(dest.account, "waiting", "route", reason, sub)
-            ledger.settle(ticket)
-        self.out = []
-
-    def close(self) -> None:
-        """Close every sink channel: the sinks see the end of their input."""
-        for dest in self.dests:
-            dest.send.close()
-        if self.watchdog is not None:
-            self.watchdog.scope.cancel()

@@ -30,8 +30,9 @@ import trio
 
 from ._control import Pause, StopControl
 from ._exceptions import describe
+from ._fanout import Fanout
 from ._ki import protected, unprotect
-from ._route import Fanout, unrouted
+from ._route import unrouted
 
 if TYPE_CHECKING:
     from ._acks import Acks
