@@ -8,17 +8,22 @@ blocks, is written by this task itself (``_inline.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._dest import Dest
 from ._feeds import SinkBatch
+from ._inline import wire_inline
 from ._report import Reason
 from ._route import Router, unrouted
 from ._watchdog import BLOCKING, Watchdog
+
+if TYPE_CHECKING:
+    from ._sink import SinkSlot
+    from ._writer import SinkWriter
 
 __all__ = ["SWITCH_EVERY", "Fanout"]
 
@@ -51,9 +56,26 @@ class Fanout:
         self.out: list[tuple[Dest, SinkBatch]] = []
         self.sent = 0
         self.unswitched = 0  # records shipped since this task last switched
+        self.record_bound: int | None = None
+        """The most records a sink's buffer holds (beyond one batch), when batches
+        grow; None: the channel's bound in batches alone."""
         self.watchdog: Watchdog | None = None
         """Times the writes this task makes itself (sinks that never block), at the
         smallest of their write timeouts; None when none has one."""
+
+    def connect(
+        self, writers: Iterable[SinkWriter], error_slot: SinkSlot | None, bound: int | None
+    ) -> None:
+        """Let this task write the sinks that never block (see :mod:`trio_sink._inline`);
+        with a ``bound``, hold at most that many records in any sink's buffer (beyond
+        one batch): batches grow, and a bound in batches no longer bounds memory."""
+        by_name = {dest.account.name: dest for dest in self.dests}
+        self.watchdog = wire_inline(writers, by_name, error_slot)
+        if bound is not None:
+            self.record_bound = bound
+            for writer in writers:
+                if writer.name in by_name:
+                    by_name[writer.name].writer = writer
 
     async def ship(self, first_id: int, raws: list[Any]) -> None:
         """Route one source batch and send every sub-batch.
@@ -114,6 +136,12 @@ class Fanout:
                 if watchdog is not None:
                     watchdog.began = None  # a wait for room is no write
             channelled = True
+            bound = self.record_bound
+            if bound is not None:
+                buffered = dest.account.buffered
+                if buffered and buffered + msg[0].size > bound:
+                    await self._wait_room(dest, msg[0].size, bound)
+                    waited = True
             try:
                 try:
                     dest.send.send_nowait(msg)
@@ -167,6 +195,20 @@ class Fanout:
         watchdog.began = None
         if self.sent < len(self.out):
             await self._send_out(0)
+
+    async def _wait_room(self, dest: Dest, size: int, bound: int) -> None:
+        """Wait until ``size`` more records fit in ``dest``'s buffer (or it is empty):
+        backpressure from that sink, in records. Cancelled, nothing changed."""
+        account = dest.account
+        writer = dest.writer
+        assert writer is not None
+        began = time.perf_counter()
+        try:
+            while account.buffered and account.buffered + size > bound:
+                room = writer.room = trio.Event()
+                await room.wait()
+        finally:
+            dest.blocked_seconds += time.perf_counter() - began
 
     async def _send_waiting(self, dest: Dest, msg: SinkBatch) -> None:
         """Send ``msg`` to a full buffer: wait for room (backpressure from that sink)."""

@@ -37,7 +37,6 @@ from ._exceptions import ConfigError
 from ._fanout import Fanout
 from ._feeds import ErrorFeed, LossyFeed, SinkBatch
 from ._handle import PipelineHandle
-from ._inline import wire_inline
 from ._ki import protected, unprotect
 from ._ledger import Ledger
 from ._observe import Monitor, Watch, snapshot, supervise
@@ -55,8 +54,6 @@ from .sources import off_the_loop
 __all__ = ["Pipeline"]
 
 log = logging.getLogger("trio_sink.pipeline")
-drain_log = logging.getLogger("trio_sink.drain")
-rescue_log = logging.getLogger("trio_sink.rescue")
 
 
 @final
@@ -66,6 +63,10 @@ class Pipeline:
     Construction validates everything and raises :class:`ConfigError` naming the
     argument; a pipeline runs once. Beyond the contract's arguments:
 
+    - ``max_batch_size``: batches grow from ``batch_size`` up to this size while the
+      source keeps them full (each full batch doubles the next; one cut by
+      ``batch_timeout`` starts again at ``batch_size``); a sink's buffer then holds at
+      most ``capacity * batch_size`` records (or one batch). None: ``batch_size``.
     - ``stop_after_records``: Stop once this many records were received (exactly
       that many: the source is not pulled further).
     - ``stop_when_idle``: Stop once this many seconds passed with no new item from
@@ -102,6 +103,7 @@ class Pipeline:
         batch_size: int = 128,
         batch_timeout: float = 0.3,
         drain_timeout: float | None = 60.0,
+        max_batch_size: int | None = None,
         stop_after_records: int | None = None,
         stop_when_idle: float | None = None,
         monitor_interval: float = 1.0,
@@ -134,6 +136,8 @@ class Pipeline:
         self._infra = infra
         self._capacity = check_int("capacity", capacity, 0)
         self._batch_size = check_int("batch_size", batch_size, 1)
+        most = self._batch_size if max_batch_size is None else max_batch_size
+        self._max_batch_size = check_int("max_batch_size", most, self._batch_size)
         self._batch_timeout: float = check_seconds("batch_timeout", batch_timeout) or 0.0
         self._drain_timeout = check_seconds("drain_timeout", drain_timeout, optional=True)
         self._stop_after_records = (
@@ -288,6 +292,7 @@ class Pipeline:
             Fanout(router, list(dests.values())),
             self._batch_size,
             self._batch_timeout,
+            max_size=self._max_batch_size,
             limit=self._stop_after_records,
             track_idle=self._stop_when_idle is not None,
         )
@@ -312,7 +317,9 @@ class Pipeline:
             )
             monitor = Monitor(feed, self.monitor_interval)
         writers = [self._writer(slot, ledger, control, channels, watch) for slot in self._slots]
-        stage.fanout.watchdog = wire_inline(writers, dests, self._infra_slots["error"])
+        grows = self._max_batch_size > self._batch_size  # buffers are then bounded in records
+        bound = self._capacity * self._batch_size if grows else None
+        stage.fanout.connect(writers, self._infra_slots["error"], bound)
         pauses = {w.name: w.pause for w in writers}
         breakers = {w.name: w.recovery.breaker for w in writers if w.recovery is not None}
 

@@ -115,6 +115,7 @@ class SourceStage:
         batch_size: int,
         batch_timeout: float,
         *,
+        max_size: int | None = None,
         limit: int | None = None,
         track_idle: bool = False,
     ) -> None:
@@ -122,6 +123,10 @@ class SourceStage:
         self.ledger = fanout.router.ledger
         self.fanout = fanout
         self.batch_size = batch_size
+        self.max_size = batch_size if max_size is None else max_size
+        self.size = batch_size
+        """The size of the next batch: from ``batch_size``, doubled after each full
+        batch up to ``max_size``, back to ``batch_size`` after one cut by the timeout."""
         self.batch_timeout = batch_timeout
         self.limit = limit  # stop_after_records
         self.track_idle = track_idle  # note when each item arrives (stop_when_idle)
@@ -221,13 +226,15 @@ class SourceStage:
         await self.guarded(functools.partial(self._pull_sync, it))
 
     async def _pull_sync(self, it: Iterator[Any]) -> None:
-        size = self.batch_size
         limit = self.limit
         control = self.control
         while not control.stopping:
             if self.pause.resumed is not None:
                 await self.wait_resumed()
                 continue
+            size = self.size
+            if size < self.max_size:  # a sync source fills every batch: the next grows
+                self.size = min(2 * size, self.max_size)
             take = size if limit is None else min(size, limit - self.ledger.received)
             # extend keeps the items it took if the iterator raises midway; held in
             # self.buf meanwhile, so that abandon() reports them after a BaseException.
@@ -263,7 +270,6 @@ class SourceStage:
 
     @protected
     async def _puller(self, ait: AsyncIterator[Any]) -> None:
-        size = self.batch_size
         control = self.control
         limit = self.limit
         track_idle = self.track_idle
@@ -283,7 +289,7 @@ class SourceStage:
                         if pulled >= limit:
                             self.end_kind = "record limit"
                             break
-                    if len(buf) >= size:
+                    if len(buf) >= self.size:
                         self.full.set()
                         await self.space.wait()
                     if self.pause.resumed is not None:
@@ -296,13 +302,16 @@ class SourceStage:
             self.full.set()
 
     async def _batcher(self) -> None:
-        size = self.batch_size
         while True:
             if not self.buf and not self.done:
                 await self.have_items.wait()
-            if not self.done and len(self.buf) < size:
+            if not self.done and len(self.buf) < self.size:
                 with trio.move_on_at(self.first_at + self.batch_timeout):
                     await self.full.wait()
+            # A full batch: the source is fast, the next may be larger. One cut by the
+            # timeout (or the end): the source is slow, the next starts small again.
+            full = len(self.buf) >= self.size
+            self.size = min(2 * self.size, self.max_size) if full else self.batch_size
             raws, self.buf = self.buf, []
             self.have_items = trio.Event()
             self.full = trio.Event()

@@ -6,16 +6,14 @@ One loop serves every sink, business and infra alike, with or without fault poli
                                                                   │
                           error group copies, rescue store or parking ◀┘
 
-A sink with a circuit breaker also has a :class:`~trio_sink._recovery.Recovery`,
-which sets batches aside while the breaker is open, probes the sink and feeds what it
-set aside back into it; with none configured the loop does nothing more than the plain
-take-and-write. :func:`trio_sink.replay` writes through the same writer
-(:meth:`SinkWriter.write_batch`). Every count moves through the ledger.
+A sink with a circuit breaker also has a :class:`~trio_sink._recovery.Recovery`
+(set aside while open, probe, feed back); without, the loop is the plain take-and-
+write. :func:`trio_sink.replay` writes through the same writer (:meth:`write_batch`);
+so does the routing task's first attempt at a sink that never blocks (``_inline.py``).
 
-When the task is cancelled (drain deadline, immediate stop, cancellation from
-outside) or fails, the records in its hands and every batch left in its channel are
-reported (a monitor's statistics records are counted as discarded instead: they are
-not data). ``aclose()`` is awaited exactly once, at the end.
+Cancelled (drain deadline, immediate stop, from outside) or failing, the task reports
+the records in its hands and in its channel (a monitor's are counted as discarded:
+not data). ``aclose()`` is awaited exactly once, at the end. The ledger counts all.
 """
 
 from __future__ import annotations
@@ -119,9 +117,9 @@ class SinkWriter:
         """Batches taken from the channel and not settled: what a cancellation reports."""
         self.write_timeout = write_timeout
         self.watchdog = Watchdog(slot.name, write_timeout)
+        self.room: trio.Event | None = None  # set when it takes one (Fanout.record_bound)
         self.inline_failure: tuple[SinkBatch, Exception] | None = None
-        """A batch whose write by the routing task raised, and its exception: a first
-        attempt made before this task took it (see :mod:`trio_sink._inline`)."""
+        """A batch whose write by the routing task raised (a first attempt), and why."""
 
     # -- the task ----------------------------------------------------------------------
 
@@ -231,6 +229,10 @@ class SinkWriter:
             batch = item[0]
             held.append(item)
             ledger.take(account, len(batch))
+            room = self.room
+            if room is not None:  # the routing task waits for room in the buffer
+                self.room = None
+                room.set()
             if pause.resumed is not None:  # paused while this task waited for it
                 await pause.wait()
             failure = self.inline_failure
