@@ -81,6 +81,8 @@ class Case:
     """The pause before each item of the source: one record each."""
     batch_size: int
     capacity: int
+    max_batch_size: int | None
+    """Batches grow up to it (buffers then bounded in records); None: they never grow."""
     sinks: tuple[SinkSpec, ...]
     drain_timeout: float | None
     stop_at: float | None
@@ -140,8 +142,9 @@ def cases(draw: st.DrawFn) -> Case:
     n = draw(st.integers(min_value=0, max_value=30))
     return Case(
         gaps=tuple(draw(st.lists(TIMES, min_size=n, max_size=n))),
-        batch_size=draw(st.integers(min_value=1, max_value=4)),
+        batch_size=(batch_size := draw(st.integers(min_value=1, max_value=4))),
         capacity=draw(st.integers(min_value=0, max_value=3)),
+        max_batch_size=draw(st.sampled_from([None, batch_size, 2 * batch_size, 8 * batch_size])),
         # Sink "a" always has a breaker: most of what is to check happens behind one.
         sinks=tuple(
             draw(sink_specs(name, breaker=name == "a")) for name in ("a", "b", "c")[:n_sinks]
@@ -191,6 +194,7 @@ def pipeline_of(
         source,
         routes=[Route("all", sinks)],
         batch_size=case.batch_size,
+        max_batch_size=case.max_batch_size,
         batch_timeout=0.25,
         capacity=case.capacity,
         drain_timeout=case.drain_timeout,
@@ -292,6 +296,7 @@ def test_an_outage_with_every_setting_at_once(real_threads: bool, tmp_path: Path
         gaps=(1 / 4,) * 24,
         batch_size=2,
         capacity=1,
+        max_batch_size=8,
         sinks=(
             SinkSpec(
                 "a",
