@@ -99,10 +99,12 @@ def main() -> None:
         return
     counts = per_record(args.small, args.large, args.batch_size)
     for case, count in counts.items():
-        print(f"{case:<22} {count:>9,.0f} instructions/record")
+        print(f"{case:<28} {count:>9,.0f} instructions/record")
     for case in CASES[1:]:
         ratio = counts["plain"] / counts[case]
-        print(f"ratio {case:<16} {ratio:>9.3f}x  (plain / {case}, batch_size {args.batch_size})")
+        print(
+            f"{'ratio ' + case:<28} {ratio:>9.3f}x  (plain / {case}, batch_size {args.batch_size})"
+        )
 
 
 if __name__ == "__main__":
