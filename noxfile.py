@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typing demo bench bench_redis``."""
+"""Developer sessions: ``nox -s tests lint typing demo bench bench_sinks bench_redis``."""
 
 from __future__ import annotations
 
@@ -71,11 +71,31 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """trio_sink against the plain loop, hand-written pipelines and peers; writes
-    benchmarks/RESULTS.md and results.png (``nox -s bench -- --quick`` for a short run).
-    ``python benchmarks/throughput.py --memory`` stays the quick in-process check."""
+    """trio_sink against the plain loop, hand-written pipelines and peers, each run in a
+    fresh process (benchmarks/compare.py); writes benchmarks/RESULTS.md and results.png
+    (``nox -s bench -- --quick`` for a short run). The quick in-process check of the same
+    work is ``python benchmarks/throughput.py`` (trio_sink with ``when`` and with
+    ``when_batch`` against the plain loop in interleaved rounds; ``--memory``,
+    ``--hand-written``, ``--json FILE``)."""
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/compare.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_sinks(session: nox.Session) -> None:
+    """What fan-out costs: trio_sink with 1 to 128 sinks against the plain loop
+    (benchmarks/sinks_scaling.py); writes benchmarks/sinks_scaling.png and
+    sinks_scaling.json (``nox -s bench_sinks -- --n 20000 --rounds 3`` for a short run)."""
+    session.install("-e", ".", "matplotlib>=3.8")
+    session.run(
+        "python",
+        "benchmarks/sinks_scaling.py",
+        "--chart",
+        "benchmarks/sinks_scaling.png",
+        "--json",
+        "benchmarks/sinks_scaling.json",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)

@@ -7,7 +7,9 @@ within a fraction of a percent, whatever else the machine is doing. Each case ru
 ``valgrind --tool=callgrind`` at two sizes, and the difference divided by the difference
 in records is its cost per record, free of start-up and import costs. The ratio
 ``plain / trio_sink`` is the throughput ratio the instruction counts predict (CPU time
-also depends on cache misses and branch prediction, which this does not see).
+also depends on cache misses and branch prediction, which this does not see). The cases
+are those of ``throughput.py``: the plain loop (the ERROR test inline), trio_sink with
+``when=is_error``, and trio_sink with ``when_batch=error_flags``.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import expected_counts
 
 HERE = Path(__file__).resolve().parent
-CASES = ("plain", "trio_sink")
+CASES = ("plain", "trio_sink", "trio_sink_when_batch")
 
 
 def child(case: str, n: int, batch_size: int, expected: tuple[int, int]) -> None:
     from throughput import pipeline_run
     from workload import plain_loop
 
-    counts = plain_loop(n) if case == "plain" else pipeline_run(n, batch_size)
+    if case == "plain":
+        counts = plain_loop(n)
+    else:
+        counts = pipeline_run(n, batch_size, when_batch=case == "trio_sink_when_batch")
     # The expected counts come from the parent: counting them here would add the same
     # work to both cases and pull the ratio towards 1.
     assert counts == expected, counts
@@ -94,9 +99,12 @@ def main() -> None:
         return
     counts = per_record(args.small, args.large, args.batch_size)
     for case, count in counts.items():
-        print(f"{case:<10} {count:>9,.0f} instructions/record")
-    ratio = counts["plain"] / counts["trio_sink"]
-    print(f"ratio      {ratio:>9.3f}x  (plain / trio_sink, batch_size {args.batch_size})")
+        print(f"{case:<28} {count:>9,.0f} instructions/record")
+    for case in CASES[1:]:
+        ratio = counts["plain"] / counts[case]
+        print(
+            f"{'ratio ' + case:<28} {ratio:>9.3f}x  (plain / {case}, batch_size {args.batch_size})"
+        )
 
 
 if __name__ == "__main__":

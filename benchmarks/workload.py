@@ -34,6 +34,12 @@ def is_error(payload: dict[str, Any]) -> bool:
     return bool(payload["level"] == "ERROR")
 
 
+def error_flags(payloads: list[dict[str, Any]]) -> list[bool]:
+    """The errors route's test for a whole batch (``Route(..., when_batch=...)``): one
+    list comprehension with the test inline, no Python call per record."""
+    return [p["level"] == "ERROR" for p in payloads]
+
+
 def expected_counts(n: int) -> tuple[int, int]:
     """``(all, errors)`` that a correct run over ``lines(n)`` must count."""
     errors = sum(1 for line in lines(n) if " ERROR " in line)
