@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import cycle, islice
 from typing import Any
 
@@ -34,7 +34,7 @@ def is_error(payload: dict[str, Any]) -> bool:
     return bool(payload["level"] == "ERROR")
 
 
-def error_flags(payloads: list[dict[str, Any]]) -> list[bool]:
+def error_flags(payloads: Sequence[dict[str, Any]]) -> list[bool]:
     """The errors route's test for a whole batch (``Route(..., when_batch=...)``): one
     list comprehension with the test inline, no Python call per record."""
     return [p["level"] == "ERROR" for p in payloads]

@@ -311,3 +311,32 @@ async def test_an_inline_write_that_raises_a_base_exception_is_reported() -> Non
     assert report.received == 20  # the source was not pulled again
     assert report.delivered == {"dies": 10}
     assert sorted(u.record.id for u in report.undelivered) == list(range(10, 20))
+
+
+async def test_a_sink_with_another_write_timeout_is_written_by_its_own_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    same1, same2, other = Tasks("same1"), Tasks("same2"), Tasks("other")
+    await Pipeline(
+        range(20),
+        routes=[Route("all", [same1, same2, other])],
+        write_timeout={"same1": 5.0, "same2": 5.0, "other": None},
+    ).run()
+    assert set(same1.tasks) == set(same2.tasks) == {SOURCE_TASK}
+    assert set(other.tasks) == {"trio_sink.sink:other"}
+
+
+async def test_a_hung_inline_sink_with_no_write_timeout_is_never_cut(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    liar = Liar(at=2, hang=True)
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(range(40), routes=[Route("all", liar)], batch_size=10, write_timeout=None).run
+        )
+        await trio.sleep(10_000)
+        assert liar.calls == 2
+        assert liar.tasks == [SOURCE_TASK]
+        handle.stop(immediate=True)
+        report = checked(await handle.wait())
+    assert report.delivered == {"liar": 10}

@@ -111,6 +111,7 @@ def build_pipeline(loaded: LoadedConfig) -> Built:
             infra=infra,
             capacity=settings.capacity,
             batch_size=settings.batch_size,
+            max_batch_size=settings.max_batch_size,
             batch_timeout=settings.batch_timeout,
             drain_timeout=settings.drain_timeout,
             stop_after_records=settings.stop_after_records,

@@ -71,6 +71,7 @@ class PipelineConfig(_Table, frozen=True, kw_only=True):
 
     capacity: Annotated[int, msgspec.Meta(ge=0)] = 128
     batch_size: Annotated[int, msgspec.Meta(ge=1)] = 128
+    max_batch_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
     batch_timeout: Seconds = 0.3
     drain_timeout: Seconds | None = 60.0
     stop_after_records: Annotated[int, msgspec.Meta(ge=1)] | None = None

@@ -60,8 +60,8 @@ class Fanout:
         """The most records a sink's buffer holds (beyond one batch), when batches
         grow; None: the channel's bound in batches alone."""
         self.watchdog: Watchdog | None = None
-        """Times the writes this task makes itself (sinks that never block), at the
-        smallest of their write timeouts; None when none has one."""
+        """Times the writes this task makes itself (sinks that never block, which all
+        have this write timeout); None when it is None."""
 
     def connect(
         self, writers: Iterable[SinkWriter], error_slot: SinkSlot | None, bound: int | None

@@ -8,14 +8,15 @@ that a write cut short is reported with the sub-batches the routing task has not
 The sink's own task takes over, for good, when a write raises (the batch reaches it as
 a failed first attempt, for its retry policy), awaits after all (logged), or runs past
 the write timeout (the routing task's watchdog cancels its guard; see
-``Fanout.resume``: one watchdog for every sink it writes, at the smallest of their
-write timeouts). It also takes the batches whenever it has some of its own, or the
+``Fanout.resume``: one watchdog for every sink it writes, which all have the same
+write timeout). It also takes the batches whenever it has some of its own, or the
 sink is paused, so that the order of the writes never changes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Protocol
 
 from ._retry import WriteTimeout, timed_out
@@ -49,16 +50,18 @@ class _Dest(Protocol):
 def wire_inline(
     writers: Iterable[SinkWriter], dests: Mapping[str, _Dest], error_slot: SinkSlot | None
 ) -> Watchdog | None:
-    """Let the routing task write each sink that can be (:func:`can_write_inline`);
-    the watchdog of those writes, at the smallest of their write timeouts (None when
-    none has one)."""
-    timeouts: list[float] = []
-    for writer in writers:
-        if can_write_inline(writer, error_slot):
+    """Let the routing task write each sink that can be (:func:`can_write_inline`) and
+    has the write timeout most of them have (one watchdog times all these writes; a
+    sink with another timeout is written by its own task); that watchdog, or None
+    when their timeout is None."""
+    able = [w for w in writers if can_write_inline(w, error_slot)]
+    if not able:
+        return None
+    timeout = Counter(w.write_timeout for w in able).most_common(1)[0][0]
+    for writer in able:
+        if writer.write_timeout == timeout:
             dests[writer.name].inline = InlineWrites(writer)
-            if writer.write_timeout is not None:
-                timeouts.append(writer.write_timeout)
-    return Watchdog("(written by the routing task)", min(timeouts)) if timeouts else None
+    return None if timeout is None else Watchdog("(written by the routing task)", timeout)
 
 
 class InlineWrites:

@@ -37,9 +37,10 @@ class Sink:
     saves a channel and a task switch per batch. The accounting is the same. A write
     that raises is retried by the sink's own task, as any failed write, and the sink
     is written from its own task for the rest of the run; so is a sink whose write
-    awaited after all (logged at WARNING). A sink with a circuit breaker, a paused
-    sink, and the ``error`` and ``monitor`` groups' sinks are always written from
-    their own task."""
+    awaited after all (logged at WARNING), or ran past its ``write_timeout``. A sink
+    with a circuit breaker, a paused sink, the ``error`` and ``monitor`` groups' sinks,
+    and a sink whose ``write_timeout`` differs from that of most such sinks are
+    written from their own task."""
 
     async def write(self, batch: Sequence[Record]) -> None:
         """Deliver ``batch``. Returning means delivered; raising means not delivered.
