@@ -37,9 +37,10 @@ class Sink:
     saves a channel and a task switch per batch. The accounting is the same. A write
     that raises is retried by the sink's own task, as any failed write, and the sink
     is written from its own task for the rest of the run; so is a sink whose write
-    awaited after all (logged at WARNING). A sink with a circuit breaker, a paused
-    sink, and the ``error`` and ``monitor`` groups' sinks are always written from
-    their own task."""
+    awaited after all (logged at WARNING), or hung past its ``write_timeout``. A sink
+    with a circuit breaker, a paused sink, and the ``error`` and ``monitor`` groups'
+    sinks are always written from their own task. :func:`trio_sink.testing.check_sink`
+    checks the claim (docs/sinks.md, "Sinks that never block")."""
 
     async def write(self, batch: Sequence[Record]) -> None:
         """Deliver ``batch``. Returning means delivered; raising means not delivered.
@@ -47,7 +48,9 @@ class Sink:
         A checkpoint in most sinks. If cancelled (at the drain deadline), the batch is
         reported as undelivered: a sink that may have written part of it before the
         cancellation gives at-least-once delivery for that batch. The batch is
-        read-only and must not be kept after the call unless copied.
+        read-only and must not be kept after the call unless copied. The pipeline
+        gives a :class:`~trio_sink.Batch`, whose columns (``batch.payloads``, or
+        :func:`~trio_sink.payloads_of` in typed code) build no record.
         """
         raise NotImplementedError(f"{type(self).__name__}.write")
 
