@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from trio_sink import Record, Sink
+from trio_sink import Batch, Record, Sink
 from trio_sink.sinks import CollectSink, JsonlFileSink, NullSink, SlowSink
 from trio_sink.testing import (
     SINK_RULES,
@@ -444,3 +445,93 @@ def test_sink_conformance_error_carries_rule_and_message() -> None:
     assert (error.rule, error.message) == ("name", "it changed")
     assert str(error) == "sink conformance rule 'name' broken: it changed"
     assert isinstance(error, AssertionError)
+
+
+# -- never_blocks ------------------------------------------------------------------------
+
+
+def test_null_and_collect_sinks_declare_never_blocks() -> None:
+    # ... and so are held to it by check_sink, in the tests of them above.
+    assert NullSink.never_blocks is True
+    assert CollectSink.never_blocks is True
+
+
+class LiarSink(Sink):
+    """Declares that it never blocks, and awaits at its ``at``-th write."""
+
+    never_blocks = True
+
+    def __init__(self, at: int = 1) -> None:
+        self.name = "liar"
+        self.at = at
+        self.writes = 0
+        self.records: list[Record] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        self.writes += 1
+        if self.writes == self.at:
+            await trio.sleep(0.1)
+        self.records.extend(batch)
+
+
+@pytest.mark.parametrize(("at", "ids"), [(1, "[0, 1, 2]"), (2, "[3, 4]")])
+async def test_sink_that_says_it_never_blocks_and_awaits_fails(
+    autojump_clock: trio.testing.MockClock, at: int, ids: str
+) -> None:
+    error = await expect_broken(
+        "never_blocks",
+        f"sink 'liar' declares never_blocks = True, but its write of ids {ids} reached a"
+        " checkpoint",
+        check_sink(lambda: LiarSink(at), delivered=lambda s: s.records),
+    )
+    assert "drop never_blocks" in error.message
+
+
+class CheckingSink(Sink):
+    """Checks for cancellation, and does nothing else: a checkpoint once cancelled."""
+
+    name = "checking"
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+
+class CheckingLiarSink(CheckingSink):
+    """The same, declaring that it never blocks: a write that never blocks does not
+    reach a checkpoint even when cancelled."""
+
+    never_blocks = True
+
+
+async def test_sink_that_says_it_never_blocks_is_held_to_it_when_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await check_sink(CheckingSink)  # without the claim, a fine sink
+    await expect_broken(
+        "never_blocks", "write of ids [0, 1, 2] reached a checkpoint", check_sink(CheckingLiarSink)
+    )
+
+
+class ColumnSink:
+    """Sink-shaped, never blocks: keeps the rows of each batch's columns, building no
+    record (check_sink gives a Batch, as a pipeline does)."""
+
+    never_blocks = True
+
+    def __init__(self) -> None:
+        self.name = "columns"
+        self.rows: list[tuple[int, Any, Any]] = []
+
+    async def write(self, batch: Sequence[Record]) -> None:
+        assert isinstance(batch, Batch)
+        self.rows.extend(zip(batch.ids, batch.raws, batch.payloads, strict=True))
+
+
+def column_rows(sink: ColumnSink) -> list[Record]:
+    return [Record(*row) for row in sink.rows]
+
+
+async def test_sink_that_reads_columns_and_never_blocks_conforms(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await check_sink(ColumnSink, delivered=column_rows)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, final
 
+from ._batch import payloads_of
 from ._checks import check_int, check_text
 from ._record import Record
 from ._redis_client import RedisAccess, RedisConnectionError, Script
@@ -109,8 +110,8 @@ class RedisStreamSink(Sink):
         """Append one entry per record, in one script call. A checkpoint. If cancelled,
         nothing was written, or (the call sent) everything."""
         args: list[str | bytes | int] = [self.maxlen or 0]
-        for record in batch:
-            fields = fields_of(record.payload)
+        for payload in payloads_of(batch):  # a Batch's column: no record built
+            fields = fields_of(payload)
             args.append(len(fields))
             for name, value in fields.items():
                 args += (name, value)

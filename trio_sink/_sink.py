@@ -40,7 +40,8 @@ class Sink:
     awaited after all (logged at WARNING), or ran past its ``write_timeout``. A sink
     with a circuit breaker, a paused sink, the ``error`` and ``monitor`` groups' sinks,
     and a sink whose ``write_timeout`` differs from that of most such sinks are
-    written from their own task."""
+    written from their own task. :func:`trio_sink.testing.check_sink` checks the
+    claim (docs/sinks.md, "Sinks that never block")."""
 
     async def write(self, batch: Sequence[Record]) -> None:
         """Deliver ``batch``. Returning means delivered; raising means not delivered.
@@ -48,7 +49,9 @@ class Sink:
         A checkpoint in most sinks. If cancelled (at the drain deadline), the batch is
         reported as undelivered: a sink that may have written part of it before the
         cancellation gives at-least-once delivery for that batch. The batch is
-        read-only and must not be kept after the call unless copied.
+        read-only and must not be kept after the call unless copied. The pipeline
+        gives a :class:`~trio_sink.Batch`, whose columns (``batch.payloads``, or
+        :func:`~trio_sink.payloads_of` in typed code) build no record.
         """
         raise NotImplementedError(f"{type(self).__name__}.write")
 

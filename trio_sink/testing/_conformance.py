@@ -10,6 +10,7 @@ import attrs
 import trio
 import trio.testing
 
+from .._batch import Batch
 from .._exceptions import TrioSinkError
 from .._record import Record
 from .._sink import SinkLike
@@ -28,6 +29,7 @@ RULES: Final = (
     "cancel_during_write",
     "no_swallowed_cancel",
     "no_task_left_behind",
+    "never_blocks",
 )
 """The rules :func:`check_sink` checks, by the name :attr:`SinkConformanceError.rule` gives."""
 
@@ -51,10 +53,11 @@ class SinkConformanceError(TrioSinkError, AssertionError):
         self.message = message
 
 
-def _batch(first: int, n: int) -> list[Record]:
-    # JSON-friendly values, so a sink that writes records out and reads them back
-    # (``delivered``) gives equal records.
-    return [Record(i, f"raw-{i}", {"n": i}) for i in range(first, first + n)]
+def _batch(first: int, n: int) -> Batch:
+    # A Batch of columns, as the pipeline gives a sink. JSON-friendly values, so a sink
+    # that writes records out and reads them back (``delivered``) gives equal records.
+    ids = range(first, first + n)
+    return Batch(ids, tuple(f"raw-{i}" for i in ids), tuple({"n": i} for i in ids))
 
 
 def _ids(records: Sequence[Any]) -> list[Any]:
@@ -89,6 +92,9 @@ class _Outcome:
     error: BaseException | None
     cancel_called: bool
     seconds: float
+    schedule_points: int
+    """How many times the write let other tasks run (the pipeline's own test of a sink
+    that declares ``never_blocks``, in _inline.py)."""
 
 
 class _Probe:
@@ -106,6 +112,7 @@ class _Probe:
         self._delivered = delivered
         self.tasks_before = tasks_before
         self.name: str = sink.name
+        self.never_blocks = getattr(sink, "never_blocks", False) is True
         self.baseline = list(delivered(sink)) if delivered is not None else []
         self.expected: list[Record] = []
 
@@ -144,6 +151,8 @@ class _Probe:
         started = trio.current_time()
         kind: Literal["returned", "cancelled", "raised"] = "returned"
         error: BaseException | None = None
+        task = trio.lowlevel.current_task()
+        points = task._schedule_points
         with scope:
             try:
                 await self.sink.write(batch)
@@ -154,12 +163,27 @@ class _Probe:
                     raise
                 kind, error = "cancelled", exc
                 raise
+            finally:
+                points = task._schedule_points - points
         self.check_name("after write")
-        return _Outcome(kind, error, scope.cancel_called, trio.current_time() - started)
+        return _Outcome(kind, error, scope.cancel_called, trio.current_time() - started, points)
+
+    def check_never_blocks(self, outcome: _Outcome, batch: Sequence[Record]) -> None:
+        """A sink that declares ``never_blocks`` let no other task run in its write."""
+        if self.never_blocks and outcome.schedule_points:
+            raise self.fail(
+                f"sink {self.name!r} declares never_blocks = True, but its write of ids"
+                f" {_ids(batch)} reached a checkpoint (it let other tasks run); the"
+                " pipeline writes such a sink from its routing task, and one that awaits"
+                " is moved to a task of its own, with a warning (drop never_blocks, or"
+                " await nothing that can wait)",
+                "never_blocks",
+            )
 
     async def write_ok(self, batch: Sequence[Record], rule: str) -> _Outcome:
         """An uncancelled write that must deliver ``batch``."""
         outcome = await self.write(batch, trio.CancelScope())
+        self.check_never_blocks(outcome, batch)
         if outcome.kind != "returned":
             raise self.fail(f"write of ids {_ids(batch)} raised {outcome.error!r}", rule) from (
                 outcome.error
@@ -182,6 +206,7 @@ class _Probe:
         self, outcome: _Outcome, batch: Sequence[Record], at_least_once: bool
     ) -> None:
         """The all-or-nothing rule for a write that may have been cancelled."""
+        self.check_never_blocks(outcome, batch)
         if outcome.kind == "raised":
             raise self.fail(
                 f"a write in a cancelled scope raised {outcome.error!r}; by Trio's"
@@ -356,8 +381,9 @@ async def check_sink(
     ``delivered(sink)`` returns the records ``sink`` has delivered so far, in order,
     read from where the sink puts them (a list it keeps, a file read back, a test
     server's state). Without it, the rules about what was delivered are not checked.
-    The records written have ``int`` ids, ``str`` raw items and ``{"n": id}``
-    payloads, so they survive a round trip through JSON.
+    Each write is given a :class:`~trio_sink.Batch`, as in a pipeline; its records
+    have ``int`` ids, ``str`` raw items and ``{"n": id}`` payloads, so they survive a
+    round trip through JSON.
 
     The rules, by the name :attr:`SinkConformanceError.rule` gives:
 
@@ -387,6 +413,9 @@ async def check_sink(
     - ``no_task_left_behind``: once ``aclose()`` returns (also under cancellation),
       no task the sink started is still running: the tasks reachable from
       :func:`trio.lowlevel.current_root_task` are those from before the sink was made.
+    - ``never_blocks``: a sink that declares ``never_blocks = True`` (see
+      :attr:`trio_sink.Sink.never_blocks`) lets no other task run in any write,
+      cancelled or not: no ``await`` in it reaches a checkpoint.
 
     Under all rules, a write that is cancelled must raise :exc:`trio.Cancelled` (or a
     group of nothing else), never another exception.
