@@ -52,14 +52,18 @@ class Case:
 # -- trio_sink ----------------------------------------------------------------------
 
 
-def trio_sink_run(n: int, batch_size: int | None = None, when_batch: bool = False) -> Counts:
+def trio_sink_run(
+    n: int, batch_size: int | None = None, when_batch: bool = False, grow: int | None = None
+) -> Counts:
     """Errors tested per record by ``when=is_error``, or per batch by
-    ``when_batch=error_flags``."""
+    ``when_batch=error_flags``; batches growing up to ``grow`` (``max_batch_size``)."""
     from trio_sink import Pipeline, Route
     from trio_sink.sinks import NullSink
 
     everything, errors = NullSink("all"), NullSink("errors")
     settings: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    if grow is not None:
+        settings["max_batch_size"] = grow
     errors_route = (
         Route("errors", errors, when_batch=error_flags)
         if when_batch
@@ -302,6 +306,18 @@ CASES: list[Case] = [
         "trio_sink (when_batch)",
         partial(trio_sink_run, when_batch=True),
         "(as default; the errors route tests a whole batch in one list comprehension)",
+        imports=("trio_sink", "trio_sink.sinks"),
+    ),
+    Case(
+        "trio_sink (max_batch_size 1024)",
+        partial(trio_sink_run, grow=1024),
+        "(as default; batches grow from 128 to 1024 while full, buffers bounded in records)",
+        imports=("trio_sink", "trio_sink.sinks"),
+    ),
+    Case(
+        "trio_sink (when_batch, max_batch_size 1024)",
+        partial(trio_sink_run, when_batch=True, grow=1024),
+        "(as the two above together)",
         imports=("trio_sink", "trio_sink.sinks"),
     ),
     *(

@@ -72,21 +72,26 @@ class CheckpointSink(Sink):
         self.count += len(batch)
 
 
-SERIES: dict[str, Callable[[str], NullSink | CheckpointSink]] = {
-    "NullSink": NullSink,
-    "checkpoint sink": CheckpointSink,
+Make = Callable[[str], NullSink | CheckpointSink]
+
+SERIES: dict[str, tuple[Make, int | None]] = {
+    "NullSink": (NullSink, None),
+    "NullSink, max_batch_size 1024": (NullSink, 1024),
+    "checkpoint sink": (CheckpointSink, None),
 }
+"""Each series: its sinks, and ``max_batch_size`` (None: batches never grow)."""
 
 
-def fan_out(n: int, k: int, make: Callable[[str], NullSink | CheckpointSink]) -> float:
-    """CPU seconds of one run of trio_sink (default settings) with ``k`` accepting
-    routes of one sink each; checks that every sink counted ``n``."""
+def fan_out(n: int, k: int, make: Make, grow: int | None = None) -> float:
+    """CPU seconds of one run of trio_sink (default settings, but ``max_batch_size``)
+    with ``k`` accepting routes of one sink each; checks that every sink counted ``n``."""
     sinks = [make(f"sink{i}") for i in range(k)]
     pipeline = Pipeline(
         lines(n),
         parse=parse,
         routes=[Route(f"route{i}", sink) for i, sink in enumerate(sinks)],
         drain_timeout=None,
+        max_batch_size=grow,
     )
     start = time.process_time()
     report = trio.run(pipeline.run)
@@ -110,8 +115,8 @@ def measure(ks: list[int], n: int, rounds: int) -> dict[str, Any]:
     expected = expected_counts(n)
     # One small run of each side first: the first run in a process pays for warming up.
     plain(1000, expected_counts(1000))
-    for make in SERIES.values():
-        fan_out(1000, max(ks), make)
+    for make, grow in SERIES.values():
+        fan_out(1000, max(ks), make, grow)
     times: dict[int, dict[str, list[float]]] = {
         k: {name: [] for name in ["plain loop", *SERIES]} for k in ks
     }
@@ -119,12 +124,13 @@ def measure(ks: list[int], n: int, rounds: int) -> dict[str, Any]:
     for r in range(rounds):
         print(f"  round {r + 1}/{rounds}", flush=True)
         for k in ks:
-            order = [names[0], "plain loop", names[1]]
+            half = (len(names) + 1) // 2  # the plain loop in the middle
+            order = [*names[:half], "plain loop", *names[half:]]
             for name in order if r % 2 == 0 else reversed(order):
                 if name == "plain loop":
                     times[k][name].append(plain(n, expected))
                 else:
-                    times[k][name].append(fan_out(n, k, SERIES[name]))
+                    times[k][name].append(fan_out(n, k, *SERIES[name]))
     figures: dict[str, Any] = {
         "script": "benchmarks/sinks_scaling.py",
         "n": n,

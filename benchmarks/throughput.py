@@ -45,9 +45,12 @@ from trio_sink.sinks import NullSink
 PLAIN = "plain loop"
 
 
-def pipeline_run(n: int, batch_size: int = 128, when_batch: bool = False) -> tuple[int, int]:
+def pipeline_run(
+    n: int, batch_size: int = 128, when_batch: bool = False, grow: int | None = None
+) -> tuple[int, int]:
     """trio_sink over ``lines(n)``: every record to one NullSink, the errors to another
-    (tested by ``when=is_error``, or by ``when_batch=error_flags``)."""
+    (tested by ``when=is_error``, or by ``when_batch=error_flags``); batches growing up to
+    ``grow`` (``max_batch_size``; None: they never grow)."""
     everything, errors = NullSink("all"), NullSink("errors")
     errors_route = (
         Route("errors", errors, when_batch=error_flags)
@@ -59,6 +62,7 @@ def pipeline_run(n: int, batch_size: int = 128, when_batch: bool = False) -> tup
         parse=parse,
         routes=[Route("all", everything), errors_route],
         batch_size=batch_size,
+        max_batch_size=grow,
         drain_timeout=None,
     )
     report = trio.run(pipeline.run)
@@ -108,6 +112,11 @@ def main() -> None:
     others: list[tuple[str, Callable[[int], tuple[int, int]]]] = [
         ("trio_sink", lambda m: pipeline_run(m, args.batch_size)),
         ("trio_sink (when_batch)", lambda m: pipeline_run(m, args.batch_size, when_batch=True)),
+        ("trio_sink (max 1024)", lambda m: pipeline_run(m, args.batch_size, grow=1024)),
+        (
+            "trio_sink (when_batch, max 1024)",
+            lambda m: pipeline_run(m, args.batch_size, when_batch=True, grow=1024),
+        ),
     ]
     if args.hand_written:
         from cases import asyncio_batched, trio_batched
