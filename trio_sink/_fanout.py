@@ -127,14 +127,16 @@ class Fanout:
                             inline.wrote_slowly(took, task._schedule_points != points)
                             if not inline.active:
                                 dest.inline = None
+                            if watchdog is not None:
+                                watchdog.began = None  # the next write's time starts anew
                         inline.writer.busy_seconds += took
                         ledger.deliver_waiting(account, batch.size, msg[1])
                         self.sent += 1
                         continue
                 if not inline.active:
                     dest.inline = None
-                if watchdog is not None:
-                    watchdog.began = None  # a wait for room is no write
+            if watchdog is not None:
+                watchdog.began = None  # a wait for room is no write
             channelled = True
             bound = self.record_bound
             if bound is not None:
