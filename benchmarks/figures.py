@@ -54,6 +54,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_text(figures: dict[str, Any]) -> str:
+    """When and how the figures of a JSON file (of ``write_json``) were taken."""
+    env = figures.get("environment") or machine()
+    load = env.get("load_average_at_end")
+    at_end = f", load average at the end {load[0]:.1f}" if load else ""
+    return (
+        f"{env['date']}, `{env['command']}` (N = {figures['n']:,}, {figures['rounds']} rounds"
+        f"{at_end})"
+    )
+
+
 def write_json(path: Path, figures: dict[str, Any]) -> None:
     path.write_text(json.dumps({**figures, "environment": machine()}, indent=1) + "\n")
     print(f"wrote {path}")

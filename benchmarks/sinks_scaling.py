@@ -56,7 +56,15 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from figures import RESULTS, machine, ratio_summary, ratio_text, replace_section, write_json
+from figures import (
+    RESULTS,
+    machine,
+    ratio_summary,
+    ratio_text,
+    replace_section,
+    run_text,
+    write_json,
+)
 from workload import expected_counts, lines, parse, plain_loop
 
 from trio_sink import Pipeline, Record, Route, Sink
@@ -253,17 +261,6 @@ def cell(entry: dict[str, Any] | None) -> str:
         return "—"
     ratio = entry["ratio"]
     return f"{ratio['median']:.3f}x ({ratio['q1']:.3f}-{ratio['q3']:.3f})"
-
-
-def run_text(figures: dict[str, Any]) -> str:
-    """When and how a JSON file's figures were taken."""
-    env = figures.get("environment") or machine()
-    load = env.get("load_average_at_end")
-    at_end = f", load average at the end {load[0]:.1f}" if load else ""
-    return (
-        f"{env['date']}, `{env['command']}` (N = {figures['n']:,}, {figures['rounds']} rounds"
-        f"{at_end})"
-    )
 
 
 def goal_lines(figures: dict[str, Any]) -> list[str]:
