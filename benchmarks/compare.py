@@ -13,9 +13,12 @@ Stop with an empty backlog and with 10,000 records queued; source-to-sink latenc
 record per 10 ms (``probes.py``); peak RSS at N and 5N; instructions per record of the
 plain loop and trio_sink under callgrind (``instructions.py``, where valgrind is
 installed; not with ``--quick``); and a py-spy profile of trio_sink (``hotspots.py``,
-where py-spy is installed). Writes ``benchmarks/RESULTS.md`` (keeping, between its
-markers, the section that ``redis_scaleout.py --write`` keeps there), ``results.png`` and
-the raw runs, ``results.json`` (``--replot`` redraws the chart from them).
+where py-spy is installed). Writes ``benchmarks/RESULTS.md``, ``results.png`` and the raw
+runs, ``results.json`` (``--replot`` redraws the chart from them). Other scripts keep a
+section each in RESULTS.md, between ``<!-- NAME: begin -->`` and ``<!-- NAME: end -->``
+(``redis_scaleout.py --write``, ``sinks_scaling.py --write``, ``before_after.py
+--write``): this script keeps every such section of the file it replaces, in their order,
+after its own content.
 ``throughput.py`` is the quick in-process measure of the same work.
 """
 
@@ -42,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import CASES, Case, by_name
+from figures import marked_sections
 from workload import expected_counts
 
 HERE = Path(__file__).resolve().parent
@@ -50,9 +54,6 @@ BACKLOG = 10_000
 EMPTY_BACKLOG_RECORDS = 1_000
 DRAIN_REPEATS = 20
 CHILD_TIMEOUT = 1800.0
-REDIS_BEGIN, REDIS_END = "<!-- redis_scaleout: begin -->", "<!-- redis_scaleout: end -->"
-"""The markers around the section ``redis_scaleout.py --write`` keeps in RESULTS.md (its
-``BEGIN`` and ``END``): this script writes the rest of the file and keeps that section."""
 
 
 def peak_rss_mib() -> float:
@@ -215,16 +216,17 @@ def throughput_table(results: list[Result]) -> list[str]:
     return rows
 
 
-def redis_section(path: Path) -> str | None:
-    """The Redis scale-out section of the RESULTS.md at ``path``, markers included, if
-    it has one."""
-    if not path.exists():
-        return None
-    old = path.read_text()
-    start, end = old.find(REDIS_BEGIN), old.find(REDIS_END)
-    if start < 0 or end < start:
-        return None
-    return old[start : end + len(REDIS_END)]
+def write_results(path: Path, doc: list[str]) -> None:
+    """Write ``doc`` (lines) to the RESULTS.md at ``path``, followed by every marked
+    section (``<!-- NAME: begin -->`` to ``<!-- NAME: end -->``) of the file it replaces,
+    in their order: the sections other scripts keep there."""
+    kept = marked_sections(path.read_text()) if path.exists() else []
+    lines = list(doc)
+    while lines and not lines[-1]:
+        lines.pop()
+    for section in kept:
+        lines += ["", section]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def environment() -> list[str]:
@@ -532,11 +534,7 @@ def main() -> None:
             *profile_rows,
             "",
         ]
-    results_md = args.out / "RESULTS.md"
-    redis = redis_section(results_md)
-    if redis is not None:
-        doc += [redis, ""]
-    results_md.write_text("\n".join(doc))
+    write_results(args.out / "RESULTS.md", doc)
     chart(results, chart_path)
 
     print()

@@ -36,10 +36,12 @@ import trio
 
 import trio_sink
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from figures import RESULTS, replace_section
+
 HERE = Path(__file__).parent
 WORKER = HERE / "redis_worker.py"
-RESULTS = HERE / "RESULTS.md"
-BEGIN, END = "<!-- redis_scaleout: begin -->", "<!-- redis_scaleout: end -->"
 
 FILL = """
 for i = 1, tonumber(ARGV[1]) do
@@ -191,8 +193,7 @@ def section(body: str, command: str, results: dict[int, list[dict[str, float]]])
     cores = os.cpu_count() or 1
     bound = cores / (worker_us + redis_us) * 1e6
     best = max(r["rate"] for r in runs)
-    return f"""{BEGIN}
-## Redis scale-out
+    return f"""## Redis scale-out
 
 Written by `benchmarks/redis_scaleout.py` (see its docstring); rerun with `nox -s bench_redis`.
 
@@ -222,19 +223,7 @@ and uses a fraction of a core here: it is not the limit at this scale. This mach
 shared with other jobs during the runs (median load average {load:.1f} on {cores} cores, this
 benchmark's processes included), so every process waited for a core part of the time: the
 rates are below the bound and vary from round to round, and the CPU per entry is the steadier
-figure.
-{END}
-"""
-
-
-def write(text: str) -> None:
-    old = RESULTS.read_text()
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
+figure."""
 
 
 def main() -> None:
@@ -263,7 +252,7 @@ def main() -> None:
     print("\n" + body)
     if args.write:
         command = " ".join(["python benchmarks/redis_scaleout.py", *sys.argv[1:]])
-        write(section(body, command, results))
+        replace_section(RESULTS, "redis_scaleout", section(body, command, results).splitlines())
         print(f"\nwrote the Redis scale-out section of {RESULTS}")
 
 
