@@ -84,8 +84,9 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench_sinks(session: nox.Session) -> None:
     """What fan-out costs: trio_sink with 1 to 128 sinks against the plain loop
-    (benchmarks/sinks_scaling.py); writes benchmarks/sinks_scaling.png and
-    sinks_scaling.json (``nox -s bench_sinks -- --n 20000 --rounds 3`` for a short run)."""
+    (benchmarks/sinks_scaling.py); writes benchmarks/sinks_scaling.png, after_sinks.json
+    and its section of RESULTS.md, beside the figures of before_sinks.json
+    (``nox -s bench_sinks -- --n 20000 --rounds 3`` for a short run)."""
     session.install("-e", ".", "matplotlib>=3.8")
     session.run(
         "python",
@@ -93,7 +94,10 @@ def bench_sinks(session: nox.Session) -> None:
         "--chart",
         "benchmarks/sinks_scaling.png",
         "--json",
-        "benchmarks/sinks_scaling.json",
+        "benchmarks/after_sinks.json",
+        "--before",
+        "benchmarks/before_sinks.json",
+        "--write",
         *session.posargs,
     )
 
