@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 import trio
 import trio.testing
-from helpers import checked, messages
+from helpers import GatedSink, checked, messages
 
 from trio_sink import (
     NO_RETRY,
@@ -340,3 +340,41 @@ async def test_a_hung_inline_sink_with_no_write_timeout_is_never_cut(
         handle.stop(immediate=True)
         report = checked(await handle.wait())
     assert report.delivered == {"liar": 10}
+
+
+async def test_the_watchdog_of_inline_writes_leaves_a_wait_for_room_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression: the watchdog's timer ran on while the routing task waited for room in
+    another sink's buffer, and cut that wait short at the write timeout."""
+
+    class SourceSteps(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.at: list[float] = []
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            if task.name == SOURCE_TASK:
+                self.at.append(trio.current_time())
+
+    inline, gated = Tasks("inline"), GatedSink()
+    steps = SourceSteps()
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(
+                range(10),
+                routes=[Route("all", [inline, gated])],
+                batch_size=1,
+                capacity=1,
+                write_timeout={"inline": 5.0, "gated": None},
+            ).run
+        )
+        await trio.sleep(1)  # the routing task now waits for room in the gated sink's buffer
+        trio.lowlevel.add_instrument(steps)
+        await trio.sleep(100)
+        trio.lowlevel.remove_instrument(steps)
+        assert steps.at == []
+        for _ in range(10):
+            gated.permits.release()
+        report = checked(await handle.wait())
+    assert report.ok
+    assert set(inline.tasks) == {SOURCE_TASK}
