@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_sink import Batch, ErrorRecord, Pipeline, Record, Route, Sink, payloads_of
+from trio_sink.sinks import CollectSink
 
 values = st.one_of(st.integers(), st.text(max_size=3), st.none())
 
@@ -34,7 +35,8 @@ def test_a_batch_is_the_records_of_its_columns(first: int, raws: list[Any], data
         batch = Batch(ids, tuple(raws), payloads)
         expected = naive(ids, raws, payloads)
     else:
-        batch = Batch(ids, tuple(raws), tuple(compress(payloads, flags)), flags=flags)
+        picks = list(compress(range(len(raws)), flags))
+        batch = Batch(ids, tuple(raws), tuple(compress(payloads, flags)), picks=picks)
         expected = list(compress(naive(ids, raws, payloads), flags))
     assert len(batch) == batch.size == len(expected)
     assert [batch[k] for k in range(len(batch))] == expected
@@ -114,3 +116,79 @@ async def test_a_sink_reads_payloads_without_building_records() -> None:
     assert every.seen == [[0, 10, 20, 30, 40], [50, 60, 70, 80, 90]]
     assert big.seen == [[40], [50, 60, 70, 80, 90]]
     assert big.ids == [[4], [5, 6, 7, 8, 9]]
+
+
+def test_size_and_payloads_cannot_be_replaced() -> None:
+    batch = Batch(range(2), ("a", "b"), (1, 2))
+    with pytest.raises(AttributeError):
+        batch.size = 0  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        batch.payloads = ()  # type: ignore[misc]
+
+
+def test_an_interrupted_pick_leaves_the_batch_as_it_was() -> None:
+    """Regression: picking the ids, then the raws, wrote over the source columns one at
+    a time: a KeyboardInterrupt in between left the ids picked twice on the next read."""
+
+    class Flaky(tuple[int, ...]):
+        passes = 0
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            type(self).passes += 1
+            if type(self).passes == 2:  # while picking the raws
+                raise KeyboardInterrupt
+            return super().__iter__()
+
+    picks = Flaky((0, 2, 3))
+    batch = Batch(range(4), ("a", "b", "c", "d"), (0, 2, 3), picks=picks)
+    with pytest.raises(KeyboardInterrupt):
+        _ = batch.ids
+    assert list(batch.ids) == [0, 2, 3]
+    assert list(batch.raws) == ["a", "c", "d"]
+    assert list(batch) == [Record(0, "a", 0), Record(2, "c", 2), Record(3, "d", 3)]
+
+
+async def test_a_when_flag_is_judged_once() -> None:
+    """Regression: the values ``when`` returned were kept, and judged again when a sink
+    read the batch's ids; a sink of another route that emptied them in between made
+    the ids shorter than the payloads, and records went missing, counted delivered."""
+
+    class Consume(Sink):
+        name = "consume"
+        never_blocks = True
+
+        async def write(self, batch: Sequence[Record]) -> None:
+            for payload in payloads_of(batch):
+                payload["tags"].clear()
+
+    tagged = CollectSink("tagged")
+    report = await Pipeline(
+        range(4),
+        parse=lambda i: {"n": i, "tags": ["x"]},
+        routes=[Route("all", Consume()), Route("tagged", tagged, when=lambda p: p["tags"])],
+        batch_size=4,
+    ).run()
+    report.check()
+    assert [(r.id, r.payload["n"]) for r in tagged.records] == [(i, i) for i in range(4)]
+
+
+async def test_a_slow_path_batch_shares_no_mutable_column() -> None:
+    """Regression: with a failed parse in the batch, the ids column was a list shared by
+    the routes' batches."""
+    got: list[Sequence[int]] = []
+
+    class Ids(Sink):
+        name = "ids"
+        never_blocks = True
+
+        async def write(self, batch: Sequence[Record]) -> None:
+            assert isinstance(batch, Batch)
+            got.append(batch.ids)
+
+    def parse(x: int) -> int:
+        if x == 1:
+            raise ValueError(x)
+        return x
+
+    await Pipeline(range(4), parse=parse, routes=[Route("all", Ids())], batch_size=4).run()
+    assert [type(ids) for ids in got] == [tuple]

@@ -7,10 +7,20 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from helpers import GatedSink, checked
 
-from trio_sink import ConfigError, Pipeline, PipelineHandle, Record, Route, Sink
+from trio_sink import (
+    NO_RETRY,
+    CircuitBreaker,
+    ConfigError,
+    Pipeline,
+    PipelineHandle,
+    Record,
+    Route,
+    Sink,
+)
 from trio_sink.sinks import CollectSink
 
 
@@ -157,3 +167,47 @@ async def test_a_stop_while_the_source_waits_for_room_reports_what_it_holds(
 def test_max_batch_size_below_batch_size_is_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match="max_batch_size must be an int >= 10"):
         Pipeline(range(3), routes=[Route("all", Sizes())], batch_size=10, max_batch_size=bad)  # type: ignore[arg-type]
+
+
+async def test_a_breaker_that_sets_the_buffer_aside_makes_room(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression: the routing task waited for room on an event that only the writer's
+    main loop set; an open breaker taking the whole buffer aside never set it."""
+
+    class Down(Sink):
+        name = "down"
+
+        async def write(self, batch: Sequence[Record]) -> None:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionError("down")
+
+    send, recv = trio.open_memory_channel[int](1000)
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(
+                recv,
+                routes=[Route("all", Down())],
+                batch_size=1,
+                max_batch_size=4,
+                capacity=2,
+                batch_timeout=0.1,
+                retry=NO_RETRY,
+                drain_timeout=None,
+                breaker=CircuitBreaker(failures=1, probe_interval=1000),
+            ).run
+        )
+        send.send_nowait(0)
+        await trio.sleep(1)  # the write fails: the breaker opens
+        handle.pause("down")
+        await trio.sleep(1)
+        for i in range(1, 21):
+            send.send_nowait(i)
+        await trio.sleep(1)
+        handle.resume("down")
+        await trio.sleep(1)
+        send.close()
+        with trio.fail_after(100):
+            report = checked(await handle.wait())
+    assert report.received == 21
+    assert len(report.undelivered) == 21

@@ -378,3 +378,46 @@ async def test_the_watchdog_of_inline_writes_leaves_a_wait_for_room_alone(
         report = checked(await handle.wait())
     assert report.ok
     assert set(inline.tasks) == {SOURCE_TASK}
+
+
+async def test_a_timeout_that_lands_outside_the_hung_write_blames_no_other_sink(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Regression: a write that turned the watchdog's Cancelled into an error of its
+    own let the cancellation land in another sink's wait for room, which was then
+    handed a WriteTimeout for a batch it was never given."""
+
+    class Absorbs(Tasks):
+        async def write(self, batch: Sequence[Record]) -> None:
+            if batch[0].id == 3:
+                try:
+                    await trio.sleep_forever()
+                except trio.Cancelled:
+                    raise ConnectionError("aborted") from None  # as some clients do
+            await super().write(batch)
+
+    a, b = Absorbs("a"), Tasks("b")
+    send, recv = trio.open_memory_channel[int](100)
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(
+                recv,
+                routes=[Route("all", [a, b])],
+                batch_size=1,
+                capacity=2,
+                write_timeout=5.0,
+                retry=NO_RETRY,
+            ).run
+        )
+        handle.pause("b")
+        for i in range(6):
+            send.send_nowait(i)
+            await trio.sleep(1)
+        await trio.sleep(30)
+        handle.resume("b")
+        await trio.sleep(5)
+        send.close()
+        report = checked(await handle.wait())
+    assert b.ids == list(range(6))
+    assert report.delivered == {"a": 5, "b": 6}
+    assert [(u.record.id, u.sink) for u in report.undelivered] == [(3, "a")]

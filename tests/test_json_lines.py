@@ -69,10 +69,11 @@ def test_the_lines_of_a_batch_of_columns_as_written() -> None:
     )
 
 
-def test_a_batch_picked_by_flags_gives_its_records_bytes() -> None:
-    # As the route stage makes them: the source batch's ids and raws, and flags.
+def test_a_batch_picked_by_a_route_gives_its_records_bytes() -> None:
+    # As the route stage makes them: the source batch's ids and raws, and the picks.
     flags = (True, False, True, True, False)
-    batch = Batch(range(10, 15), ODD_RAWS, tuple(compress(ODD_PAYLOADS, flags)), flags=flags)
+    picks = [k for k, keep in enumerate(flags) if keep]
+    batch = Batch(range(10, 15), ODD_RAWS, tuple(compress(ODD_PAYLOADS, flags)), picks=picks)
     records = [r for r, keep in zip(as_records(columns_batch()), flags, strict=True) if keep]
     assert JsonLines().lines(batch) == reference_lines(records)
     assert JsonLines().array(batch) == reference_array(records)

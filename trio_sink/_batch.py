@@ -9,7 +9,6 @@ when a sink asks for one. A sink that needs only the payloads (or the ids) reads
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from itertools import compress
 from typing import Any, final, overload
 
 from ._record import Record
@@ -31,12 +30,7 @@ class Batch(Sequence[Record]):
     Build one from records with :meth:`of` (to test a sink, for example).
     """
 
-    __slots__ = ("_flags", "_ids", "_raws", "_records", "payloads", "size")
-
-    payloads: Sequence[Any]
-    """What ``parse`` returned for each record (``record.payload``), in order."""
-    size: int
-    """The number of records: ``len(batch)``, read as an attribute."""
+    __slots__ = ("_ids", "_payloads", "_picked", "_picks", "_raws", "_records", "_size")
 
     def __init__(
         self,
@@ -44,17 +38,28 @@ class Batch(Sequence[Record]):
         raws: Sequence[Any],
         payloads: Sequence[Any],
         *,
-        flags: Sequence[Any] | None = None,
+        picks: Sequence[int] | None = None,
         records: Sequence[Record] | None = None,
     ) -> None:
-        # With flags, ids and raws are the source batch's, and the batch holds the items
-        # whose flag is true: its own ids and raws are picked out when first asked for.
+        # With picks, ids and raws are the source batch's, and the batch holds the items
+        # at those indices: its own ids and raws are picked out when first asked for.
         self._ids = ids
         self._raws = raws
-        self.payloads = payloads
-        self.size = len(payloads)
-        self._flags = flags
+        self._payloads = payloads
+        self._size = len(payloads)
+        self._picks = picks
+        self._picked: tuple[Sequence[int], Sequence[Any]] | None = None
         self._records = records
+
+    @property
+    def payloads(self) -> Sequence[Any]:
+        """What ``parse`` returned for each record (``record.payload``), in order."""
+        return self._payloads
+
+    @property
+    def size(self) -> int:
+        """The number of records: ``len(batch)``, read as an attribute."""
+        return self._size
 
     @classmethod
     def of(cls, records: Sequence[Record]) -> Batch:
@@ -73,33 +78,35 @@ class Batch(Sequence[Record]):
     @property
     def ids(self) -> Sequence[int]:
         """Each record's ``id``, in order."""
-        flags = self._flags
-        if flags is not None:
-            self._pick(flags)
-        return self._ids
+        return self._ids if self._picks is None else self._pick()[0]
 
     @property
     def raws(self) -> Sequence[Any]:
         """Each record's ``raw`` item, in order."""
-        flags = self._flags
-        if flags is not None:
-            self._pick(flags)
-        return self._raws
+        return self._raws if self._picks is None else self._pick()[1]
 
-    def _pick(self, flags: Sequence[Any]) -> None:
-        self._ids = tuple(compress(self._ids, flags))
-        self._raws = tuple(compress(self._raws, flags))
-        self._flags = None
+    def _pick(self) -> tuple[Sequence[int], Sequence[Any]]:
+        # Stored in one assignment, never over the source columns: an interruption
+        # (KeyboardInterrupt) leaves the batch as it was, or picked.
+        picked = self._picked
+        if picked is None:
+            picks = self._picks
+            assert picks is not None
+            picked = self._picked = (
+                tuple(map(self._ids.__getitem__, picks)),
+                tuple(map(self._raws.__getitem__, picks)),
+            )
+        return picked
 
     def records(self) -> Sequence[Record]:
         """The records, built (once) if they were not yet."""
         records = self._records
         if records is None:
-            records = self._records = tuple(map(Record, self.ids, self.raws, self.payloads))
+            records = self._records = tuple(map(Record, self.ids, self.raws, self._payloads))
         return records
 
     def __len__(self) -> int:
-        return self.size
+        return self._size
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records())
@@ -113,10 +120,10 @@ class Batch(Sequence[Record]):
         if isinstance(index, slice):
             if records is not None:
                 return Batch.of(records[index])
-            return Batch(self.ids[index], self.raws[index], self.payloads[index])
+            return Batch(self.ids[index], self.raws[index], self._payloads[index])
         if records is not None:
             return records[index]
-        return Record(self.ids[index], self.raws[index], self.payloads[index])
+        return Record(self.ids[index], self.raws[index], self._payloads[index])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Batch):
@@ -140,5 +147,5 @@ def payloads_of(batch: Sequence[Record]) -> Sequence[Any]:
     """The payloads of ``batch``'s records, in order: :attr:`Batch.payloads` for a
     :class:`Batch`, built from the records for any other sequence."""
     if type(batch) is Batch:
-        return batch.payloads
+        return batch._payloads
     return [r.payload for r in batch]

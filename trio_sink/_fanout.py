@@ -56,6 +56,8 @@ class Fanout:
         self.out: list[tuple[Dest, SinkBatch]] = []
         self.sent = 0
         self.unswitched = 0  # records shipped since this task last switched
+        self.writing = -1
+        """The index in :attr:`out` of the sink this task is writing, or -1."""
         self.record_bound: int | None = None
         """The most records a sink's buffer holds (beyond one batch), when batches
         grow; None: the channel's bound in batches alone."""
@@ -102,6 +104,7 @@ class Fanout:
         task = trio.lowlevel.current_task()
         for k in range(self.sent, len(out)):
             dest, msg = out[k]
+            n = msg[0]._size  # (read before any user code runs)
             inline = dest.inline
             if inline is not None:
                 # inline.ready(), written out: this runs per sink and per batch.
@@ -116,12 +119,14 @@ class Fanout:
                         watchdog.begin(trio.current_time())
                     points = task._schedule_points
                     began = perf_counter()
-                    batch = msg[0]
+                    self.writing = k
                     try:
-                        await inline.write(batch)
+                        await inline.write(msg[0])
                     except Exception as exc:
+                        self.writing = -1
                         inline.failed(msg, exc)
                     else:
+                        self.writing = -1
                         took = perf_counter() - began
                         if took >= BLOCKING or task._schedule_points != points:
                             inline.wrote_slowly(took, task._schedule_points != points)
@@ -130,7 +135,7 @@ class Fanout:
                             if watchdog is not None:
                                 watchdog.began = None  # the next write's time starts anew
                         inline.writer.busy_seconds += took
-                        ledger.deliver_waiting(account, batch.size, msg[1])
+                        ledger.deliver_waiting(account, n, msg[1])
                         self.sent += 1
                         continue
                 if not inline.active:
@@ -141,8 +146,8 @@ class Fanout:
             bound = self.record_bound
             if bound is not None:
                 buffered = dest.account.buffered
-                if buffered and buffered + msg[0].size > bound:
-                    await self._wait_room(dest, msg[0].size, bound)
+                if buffered and buffered + n > bound:
+                    await self._wait_room(dest, n, bound)
                     waited = True
             try:
                 try:
@@ -151,7 +156,7 @@ class Fanout:
                     await self._send_waiting(dest, msg)
                     waited = True
                 else:
-                    ledger.send(dest.account, msg[0].size)
+                    ledger.send(dest.account, n)
             except trio.BrokenResourceError:
                 # The sink's task ended first. Either the stages were cancelled (this
                 # task too, though it has not reached a checkpoint since: an item that
@@ -186,7 +191,9 @@ class Fanout:
         past its timeout goes to its sink's own task as a failed attempt."""
         watchdog = self.watchdog
         assert watchdog is not None
-        if watchdog.timed_out and self.sent < len(self.out):
+        # Only the write the guard's cancellation cut short is to blame: a write that
+        # shields itself, or turns Cancelled into an error, lets it land elsewhere.
+        if watchdog.timed_out and self.writing == self.sent < len(self.out):
             dest, msg = self.out[self.sent]
             inline = dest.inline
             if inline is not None:
@@ -195,6 +202,7 @@ class Fanout:
                 dest.inline = None
         watchdog.timed_out = False
         watchdog.began = None
+        self.writing = -1
         if self.sent < len(self.out):
             await self._send_out(0)
 

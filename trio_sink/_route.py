@@ -124,8 +124,8 @@ class Router:
             # Parse errors and when errors, back in source order.
             errors = sorted([*errors, *errored.values()], key=_get_id)
         if accepted is not None and len(accepted) < len(payloads):
-            rejected = [k not in accepted for k in range(len(payloads))]
-            default = Batch(ids, raws, tuple(compress(payloads, rejected)), flags=rejected)
+            rejected = [k for k in range(len(payloads)) if k not in accepted]
+            default = Batch(ids, raws, tuple(map(payloads.__getitem__, rejected)), picks=rejected)
             self._group(subs, "default", default)
         if misses:
             self._group(subs, "miss", Batch.of(misses))
@@ -160,7 +160,7 @@ class Router:
     @staticmethod
     def _sort_out(
         ids: Sequence[int], raws: list[Any], payloads: list[Any]
-    ) -> tuple[list[int], list[Any], list[Any], list[Record]]:
+    ) -> tuple[tuple[int, ...], list[Any], list[Any], list[Record]]:
         """The slow path, for a batch with failed parses or residues: the ids, raws
         and payloads of the parsed items, and the residue records."""
         kept_ids: list[int] = []
@@ -176,7 +176,7 @@ class Router:
             kept_ids.append(i)
             kept_raws.append(raw)
             kept.append(payload)
-        return kept_ids, kept_raws, kept, residues
+        return tuple(kept_ids), kept_raws, kept, residues
 
     def _select(
         self,
@@ -195,19 +195,22 @@ class Router:
         else:
             flags, failures = apply_each(when, payloads)
         if not failures:
-            # One pass in C. It is right when every flag that is not == False was taken:
-            # a flag whose __bool__ raises fails compress, or (StopIteration) cuts it
-            # short silently, and a falsy flag that is not == False (None, "") is not
-            # taken; either way the batch goes down the slow path below.
+            # Each flag judged once, in one pass in C: the batch keeps the indices it
+            # picked, never the flags (whose truth may change once a sink has run). It is
+            # right when every flag that is not == False was taken: a flag whose __bool__
+            # raises fails compress, or (StopIteration) cuts it short silently, and a falsy
+            # flag that is not == False (None, "") is not taken; either way the batch goes
+            # down the slow path below.
             try:
-                picked = tuple(compress(payloads, flags))
-                plain = len(picked) + flags.count(False) == len(flags)
+                picks = list(compress(range(len(flags)), flags))
+                plain = len(picks) + flags.count(False) == len(flags)
             except Exception:
                 plain = False
             if plain:
                 if accepted is not None:
-                    accepted.update(compress(range(len(flags)), flags))
-                return Batch(whole.ids, whole.raws, picked, flags=flags)
+                    accepted.update(picks)
+                picked = tuple(map(payloads.__getitem__, picks))
+                return Batch(whole.ids, whole.raws, picked, picks=picks)
         truth: list[bool] = []
         for k, flag in enumerate(flags):
             try:
@@ -220,9 +223,10 @@ class Router:
             self.errors.raised(where, error)
             if k not in errored:
                 errored[k] = ErrorRecord(whole.ids[k], whole.raws[k], payloads[k], error=error)
+        picks = list(compress(range(len(truth)), truth))
         if accepted is not None:
-            accepted.update(compress(range(len(truth)), truth))
-        return Batch(whole.ids, whole.raws, tuple(compress(payloads, truth)), flags=truth)
+            accepted.update(picks)
+        return Batch(whole.ids, whole.raws, tuple(map(payloads.__getitem__, picks)), picks=picks)
 
     def _group(
         self,

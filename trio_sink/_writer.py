@@ -68,17 +68,15 @@ class ErrorHook(Protocol):
 class SinkWriter:
     """One sink's task (see the module documentation).
 
-    ``data``: the sink takes data records (every sink but the monitor's). ``retry``:
-    how a failed write is tried again (None: once). ``write_timeout``: seconds after
-    which a write is cancelled and fails with :class:`WriteTimeout` (None: never).
-    ``recovery``: what the sink's circuit breaker adds. ``rescue``: where the records of
-    failed writes are kept (and set aside while the breaker is open). ``errors``: the
-    error group's feed, for the copies of the records of failed writes.
+    ``data``: the sink takes data records (not the monitor's). ``retry``: how a failed
+    write is tried again (None: once). ``write_timeout``: seconds after which a write
+    is cancelled, a :class:`WriteTimeout` (None: never). ``recovery``: the breaker's
+    part. ``rescue``: where failed records are kept (or set aside while the breaker is
+    open). ``errors``: the error group's feed, for copies of failed records.
 
-    A write of the main loop is timed by a watchdog task (:meth:`watch`), which cancels
-    the loop's ``guard`` scope when the write in progress passes its timeout: a cancel
-    scope of its own for every write would cost more than the write of a small batch.
-    The other writes (retries, replays, trial writes) have a scope of their own.
+    A write of the main loop is timed by a watchdog task, which cancels the loop's
+    ``guard`` scope past the timeout (a scope per write would cost more than a small
+    batch's write); retries, replays and trial writes have a scope of their own.
     """
 
     def __init__(
@@ -229,10 +227,8 @@ class SinkWriter:
             batch = item[0]
             held.append(item)
             ledger.take(account, len(batch))
-            room = self.room
-            if room is not None:  # the routing task waits for room in the buffer
-                self.room = None
-                room.set()
+            if self.room is not None:  # the routing task waits for room in the buffer
+                self.wake_room()
             if pause.resumed is not None:  # paused while this task waited for it
                 await pause.wait()
             failure = self.inline_failure
@@ -263,6 +259,12 @@ class SinkWriter:
             self.busy_seconds += took
             if took >= BLOCKING and task._schedule_points == points:
                 watchdog.blocked(took)
+
+    def wake_room(self) -> None:
+        """This task took batches from its channel: wake the routing task if it waits."""
+        room, self.room = self.room, None
+        if room is not None:
+            room.set()
 
     # -- writing -----------------------------------------------------------------------
 
