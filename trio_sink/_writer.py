@@ -260,8 +260,7 @@ class SinkWriter:
             if took >= BLOCKING and task._schedule_points == points:
                 watchdog.blocked(took)
 
-    def wake_room(self) -> None:
-        """This task took batches from its channel: wake the routing task if it waits."""
+    def wake_room(self) -> None:  # it took batches: wake the routing task if it waits
         room, self.room = self.room, None
         if room is not None:
             room.set()
