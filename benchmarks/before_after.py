@@ -29,11 +29,11 @@ PLAIN = "plain loop"
 INSTRUCTIONS: dict[str, dict[str, int]] = {
     "before": {PLAIN: 9_065, "trio_sink": 11_463, "trio_sink (when_batch)": 10_982},
     "after": {
-        PLAIN: 9_072,
-        "trio_sink": 10_375,
-        "trio_sink (when_batch)": 9_832,
-        "trio_sink, no `when`, two accepting routes": 9_186,
-        "trio_sink, no `when`, one route": 9_095,
+        PLAIN: 9_078,
+        "trio_sink": 10_449,
+        "trio_sink (when_batch)": 9_933,
+        "trio_sink, no `when`, two accepting routes": 9_177,
+        "trio_sink, no `when`, one route": 9_103,
     },
 }
 """Instructions per record under callgrind (``benchmarks/instructions.py``: 20,000 against
