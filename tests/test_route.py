@@ -1061,14 +1061,17 @@ async def test_a_send_waiting_for_room_at_the_drain_deadline_is_reported_once(
     ]
 
 
+@pytest.mark.parametrize("inline", [True, False])
 async def test_a_sub_batch_sent_before_another_send_is_cancelled_is_reported_once(
-    autojump_clock: trio.testing.MockClock,
+    inline: bool, autojump_clock: trio.testing.MockClock
 ) -> None:
-    # One batch, two sinks: "free" takes its sub-batch at once; "h" holds [0] in a write
-    # that hangs, so the send of [1] to it waits (capacity 0). At the deadline only
-    # what was not sent is reported by the route stage: [1] for h. Free's copy of [1]
-    # was sent, and is delivered.
+    # One batch, two sinks: "free" takes its sub-batch at once (written by the routing
+    # task, or sent to its own task's channel); "h" holds [0] in a write that hangs, so
+    # the send of [1] to it waits (capacity 0). At the deadline only what was not sent
+    # is reported by the route stage: [1] for h. Free's copy of [1] was sent, and is
+    # delivered.
     free = CollectSink("free")
+    free.never_blocks = inline
     pipeline = Pipeline(
         range(10),
         routes=[Route("r", [free, HangingSink("h")])],
