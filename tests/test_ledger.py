@@ -74,6 +74,32 @@ def test_a_batch_moves_from_routed_to_delivered_one_place_at_a_time() -> None:
     assert a.pending == 0
 
 
+def test_a_sub_batch_written_by_the_routing_task_goes_from_waiting_to_delivered() -> None:
+    # Three sub-batches of one source batch: two written by the routing task itself
+    # (deliver_waiting), one through its sink's channel. The ticket settles once, with
+    # the last of them, whichever it is.
+    settled: list[Ticket] = []
+    ledger = Ledger(["a", "b"], on_settled=settled.append)
+    a, b = ledger.accounts["a"], ledger.accounts["b"]
+    ticket = Ticket(ledger.receive(4), 4, 0)
+    whole, some = (_records(0, 4), ticket), (_records(1, 2), ticket)
+    ledger.dispatch(ticket, [(Dest(a), whole), (Dest(b), whole), (Dest(a), some)])
+    ledger.deliver_waiting(a, 4, ticket)
+    assert _places(a) == (6, 2, 0, 0, 4, 0)
+    assert (ticket.pending, settled, ledger.settled_batches) == (2, [], 0)
+    assert ledger.open_tickets == {0: ticket}
+    ledger.send(b, 4)
+    ledger.take(b, 4)
+    ledger.deliver(b, 4, ticket)
+    assert (ticket.pending, settled) == (1, [])
+    assert ledger.open_tickets == {0: ticket}
+    ledger.deliver_waiting(a, 2, ticket)
+    assert _places(a) == (6, 0, 0, 0, 6, 0)
+    assert (ticket.pending, settled, ledger.settled_batches) == (0, [ticket], 1)
+    assert ledger.open_tickets == {}
+    ledger.report(0.0).check()
+
+
 def test_dispatch_counts_each_destination_of_a_batch() -> None:
     ledger = Ledger(["a", "b"])
     a, b = ledger.accounts["a"], ledger.accounts["b"]
