@@ -3,9 +3,11 @@ retries, the same order; and a sink that says so falsely is caught."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import trio
@@ -23,6 +25,14 @@ from trio_sink import (
     Route,
     Sink,
 )
+from trio_sink._control import StopControl
+from trio_sink._dest import Dest
+from trio_sink._fanout import Fanout
+from trio_sink._feeds import SinkBatch
+from trio_sink._ledger import Ledger
+from trio_sink._route import INFRA_GROUPS, Router
+from trio_sink._sink import SinkSlot
+from trio_sink._writer import SinkWriter
 from trio_sink.sinks import CollectSink, NullSink
 
 
@@ -138,6 +148,23 @@ async def test_a_failed_inline_write_is_the_first_attempt_of_the_retry_policy(
     assert set(sink.tasks[2:]) == {"trio_sink.sink:fails"}
 
 
+async def test_after_a_failed_inline_write_the_sink_has_its_own_task_for_good(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An item a second: the sink's task is done with the failed batch long before the
+    # next one comes, and still takes it (and every later one).
+    async def ticking() -> AsyncIterator[int]:
+        for i in range(6):
+            yield i
+            await trio.sleep(1.0)
+
+    sink = FailsAt({2}, ConnectionError("refused"))
+    report = checked(await Pipeline(ticking(), routes=[Route("all", sink)], batch_size=1).run())
+    assert report.ok
+    assert sink.attempts == [0, 1, 2, 2, 3, 4, 5]
+    assert sink.tasks == [SOURCE_TASK] * 2 + ["trio_sink.sink:fails"] * 4
+
+
 async def test_a_sink_that_awaits_after_saying_it_never_blocks_is_logged_and_moved(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -159,15 +186,16 @@ async def test_a_hung_inline_write_is_cut_at_the_write_timeout(
     liar, other = Liar(at=2, hang=True), CollectSink("other")
     settings = {} if retry is None else {"retry": retry}
     began = trio.current_time()
-    report = checked(
-        await Pipeline(
-            range(40),
-            routes=[Route("all", [liar, other])],
-            batch_size=10,
-            write_timeout=5.0,
-            **settings,  # type: ignore[arg-type]
-        ).run()
-    )
+    with trio.fail_after(100):  # a write never cut hangs the run
+        report = checked(
+            await Pipeline(
+                range(40),
+                routes=[Route("all", [liar, other])],
+                batch_size=10,
+                write_timeout=5.0,
+                **settings,  # type: ignore[arg-type]
+            ).run()
+        )
     assert trio.current_time() - began >= 5.0
     assert not report.timed_out
     assert report.delivered["other"] == 40
@@ -182,6 +210,57 @@ async def test_a_hung_inline_write_is_cut_at_the_write_timeout(
     assert liar.tasks[0] == SOURCE_TASK
     assert set(liar.tasks[1:]) == {"trio_sink.sink:liar"}
     assert messages(caplog, "sink.inline_timeout sink=liar seconds=5")
+
+
+async def test_a_second_hung_write_in_the_same_batch_is_cut_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The watchdog cuts the first sink's write of batch [10, 20); the routing task goes
+    # on with that batch, and the second sink's write of it hangs as well: timed too.
+    first, second = Liar(at=2, hang=True), Liar(at=2, hang=True)
+    second.name = "second"
+    began = trio.current_time()
+    with trio.fail_after(100):
+        report = checked(
+            await Pipeline(
+                range(40), routes=[Route("all", [first, second])], batch_size=10, write_timeout=5.0
+            ).run()
+        )
+    assert 10.0 <= trio.current_time() - began < 11.0  # each cut at 5 s, then retried
+    assert report.ok
+    assert first.ids == second.ids == list(range(40))
+    for liar in (first, second):
+        assert liar.tasks[0] == SOURCE_TASK
+        assert set(liar.tasks[1:]) == {f"trio_sink.sink:{liar.name}"}
+
+
+async def test_after_a_write_was_cut_a_later_hung_write_is_cut_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An item a second. The first sink's write of [1] is cut at 6 s; the second sink's
+    # writes go on, by the routing task, until one hangs: that one is cut as well.
+    async def ticking() -> AsyncIterator[int]:
+        for i in range(12):
+            yield i
+            await trio.sleep(1.0)
+
+    first, second = Liar(at=2, hang=True), Liar(at=5, hang=True)
+    second.name = "second"
+    with trio.fail_after(100):
+        report = checked(
+            await Pipeline(
+                ticking(),
+                routes=[Route("all", [first, second])],
+                batch_size=1,
+                write_timeout=5.0,
+            ).run()
+        )
+    assert report.ok
+    assert first.ids == second.ids == list(range(12))
+    assert first.tasks[0] == SOURCE_TASK
+    assert set(first.tasks[1:]) == {"trio_sink.sink:liar"}
+    assert second.tasks[:4] == [SOURCE_TASK] * 4
+    assert set(second.tasks[4:]) == {"trio_sink.sink:second"}
 
 
 async def test_a_hung_inline_write_without_a_timeout_ends_at_the_drain_deadline(
@@ -421,3 +500,85 @@ async def test_a_timeout_that_lands_outside_the_hung_write_blames_no_other_sink(
     assert b.ids == list(range(6))
     assert report.delivered == {"a": 5, "b": 6}
     assert [(u.record.id, u.sink) for u in report.undelivered] == [(3, "a")]
+
+
+class Routing:
+    """One sink, outside a pipeline: the routing task's Fanout, the sink's channel and
+    its writer (not running until :meth:`run_writer`), for tests that need an exact
+    state of the two tasks."""
+
+    def __init__(self, sink: Tasks) -> None:
+        slot = SinkSlot(sink)
+        self.ledger = ledger = Ledger([slot.name])
+        self.account = account = ledger.accounts[slot.name]
+        send, self.recv = trio.open_memory_channel[SinkBatch](math.inf)
+        dest = Dest(account, send)
+        router = Router(None, [(None, [dest])], dict.fromkeys(INFRA_GROUPS), ledger)
+        self.fanout = Fanout(router, [dest])
+        self.writer = SinkWriter(slot, account, ledger, control=StopControl(None, ledger))
+        self.fanout.connect([self.writer], None, None)
+        self.pause = self.writer.pause
+
+    async def ship(self, first: int, n: int) -> None:
+        assert self.ledger.receive(n) == first
+        await self.fanout.ship(first, list(range(first, first + n)))
+
+    async def run_writer(self, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await self.writer.run(self.recv)
+
+
+async def test_a_batch_waits_behind_those_in_its_sinks_buffer() -> None:
+    # Batches sent while the sink was paused are still in its buffer when it is resumed:
+    # the next batch goes after them, through the channel, not written ahead of them.
+    sink = Tasks("s")
+    routing = Routing(sink)
+    routing.pause.pause()
+    await routing.ship(0, 2)
+    await routing.ship(2, 2)
+    routing.pause.resume()
+    await routing.ship(4, 2)
+    assert (routing.account.buffered, sink.ids) == (6, [])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(routing.run_writer)
+        routing.fanout.close()
+    assert sink.ids == list(range(6))
+    routing.ledger.report(0.0).check()
+
+
+async def test_a_batch_waits_behind_the_one_in_its_sinks_hands() -> None:
+    # The sink's task took a batch and waits, paused; resumed, it has not run yet when
+    # the next batch is shipped: that one goes through the channel, after it.
+    sink = Tasks("s")
+    routing = Routing(sink)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(routing.run_writer)
+        await trio.testing.wait_all_tasks_blocked()
+        routing.pause.pause()
+        await routing.ship(0, 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (routing.account.buffered, routing.account.in_flight) == (0, 2)
+        routing.pause.resume()
+        await routing.ship(2, 2)
+        assert sink.ids == []
+        await trio.testing.wait_all_tasks_blocked()
+        await routing.ship(4, 2)  # all caught up: written by this task
+        routing.fanout.close()
+    assert sink.ids == list(range(6))
+    assert sink.tasks[-1] == trio.lowlevel.current_task().name
+    routing.ledger.report(0.0).check()
+
+
+async def test_the_routing_task_writing_every_batch_still_lets_others_run() -> None:
+    # Small batches, every one written by the routing task itself: it must still switch
+    # tasks now and then, or nothing else (a Stop included) would ever run.
+    sink = NullSink("null")
+    async with trio.open_nursery() as nursery:
+        handle: PipelineHandle = await nursery.start(
+            Pipeline(itertools.count(), routes=[Route("all", sink)], batch_size=4).run
+        )
+        await trio.sleep(0.05)
+        handle.stop()
+        report = checked(await handle.wait())
+    assert report.received > 0
+    assert report.delivered == {"null": report.received}
