@@ -52,6 +52,18 @@ async def test_batches_double_up_to_the_most_while_a_sync_source_fills_them() ->
     assert sink.ids == list(range(1000))
 
 
+async def test_batches_grow_to_the_most_when_it_is_no_doubling_of_batch_size() -> None:
+    sink = Sizes()
+    report = checked(
+        await Pipeline(
+            range(300), routes=[Route("all", sink)], batch_size=10, max_batch_size=50
+        ).run()
+    )
+    assert report.ok
+    assert sink.sizes == [10, 20, 40, 50, 50, 50, 50, 30]
+    assert sink.ids == list(range(300))
+
+
 async def test_batches_never_grow_by_default() -> None:
     sink = Sizes()
     await Pipeline(range(100), routes=[Route("all", sink)], batch_size=10).run()
@@ -84,6 +96,34 @@ async def test_an_async_source_that_slows_down_gets_small_batches_again(
     assert sink.sizes[-5:] == [1, 1, 1, 1, 1]
 
 
+async def test_batches_grow_again_from_batch_size_after_a_slow_spell(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def fast_slow_fast() -> AsyncIterator[int]:
+        for i in range(150):  # fast: every batch fills, up to the most
+            yield i
+        for i in range(150, 153):  # slow: each batch is cut by the timeout
+            await trio.sleep(1.0)
+            yield i
+        await trio.sleep(1.0)
+        for i in range(153, 223):  # fast again: from batch_size
+            yield i
+
+    sink = Sizes()
+    report = checked(
+        await Pipeline(
+            fast_slow_fast(),
+            routes=[Route("all", sink)],
+            batch_size=10,
+            max_batch_size=40,
+            batch_timeout=0.5,
+        ).run()
+    )
+    assert report.ok
+    assert sink.ids == list(range(223))
+    assert sink.sizes == [10, 20, 40, 40, 40, 1, 1, 1, 10, 20, 40]
+
+
 async def test_a_buffer_holds_at_most_capacity_times_batch_size_records(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -109,7 +149,8 @@ async def test_a_buffer_holds_at_most_capacity_times_batch_size_records(
         assert len(fast.records) < 2000  # the source waits: backpressure
         for _ in range(1_000):
             gated.permits.release()
-        report = checked(await handle.wait())
+        with trio.fail_after(100):  # a source never told of room would wait for ever
+            report = checked(await handle.wait())
     assert report.ok
     assert report.delivered == {"gated": 2000, "fast": 2000}
     assert handle.statistics().sinks["gated"].peak_buffered <= 40 + 80
