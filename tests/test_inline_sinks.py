@@ -70,12 +70,14 @@ class FailsAt(Tasks):
 
 
 class Liar(Tasks):
-    """Says it never blocks, and awaits (``hang``: forever) at its ``at``-th write."""
+    """Says it never blocks, and awaits ``seconds`` (``hang``: forever) at its ``at``-th
+    write."""
 
-    def __init__(self, at: int = 2, *, hang: bool = False) -> None:
+    def __init__(self, at: int = 2, *, hang: bool = False, seconds: float = 0.5) -> None:
         super().__init__("liar")
         self.at = at
         self.hang = hang
+        self.seconds = seconds
         self.calls = 0
 
     async def write(self, batch: Sequence[Record]) -> None:
@@ -83,7 +85,7 @@ class Liar(Tasks):
         if self.calls == self.at:
             if self.hang:
                 await trio.sleep_forever()
-            await trio.sleep(0.5)
+            await trio.sleep(self.seconds)
         await super().write(batch)
 
 
@@ -232,6 +234,28 @@ async def test_a_second_hung_write_in_the_same_batch_is_cut_too(
     for liar in (first, second):
         assert liar.tasks[0] == SOURCE_TASK
         assert set(liar.tasks[1:]) == {f"trio_sink.sink:{liar.name}"}
+
+
+async def test_a_write_after_one_that_awaited_gets_its_whole_write_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The first sink's write of [10, 20) awaits 4 s (within its 5 s), then the second
+    # sink's write of the same batch hangs: it is cut 5 s after it began, not 5 s after
+    # the first write began.
+    first, second = Liar(at=2, seconds=4.0), Liar(at=2, hang=True)
+    second.name = "second"
+    began = trio.current_time()
+    with trio.fail_after(100):
+        report = checked(
+            await Pipeline(
+                range(40), routes=[Route("all", [first, second])], batch_size=10, write_timeout=5.0
+            ).run()
+        )
+    assert 9.0 <= trio.current_time() - began < 10.0  # cut at 4 + 5 s, then retried
+    assert report.ok
+    assert first.ids == second.ids == list(range(40))
+    assert first.tasks[:2] == [SOURCE_TASK] * 2  # the write that awaited ended there
+    assert set(first.tasks[2:]) == {"trio_sink.sink:liar"}
 
 
 async def test_after_a_write_was_cut_a_later_hung_write_is_cut_too(

@@ -1578,6 +1578,28 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "_fanout.py",
+        "watchdog-times-channel-waits",
+        code(
+            12,
+            "if watchdog is not None:",
+            "    watchdog.began = None  # a wait for room is no write",
+        ),
+        "",
+        FANOUT,
+    ),
+    Mutant(
+        "_fanout.py",
+        "watchdog-times-from-a-write-that-awaited",
+        code(
+            28,
+            "if watchdog is not None:",
+            "    watchdog.began = None  # the next write's time starts anew",
+        ),
+        "",
+        FANOUT,
+    ),
+    Mutant(
+        "_fanout.py",
         "resume-drops-timed-out-write",
         "                inline.timed_out(msg, watchdog.write_timeout)\n",
         "",
@@ -1596,6 +1618,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "        watchdog.timed_out = False\n        watchdog.began = None\n",
         "        watchdog.timed_out = False\n",
         FANOUT,
+        why="began is not None only during a write by the routing task, so the cut lands in"
+        " the write of out[sent], whose sink resume() has just demoted: the _send_out that"
+        " follows takes that sub-batch down the channel path first, which clears began"
+        " before any other write can begin (and begin() is never skipped)",
     ),
     Mutant(
         "_fanout.py",
