@@ -1416,7 +1416,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_fanout.py",
         "ship-unsent",
-        "                    ledger.send(dest.account, msg[0].size)\n",
+        "                    ledger.send(dest.account, n)\n",
         "                    pass\n",
         FANOUT,
     ),
@@ -1558,7 +1558,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_fanout.py",
         "inline-undelivered",
-        "                        ledger.deliver_waiting(account, batch.size, msg[1])\n",
+        "                        ledger.deliver_waiting(account, n, msg[1])\n",
         "",
         FANOUT,
     ),
@@ -1618,10 +1618,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "        watchdog.timed_out = False\n        watchdog.began = None\n",
         "        watchdog.timed_out = False\n",
         FANOUT,
-        why="began is not None only during a write by the routing task, so the cut lands in"
-        " the write of out[sent], whose sink resume() has just demoted: the _send_out that"
-        " follows takes that sub-batch down the channel path first, which clears began"
-        " before any other write can begin (and begin() is never skipped)",
+        why="began is set only while the routing task writes a sink itself, and cleared"
+        " after a write that awaited and before any send to a channel: a cut that lands in"
+        " the write of out[sent] has resume() demote that sink, and the _send_out that"
+        " follows takes that sub-batch down the channel path first, which clears began; a"
+        " cut that lands anywhere else finds began None already. No later write finds it"
+        " stale (begin() is never skipped)",
     ),
     Mutant(
         "_fanout.py",
@@ -1669,8 +1671,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_writer.py",
         "writer-room-unset",
-        "                room.set()\n",
-        "                pass\n",
+        "            room.set()\n",
+        "            pass\n",
         INLINE_WRITER,
     ),
     # -- _inline.py ----------------------------------------------------------------------
@@ -1705,16 +1707,16 @@ MUTANTS: tuple[Mutant, ...] = (
     # -- _batch.py -----------------------------------------------------------------------
     Mutant(
         "_batch.py",
-        "pick-keeps-flags",
-        "        self._flags = None\n",
-        "",
+        "pick-ids-unpicked",
+        "                tuple(map(self._ids.__getitem__, picks)),\n",
+        "                tuple(self._ids[: len(picks)]),\n",
         BATCH,
     ),
     Mutant(
         "_batch.py",
         "pick-raws-unpicked",
-        "        self._raws = tuple(compress(self._raws, flags))\n",
-        "        self._raws = tuple(self._raws)\n",
+        "                tuple(map(self._raws.__getitem__, picks)),\n",
+        "                tuple(self._raws[: len(picks)]),\n",
         BATCH,
     ),
     Mutant(
@@ -1735,29 +1737,29 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "_route.py",
         "default-flags-inverted",
-        "rejected = [k not in accepted for k in range(len(payloads))]",
-        "rejected = [k in accepted for k in range(len(payloads))]",
+        "rejected = [k for k in range(len(payloads)) if k not in accepted]",
+        "rejected = [k for k in range(len(payloads)) if k in accepted]",
         ROUTE_BATCH,
     ),
     Mutant(
         "_route.py",
         "default-ids-unpicked",
-        "tuple(compress(payloads, rejected)), flags=rejected)",
-        "tuple(compress(payloads, rejected)))",
+        "tuple(map(payloads.__getitem__, rejected)), picks=rejected)",
+        "tuple(map(payloads.__getitem__, rejected)))",
         ROUTE_BATCH,
     ),
     Mutant(
         "_route.py",
         "select-ids-unpicked",
-        "return Batch(whole.ids, whole.raws, picked, flags=flags)",
+        "return Batch(whole.ids, whole.raws, picked, picks=picks)",
         "return Batch(whole.ids, whole.raws, picked)",
         ROUTE_BATCH,
     ),
     Mutant(
         "_route.py",
         "select-slow-picks-by-raw-flags",
-        "tuple(compress(payloads, truth)), flags=truth)",
-        "tuple(compress(payloads, truth)), flags=flags)",
+        "picks = list(compress(range(len(truth)), truth))",
+        "picks = list(compress(range(len(flags)), flags))",
         ROUTE_BATCH,
     ),
     # -- _source.py: growing batches, and the guard of the routing task's writes ---------
