@@ -8,7 +8,7 @@ blocks, is written by this task itself (``_inline.py``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +66,7 @@ class Fanout:
         have this write timeout); None when it is None."""
 
     def connect(
-        self, writers: Iterable[SinkWriter], error_slot: SinkSlot | None, bound: int | None
+        self, writers: Sequence[SinkWriter], error_slot: SinkSlot | None, bound: int | None
     ) -> None:
         """Let this task write the sinks that never block (see :mod:`trio_sink._inline`);
         with a ``bound``, hold at most that many records in any sink's buffer (beyond
