@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import pytest
 import trio
@@ -74,3 +74,10 @@ class CancelledIntoAnError(Sink):
 def open_ticket(ledger: Ledger, ticket: Ticket) -> None:
     """Open ``ticket`` in ``ledger`` as routing does, until each sub-batch is settled."""
     ledger.open_tickets[ticket.first_id] = ticket
+
+
+async def one_a_second(n: int) -> AsyncIterator[int]:
+    """0 .. n-1, each followed by a second of Trio's clock."""
+    for i in range(n):
+        yield i
+        await trio.sleep(1.0)

@@ -39,6 +39,23 @@ class Sizes(Sink):
         self.ids.extend(r.id for r in batch)
 
 
+async def sizes_of(source: AsyncIterator[int]) -> Sizes:
+    """The sink of a run of ``source`` with batches from 10 to 40 records (a timeout of
+    0.5 s), after checking that the run delivered everything."""
+    sink = Sizes()
+    report = checked(
+        await Pipeline(
+            source,
+            routes=[Route("all", sink)],
+            batch_size=10,
+            max_batch_size=40,
+            batch_timeout=0.5,
+        ).run()
+    )
+    assert report.ok
+    return sink
+
+
 async def test_batches_double_up_to_the_most_while_a_sync_source_fills_them() -> None:
     sink = Sizes()
     report = checked(
@@ -80,17 +97,7 @@ async def test_an_async_source_that_slows_down_gets_small_batches_again(
             await trio.sleep(1.0)
             yield i
 
-    sink = Sizes()
-    report = checked(
-        await Pipeline(
-            bursty(),
-            routes=[Route("all", sink)],
-            batch_size=10,
-            max_batch_size=40,
-            batch_timeout=0.5,
-        ).run()
-    )
-    assert report.ok
+    sink = await sizes_of(bursty())
     assert sink.ids == list(range(75))
     assert sink.sizes[:3] == [10, 20, 40]
     assert sink.sizes[-5:] == [1, 1, 1, 1, 1]
@@ -109,17 +116,7 @@ async def test_batches_grow_again_from_batch_size_after_a_slow_spell(
         for i in range(153, 223):  # fast again: from batch_size
             yield i
 
-    sink = Sizes()
-    report = checked(
-        await Pipeline(
-            fast_slow_fast(),
-            routes=[Route("all", sink)],
-            batch_size=10,
-            max_batch_size=40,
-            batch_timeout=0.5,
-        ).run()
-    )
-    assert report.ok
+    sink = await sizes_of(fast_slow_fast())
     assert sink.ids == list(range(223))
     assert sink.sizes == [10, 20, 40, 40, 40, 1, 1, 1, 10, 20, 40]
 

@@ -7,12 +7,12 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 import trio
 import trio.testing
-from helpers import GatedSink, checked, messages
+from helpers import GatedSink, checked, messages, one_a_second
 
 from trio_sink import (
     NO_RETRY,
@@ -155,13 +155,10 @@ async def test_after_a_failed_inline_write_the_sink_has_its_own_task_for_good(
 ) -> None:
     # An item a second: the sink's task is done with the failed batch long before the
     # next one comes, and still takes it (and every later one).
-    async def ticking() -> AsyncIterator[int]:
-        for i in range(6):
-            yield i
-            await trio.sleep(1.0)
-
     sink = FailsAt({2}, ConnectionError("refused"))
-    report = checked(await Pipeline(ticking(), routes=[Route("all", sink)], batch_size=1).run())
+    report = checked(
+        await Pipeline(one_a_second(6), routes=[Route("all", sink)], batch_size=1).run()
+    )
     assert report.ok
     assert sink.attempts == [0, 1, 2, 2, 3, 4, 5]
     assert sink.tasks == [SOURCE_TASK] * 2 + ["trio_sink.sink:fails"] * 4
@@ -263,17 +260,12 @@ async def test_after_a_write_was_cut_a_later_hung_write_is_cut_too(
 ) -> None:
     # An item a second. The first sink's write of [1] is cut at 6 s; the second sink's
     # writes go on, by the routing task, until one hangs: that one is cut as well.
-    async def ticking() -> AsyncIterator[int]:
-        for i in range(12):
-            yield i
-            await trio.sleep(1.0)
-
     first, second = Liar(at=2, hang=True), Liar(at=5, hang=True)
     second.name = "second"
     with trio.fail_after(100):
         report = checked(
             await Pipeline(
-                ticking(),
+                one_a_second(12),
                 routes=[Route("all", [first, second])],
                 batch_size=1,
                 write_timeout=5.0,

@@ -13,7 +13,7 @@ from typing import Any, final, overload
 
 from ._record import Record
 
-__all__ = ["Batch", "as_batch", "payloads_of"]
+__all__ = ["Batch", "payloads_of"]
 
 
 @final
@@ -136,11 +136,6 @@ class Batch(Sequence[Record]):
 
     def __repr__(self) -> str:
         return f"Batch({list(self.records())!r})"
-
-
-def as_batch(records: Sequence[Record]) -> Batch:
-    """``records`` as a :class:`Batch` (itself, when it is one)."""
-    return records if type(records) is Batch else Batch.of(records)
 
 
 def payloads_of(batch: Sequence[Record]) -> Sequence[Any]:

@@ -107,7 +107,8 @@ class Fanout:
             n = msg[0]._size  # (read before any user code runs)
             inline = dest.inline
             if inline is not None:
-                # inline.ready(), written out: this runs per sink and per batch.
+                # Written now unless its own task has batches to write first (the order)
+                # or the sink is paused; tested here, per sink and batch, not in a call.
                 account = inline.account
                 if (
                     inline.active

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ._batch import Batch, as_batch
+from ._batch import Batch
 from ._ledger import Ledger, SinkAccount, Ticket
 from ._record import Record
 
@@ -45,7 +45,7 @@ class LossyFeed:
     def offer(self, records: Sequence[Record]) -> bool:
         """Send ``batch`` if its channel has room; else count it as discarded. Sync,
         never a checkpoint. True when it was sent."""
-        batch = as_batch(records)
+        batch = Batch.of(records)
         n = len(batch)
         try:
             self.send.send_nowait((batch, Ticket(batch.ids[0], n, 1)))

@@ -81,17 +81,6 @@ class InlineWrites:
         self.active = True
         """False for good once the sink's own task took over."""
 
-    def ready(self) -> bool:
-        """Whether the routing task may write the next batch: the sink's own task has
-        none to write first (that keeps the order) and the sink is not paused."""
-        account = self.account
-        return (
-            self.active
-            and not account.buffered
-            and not account.in_flight
-            and self.pause.resumed is None
-        )
-
     def wrote_slowly(self, took: float, awaited: bool) -> None:
         """A write returned after ``took`` seconds, holding the event loop past
         :data:`BLOCKING`, or it reached a checkpoint (``awaited``), which a sink that

@@ -38,7 +38,7 @@ from typing import Protocol
 
 import trio
 
-from ._batch import as_batch
+from ._batch import Batch
 from ._breaker import BreakerState, CircuitBreaker, find_probe, probe_sink
 from ._exceptions import describe
 from ._feeds import SinkBatch
@@ -184,7 +184,7 @@ class Recovery:
         interval = breaker.config.probe_interval
         with trio.move_on_after(interval) as scope:
             try:
-                await probe_sink(self.probe, breaker, w.slot.write, as_batch(batch))
+                await probe_sink(self.probe, breaker, w.slot.write, Batch.of(batch))
             except Exception as exc:
                 await w.failed(exc, counted=True)
                 return
@@ -297,7 +297,7 @@ class Recovery:
             if trial:
                 interval = breaker.config.probe_interval
                 with trio.move_on_after(interval) as scope:
-                    await probe_sink(self.probe, breaker, w.slot.write, as_batch(records))
+                    await probe_sink(self.probe, breaker, w.slot.write, Batch.of(records))
                 if scope.cancelled_caught:
                     breaker.probe_failed(trio.current_time(), _timeout(interval))
                     return

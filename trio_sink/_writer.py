@@ -26,7 +26,7 @@ from typing import Protocol
 
 import trio
 
-from ._batch import as_batch
+from ._batch import Batch
 from ._control import Pause, StopControl, take_buffered
 from ._exceptions import describe
 from ._feeds import SinkBatch
@@ -272,7 +272,7 @@ class SinkWriter:
         bounded by ``write_timeout``; after a first attempt that raised ``failed``, from
         its retry. A backoff is not waited for past the drain deadline. Raises the last
         error."""
-        records = as_batch(records)
+        records = Batch.of(records)
         policy = self.policy
         if policy is None:
             if failed is not None:
